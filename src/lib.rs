@@ -1,14 +1,19 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! pca-audit-scheduler: requests AWS Private CA audit reports on a schedule, one per CA per
+//! window, claimed and recorded in a DynamoDB ledger.
+//!
+//! The layout follows the data: an event becomes a [`request::RunRequest`]; the
+//! [`scheduler`] lists CAs through [`authorities`], decides with [`window`], claims and
+//! records in the [`ledger`], and returns a [`summary::RunSummary`]; [`handler`] is the
+//! Lambda boundary and [`config`] the settings read at cold start.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub mod arn;
+pub mod authorities;
+pub mod bucket;
+pub mod config;
+pub mod handler;
+pub mod ledger;
+pub mod request;
+pub mod scheduler;
+pub mod summary;
+pub mod time;
+pub mod window;

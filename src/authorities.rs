@@ -1,0 +1,214 @@
+//! ACM Private CA: listing the CAs and requesting their audit reports, within the quota.
+
+use std::time::Duration;
+
+use aws_sdk_acmpca::Client;
+use aws_sdk_acmpca::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_acmpca::types::{AuditReportResponseFormat, ResourceOwner};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::arn::CaArn;
+use crate::config::ReportFormat;
+
+/// An error the service (or the way to it) gave, with the service's own code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ServiceError {
+    pub code: String,
+    pub message: String,
+}
+
+impl ServiceError {
+    pub fn from_sdk<E: ProvideErrorMetadata + std::error::Error + 'static>(
+        e: &SdkError<E>,
+    ) -> Self {
+        let service = e.as_service_error();
+        Self {
+            code: service
+                .and_then(|s| s.code())
+                .unwrap_or(match e {
+                    SdkError::TimeoutError(_) => "Timeout",
+                    SdkError::DispatchFailure(_) => "Unreachable",
+                    SdkError::ResponseError(_) => "InvalidResponse",
+                    _ => "RequestFailed",
+                })
+                .to_owned(),
+            message: service
+                .and_then(|s| s.message())
+                .map(str::to_owned)
+                .unwrap_or_else(|| DisplayErrorContext(e).to_string()),
+        }
+    }
+}
+
+/// A CA as the listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authority {
+    pub arn: CaArn,
+    pub status: String,
+}
+
+/// Every CA the account owns in the client's region, all pages (the service returns at most
+/// 100 a page). DELETED CAs in their restore period are listed too, and skipped by state.
+pub async fn list(client: &Client) -> Result<Vec<Authority>, ServiceError> {
+    let mut pages = client
+        .list_certificate_authorities()
+        .resource_owner(ResourceOwner::SelfValue)
+        .into_paginator()
+        .page_size(100)
+        .items()
+        .send();
+    let mut found = Vec::new();
+    while let Some(ca) = pages.next().await {
+        let ca = ca.map_err(|e| ServiceError::from_sdk(&e))?;
+        let Some(text) = ca.arn() else { continue };
+        match CaArn::parse(text) {
+            Ok(arn) => found.push(Authority {
+                arn,
+                status: ca
+                    .status()
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_default(),
+            }),
+            Err(e) => tracing::warn!(
+                ca_arn = text,
+                "listing returned an ARN this function cannot use: {e}"
+            ),
+        }
+    }
+    Ok(found)
+}
+
+/// What the service answered to a create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditReport {
+    pub id: String,
+    pub s3_key: String,
+}
+
+/// How the scheduler should take a failed create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The CA is inside the service's own 30 minutes: try again later, not a failure.
+    TooSoon,
+    /// Quota still exceeded after the SDK's retries: the CA waits for the next run.
+    Throttled,
+    /// The service will not audit the CA in its current state.
+    State,
+    /// Anything else: the CA failed this run.
+    Failed,
+}
+
+/// Which error means what. No public source says which error a second request inside the
+/// 30 minutes gets (AWS_FACTS.md): RequestInProgressException is the likely one, and
+/// LimitExceededException is also taken as "too soon", so either answer skips the CA.
+pub fn refusal(code: &str) -> Refusal {
+    match code {
+        "RequestInProgressException" | "LimitExceededException" => Refusal::TooSoon,
+        "ThrottlingException" | "TooManyRequestsException" | "Throttling" => Refusal::Throttled,
+        "InvalidStateException" => Refusal::State,
+        _ => Refusal::Failed,
+    }
+}
+
+pub async fn request_report(
+    client: &Client,
+    arn: &CaArn,
+    bucket: &str,
+    format: ReportFormat,
+) -> Result<AuditReport, ServiceError> {
+    let out = client
+        .create_certificate_authority_audit_report()
+        .certificate_authority_arn(arn.as_str())
+        .s3_bucket_name(bucket)
+        .audit_report_response_format(match format {
+            ReportFormat::Json => AuditReportResponseFormat::Json,
+            ReportFormat::Csv => AuditReportResponseFormat::Csv,
+        })
+        .send()
+        .await
+        .map_err(|e| ServiceError::from_sdk(&e))?;
+    match (out.audit_report_id, out.s3_key) {
+        (Some(id), Some(s3_key)) => Ok(AuditReport { id, s3_key }),
+        // Both are optional in the model; a report we cannot find again is no evidence.
+        _ => Err(ServiceError {
+            code: "IncompleteResponse".into(),
+            message: "the service accepted the request but returned no report id or S3 key".into(),
+        }),
+    }
+}
+
+/// Spaces create calls in one account and region at the service's quota: one per second.
+/// Slots are handed out in the order they are asked for, so the CAs that waited longest
+/// (asked first) are requested first.
+#[derive(Debug)]
+pub struct Pacer {
+    period: Duration,
+    next_slot: Mutex<Option<Instant>>,
+}
+
+/// A little over one second: the quota is counted where the service receives the calls,
+/// so calls spaced exactly one second apart here could arrive closer together there.
+pub const CREATE_PERIOD: Duration = Duration::from_millis(1020);
+
+impl Pacer {
+    pub fn new(period: Duration) -> Self {
+        Self {
+            period,
+            next_slot: Mutex::new(None),
+        }
+    }
+
+    /// Waits for the next slot. Returns `false` at once, taking no slot, if that slot would
+    /// come after `cutoff`.
+    pub async fn wait_turn(&self, cutoff: Instant) -> bool {
+        let slot = {
+            let mut next = self.next_slot.lock().await;
+            let now = Instant::now();
+            let slot = next.map_or(now, |n| n.max(now));
+            if slot > cutoff {
+                return false;
+            }
+            *next = Some(slot + self.period);
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn too_soon_answers_skip_rather_than_fail() {
+        assert_eq!(refusal("RequestInProgressException"), Refusal::TooSoon);
+        assert_eq!(refusal("LimitExceededException"), Refusal::TooSoon);
+        assert_eq!(refusal("ThrottlingException"), Refusal::Throttled);
+        assert_eq!(refusal("InvalidStateException"), Refusal::State);
+        assert_eq!(refusal("ResourceNotFoundException"), Refusal::Failed);
+        assert_eq!(refusal("AccessDeniedException"), Refusal::Failed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pacer_spaces_slots_and_refuses_past_the_cutoff() {
+        let pacer = Pacer::new(Duration::from_secs(1));
+        let start = Instant::now();
+        let cutoff = start + Duration::from_millis(2500);
+        assert!(pacer.wait_turn(cutoff).await);
+        assert!(pacer.wait_turn(cutoff).await);
+        assert!(pacer.wait_turn(cutoff).await);
+        assert_eq!(Instant::now() - start, Duration::from_secs(2));
+        assert!(
+            !pacer.wait_turn(cutoff).await,
+            "the fourth slot is at 3 s, past the cutoff"
+        );
+        assert_eq!(
+            Instant::now() - start,
+            Duration::from_secs(2),
+            "a refused turn does not wait"
+        );
+    }
+}

@@ -1,0 +1,34 @@
+//! The report bucket, checked once per run before any window is claimed.
+
+use aws_sdk_s3::Client;
+
+use crate::authorities::ServiceError;
+
+/// Fails clearly when the bucket is missing or out of reach: otherwise every CA of the run
+/// would claim its window only to have the service refuse the request.
+pub async fn check(client: &Client, bucket: &str) -> Result<(), ServiceError> {
+    match client.head_bucket().bucket(bucket).send().await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let not_found = e.as_service_error().is_some_and(|s| s.is_not_found());
+            let status = e.raw_response().map(|r| r.status().as_u16());
+            Err(match (not_found, status) {
+                (true, _) | (_, Some(404)) => ServiceError {
+                    code: "NoSuchBucket".into(),
+                    message: format!("report bucket {bucket} does not exist"),
+                },
+                (_, Some(403)) => ServiceError {
+                    code: "AccessDenied".into(),
+                    message: format!("access to report bucket {bucket} is denied"),
+                },
+                _ => {
+                    let e = ServiceError::from_sdk(&e);
+                    ServiceError {
+                        message: format!("report bucket {bucket}: {}", e.message),
+                        ..e
+                    }
+                }
+            })
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! The events the function accepts, and the run each one asks for.
+//!
+//! Three shapes arrive: an EventBridge rule's "Scheduled Event" envelope, EventBridge
+//! Scheduler's (its envelope when the schedule has no Input, or the Input our template sets),
+//! and a request written by a person. A first look at the JSON picks the shape, then each is
+//! read strictly: `aws_lambda_events`' `EventBridgeEvent` alone cannot be the handler's type,
+//! because a rule with custom Input has no `detail-type` (aws-lambda-rust-runtime issue 1064).
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::arn::{CaArn, InvalidArn};
+use crate::config::ReportFormat;
+
+/// More ARNs than one invocation could request at one per second in 15 minutes is a mistake.
+pub const MAX_REQUESTED_ARNS: usize = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("the event is not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("the event must be a JSON object, not {0}")]
+    NotAnObject(&'static str),
+    #[error(
+        "unsupported event from source `{event_source}` (detail-type `{detail_type}`): expected a Scheduled Event from aws.events or aws.scheduler"
+    )]
+    UnsupportedEvent {
+        event_source: String,
+        detail_type: String,
+    },
+    #[error("invalid {shape}: {message}")]
+    Malformed {
+        shape: &'static str,
+        message: String,
+    },
+    #[error("invalid manual request: certificateAuthorityArns[{index}]: {source}")]
+    InvalidArn { index: usize, source: InvalidArn },
+    #[error(
+        "invalid manual request: certificateAuthorityArns is empty; leave it out to audit every CA"
+    )]
+    NoArns,
+    #[error(
+        "invalid manual request: certificateAuthorityArns has {0} entries, at most {MAX_REQUESTED_ARNS} are accepted"
+    )]
+    TooManyArns(usize),
+}
+
+/// What started the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum Trigger {
+    /// An EventBridge rule or an EventBridge Scheduler schedule.
+    Schedule {
+        source: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        time: Option<String>,
+    },
+    Manual,
+}
+
+/// One run, as the event asked for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRequest {
+    pub trigger: Trigger,
+    /// Only these CAs (a manual request); `None` means every CA of the configured regions.
+    pub only: Option<Vec<CaArn>>,
+    pub dry_run: bool,
+    /// Overrides the configured format for this run.
+    pub format: Option<ReportFormat>,
+}
+
+/// A person's request: `{"certificateAuthorityArns": [...], "dryRun": true, "format": "CSV"}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ManualRequest {
+    #[serde(default)]
+    certificate_authority_arns: Option<Vec<String>>,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    format: Option<ReportFormat>,
+}
+
+/// The Input our template gives EventBridge Scheduler, with its context attributes filled in.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SchedulerInput {
+    source: String,
+    #[serde(default)]
+    execution_id: Option<String>,
+    #[serde(default)]
+    scheduled_time: Option<String>,
+    #[serde(default)]
+    schedule_arn: Option<String>,
+}
+
+impl RunRequest {
+    pub fn from_json(bytes: &[u8]) -> Result<Self, RequestError> {
+        Self::from_value(serde_json::from_slice(bytes).map_err(RequestError::NotJson)?)
+    }
+
+    pub fn from_value(event: Value) -> Result<Self, RequestError> {
+        let Value::Object(fields) = &event else {
+            return Err(RequestError::NotAnObject(json_kind(&event)));
+        };
+        if fields.contains_key("detail-type") {
+            let envelope: EventBridgeEvent<Value> =
+                serde_json::from_value(event).map_err(|e| RequestError::Malformed {
+                    shape: "EventBridge event",
+                    message: e.to_string(),
+                })?;
+            if !matches!(envelope.source.as_str(), "aws.events" | "aws.scheduler")
+                || envelope.detail_type != "Scheduled Event"
+            {
+                return Err(RequestError::UnsupportedEvent {
+                    event_source: envelope.source,
+                    detail_type: envelope.detail_type,
+                });
+            }
+            return Ok(Self::scheduled(
+                envelope.source,
+                envelope.id,
+                envelope.time.map(|t| t.to_rfc3339()),
+            ));
+        }
+        if fields.contains_key("source") {
+            let input: SchedulerInput =
+                serde_json::from_value(event).map_err(|e| RequestError::Malformed {
+                    shape: "EventBridge Scheduler input",
+                    message: e.to_string(),
+                })?;
+            if input.source != "aws.scheduler" {
+                return Err(RequestError::UnsupportedEvent {
+                    event_source: input.source,
+                    detail_type: String::new(),
+                });
+            }
+            return Ok(Self::scheduled(
+                input.source,
+                input.execution_id.or(input.schedule_arn),
+                input.scheduled_time,
+            ));
+        }
+        let manual: ManualRequest =
+            serde_json::from_value(event).map_err(|e| RequestError::Malformed {
+                shape: "manual request",
+                message: e.to_string(),
+            })?;
+        let only = match manual.certificate_authority_arns {
+            None => None,
+            Some(arns) if arns.is_empty() => return Err(RequestError::NoArns),
+            Some(arns) if arns.len() > MAX_REQUESTED_ARNS => {
+                return Err(RequestError::TooManyArns(arns.len()));
+            }
+            Some(arns) => {
+                let mut parsed: Vec<CaArn> = Vec::with_capacity(arns.len());
+                for (index, text) in arns.iter().enumerate() {
+                    let arn = CaArn::parse(text)
+                        .map_err(|source| RequestError::InvalidArn { index, source })?;
+                    if !parsed.contains(&arn) {
+                        parsed.push(arn);
+                    }
+                }
+                Some(parsed)
+            }
+        };
+        Ok(Self {
+            trigger: Trigger::Manual,
+            only,
+            dry_run: manual.dry_run,
+            format: manual.format,
+        })
+    }
+
+    fn scheduled(source: String, id: Option<String>, time: Option<String>) -> Self {
+        Self {
+            trigger: Trigger::Schedule { source, id, time },
+            only: None,
+            dry_run: false,
+            format: None,
+        }
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CA: &str = "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/11111111-2222-3333-4444-555555555555";
+
+    fn parse(text: &str) -> Result<RunRequest, RequestError> {
+        RunRequest::from_json(text.as_bytes())
+    }
+
+    #[test]
+    fn eventbridge_rule_envelope_is_a_scheduled_run() {
+        let r = parse(
+            r#"{"version":"0","id":"53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa","detail-type":"Scheduled Event",
+               "source":"aws.events","account":"123456789012","time":"2026-11-25T01:00:00Z",
+               "region":"us-east-1","resources":["arn:aws:events:us-east-1:123456789012:rule/audit"],"detail":{}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.only, None);
+        assert!(!r.dry_run);
+        assert!(
+            matches!(r.trigger, Trigger::Schedule { ref source, .. } if source == "aws.events")
+        );
+    }
+
+    #[test]
+    fn scheduler_envelope_with_string_detail_is_accepted() {
+        let r = parse(
+            r#"{"version":"0","id":"x","detail-type":"Scheduled Event","source":"aws.scheduler",
+               "account":"123456789012","time":"2026-11-25T01:00:00Z","region":"us-east-1",
+               "resources":["arn:aws:scheduler:us-east-1:123456789012:schedule/default/audit"],"detail":"{}"}"#,
+        )
+        .unwrap();
+        assert!(
+            matches!(r.trigger, Trigger::Schedule { ref source, .. } if source == "aws.scheduler")
+        );
+    }
+
+    #[test]
+    fn scheduler_input_carries_its_execution() {
+        let r = parse(
+            r#"{"source":"aws.scheduler","executionId":"e-1","scheduledTime":"2026-11-25T01:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r.trigger,
+            Trigger::Schedule {
+                source: "aws.scheduler".into(),
+                id: Some("e-1".into()),
+                time: Some("2026-11-25T01:00:00Z".into())
+            }
+        );
+    }
+
+    #[test]
+    fn manual_request_reads_every_field() {
+        let r = parse(&format!(
+            r#"{{"certificateAuthorityArns":["{CA}","{CA}"],"dryRun":true,"format":"CSV"}}"#
+        ))
+        .unwrap();
+        assert_eq!(r.trigger, Trigger::Manual);
+        assert_eq!(r.only.unwrap().len(), 1, "duplicates collapse");
+        assert!(r.dry_run);
+        assert_eq!(r.format, Some(ReportFormat::Csv));
+        assert_eq!(parse("{}").unwrap().only, None);
+    }
+
+    #[test]
+    fn each_bad_event_is_refused_with_its_reason() {
+        let cases = [
+            ("not json", "not JSON"),
+            ("[1,2]", "an array"),
+            (r#"{"certificateAuthorityArns":[]}"#, "is empty"),
+            (
+                r#"{"certificateAuthorityArns":["arn:aws:s3:::bucket"]}"#,
+                "certificateAuthorityArns[0]",
+            ),
+            (r#"{"dryrun":true}"#, "unknown field `dryrun`"),
+            (r#"{"dryRun":"yes"}"#, "invalid type"),
+            (r#"{"format":"XML"}"#, "unknown variant `XML`"),
+            (
+                r#"{"source":"aws.s3","detail-type":"Object Created","detail":{}}"#,
+                "unsupported event",
+            ),
+            (
+                r#"{"source":"aws.events","detail":{}}"#,
+                "unknown field `detail`",
+            ),
+            (
+                r#"{"source":"aws.scheduler","extra":1}"#,
+                "unknown field `extra`",
+            ),
+            (
+                r#"{"detail-type":"Scheduled Event","detail":{}}"#,
+                "missing field `source`",
+            ),
+        ];
+        for (input, reason) in cases {
+            let err = parse(input).expect_err(input);
+            assert!(
+                err.to_string().contains(reason),
+                "{input}: `{err}` should say `{reason}`"
+            );
+        }
+    }
+
+    #[test]
+    fn too_many_arns_are_refused() {
+        let list = vec![format!("\"{CA}\""); MAX_REQUESTED_ARNS + 1].join(",");
+        let err = parse(&format!(r#"{{"certificateAuthorityArns":[{list}]}}"#)).unwrap_err();
+        assert!(err.to_string().contains("at most 1000"));
+    }
+}
