@@ -1,0 +1,388 @@
+//! Test harness: each test gets its own AWS account in the local stack (moto keeps separate
+//! state per account), its own ledger table, bucket and CAs, so tests run in parallel against
+//! one stack without sharing anything (zero2prod's `spawn_app`, for this service).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType, TimeToLiveSpecification,
+};
+use pca_audit_scheduler::config::Settings;
+use pca_audit_scheduler::ledger::{PARTITION_KEY, SORT_KEY, WINDOW_RECORD};
+use pca_audit_scheduler::request::{RunRequest, Trigger};
+use pca_audit_scheduler::scheduler::{Invocation, Services};
+use pca_audit_scheduler::summary::RunSummary;
+use pca_audit_scheduler::time::Clock;
+use serde_json::{Value, json};
+
+pub const REGION: &str = "us-east-1";
+
+static LOAD_ENV: Once = Once::new();
+
+/// The stack's settings come from the environment (`scripts/test` exports them); when a
+/// developer runs `cargo test` by hand after `scripts/local-stack up`, they are read from
+/// the file that command writes.
+fn load_stack_env() {
+    LOAD_ENV.call_once(|| {
+        if std::env::var_os("PCA_LOCAL_CONTROL_URL").is_some() {
+            return;
+        }
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/.local-stack/env");
+        let text = std::fs::read_to_string(path).unwrap_or_else(|_| {
+            panic!("the local AWS stack is not running: start it with `scripts/local-stack up` (no {path})")
+        });
+        for line in text.lines() {
+            let line = line.trim().trim_start_matches("export ").trim();
+            if let Some((k, v)) = line.split_once('=') {
+                // SAFETY: runs once, before any test reads the environment (every test comes here first).
+                unsafe { std::env::set_var(k, v.trim_matches('"').trim_matches('\'')) };
+            }
+        }
+    });
+}
+
+pub fn control_url() -> String {
+    load_stack_env();
+    std::env::var("PCA_LOCAL_CONTROL_URL").expect("PCA_LOCAL_CONTROL_URL")
+}
+
+pub fn control(method: &str, path: &str, body: Option<Value>) -> Value {
+    let url = format!("{}{path}", control_url());
+    let agent = ureq::Agent::new_with_defaults();
+    let response = match (method, body) {
+        ("GET", _) => agent.get(&url).call(),
+        ("DELETE", _) => agent.delete(&url).call(),
+        ("POST", Some(b)) => agent.post(&url).send_json(b),
+        ("POST", None) => agent.post(&url).send_empty(),
+        _ => panic!("unsupported {method}"),
+    };
+    let mut response = response.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let text = response
+        .body_mut()
+        .read_to_string()
+        .expect("control API body");
+    if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {url}: {e}: {text}"))
+    }
+}
+
+fn unique_suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+/// A fresh account, created by assuming a role in it through the stack's STS: moto maps
+/// the returned keys to that account for every service.
+async fn account_config(account_id: &str) -> SdkConfig {
+    load_stack_env();
+    let sts = std::env::var("AWS_ENDPOINT_URL_STS").expect("AWS_ENDPOINT_URL_STS");
+    let form = [
+        ("Action", "AssumeRole".to_string()),
+        ("Version", "2011-06-15".to_string()),
+        (
+            "RoleArn",
+            format!("arn:aws:iam::{account_id}:role/pca-audit-test"),
+        ),
+        ("RoleSessionName", "test".to_string()),
+    ];
+    let body = tokio::task::spawn_blocking(move || {
+        let mut r = ureq::post(&sts)
+            .send_form(form.iter().map(|(k, v)| (*k, v.as_str())))
+            .expect("STS AssumeRole");
+        r.body_mut().read_to_string().expect("STS body")
+    })
+    .await
+    .unwrap();
+    let field = |name: &str| {
+        let open = format!("<{name}>");
+        let start = body
+            .find(&open)
+            .unwrap_or_else(|| panic!("{name} in {body}"))
+            + open.len();
+        let end = body[start..].find('<').unwrap() + start;
+        body[start..end].to_string()
+    };
+    let creds = aws_sdk_dynamodb::config::Credentials::new(
+        field("AccessKeyId"),
+        field("SecretAccessKey"),
+        Some(field("SessionToken")),
+        None,
+        "local-stack",
+    );
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .credentials_provider(creds)
+        .load()
+        .await
+}
+
+/// One test's world: an account, a ledger table, a report bucket.
+pub struct World {
+    pub account_id: String,
+    pub sdk: SdkConfig,
+    pub table: String,
+    pub bucket: String,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub acm_pca: aws_sdk_acmpca::Client,
+}
+
+impl World {
+    pub async fn new() -> Self {
+        let account_id = format!("{:012}", rand_u64() % 1_000_000_000_000);
+        let sdk = account_config(&account_id).await;
+        let suffix = unique_suffix();
+        let world = Self {
+            table: format!("ledger-{suffix}"),
+            bucket: format!("evidence-{suffix}"),
+            dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
+            s3: aws_sdk_s3::Client::new(&sdk),
+            acm_pca: aws_sdk_acmpca::Client::new(&sdk),
+            account_id,
+            sdk,
+        };
+        world.create_table().await;
+        world.create_bucket(true).await;
+        world
+    }
+
+    /// The ledger table as template.yaml declares it.
+    pub async fn create_table(&self) {
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap()
+        };
+        let key = |name: &str, t| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(t)
+                .build()
+                .unwrap()
+        };
+        self.dynamodb
+            .create_table()
+            .table_name(&self.table)
+            .attribute_definitions(attr(PARTITION_KEY))
+            .attribute_definitions(attr(SORT_KEY))
+            .key_schema(key(PARTITION_KEY, KeyType::Hash))
+            .key_schema(key(SORT_KEY, KeyType::Range))
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .expect("create ledger table");
+        self.dynamodb
+            .update_time_to_live()
+            .table_name(&self.table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name("expires_at")
+                    .enabled(true)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("enable TTL");
+    }
+
+    /// A bucket, with (or without) the policy that lets the service write reports.
+    pub async fn create_bucket(&self, with_policy: bool) {
+        self.s3
+            .create_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .expect("create bucket");
+        if with_policy {
+            let policy = json!({
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Effect": "Allow",
+                    "Principal": {"Service": "acm-pca.amazonaws.com"},
+                    "Action": ["s3:PutObject", "s3:PutObjectAcl", "s3:GetBucketAcl", "s3:GetBucketLocation"],
+                    "Resource": [format!("arn:aws:s3:::{}", self.bucket), format!("arn:aws:s3:::{}/*", self.bucket)],
+                    "Condition": {"StringEquals": {"aws:SourceAccount": self.account_id}}
+                }]
+            });
+            self.s3
+                .put_bucket_policy()
+                .bucket(&self.bucket)
+                .policy(policy.to_string())
+                .send()
+                .await
+                .expect("bucket policy");
+        }
+    }
+
+    pub fn settings(&self) -> Settings {
+        let mut env = HashMap::from([
+            ("LEDGER_TABLE", self.table.clone()),
+            ("REPORT_BUCKET", self.bucket.clone()),
+            ("AWS_REGION", REGION.to_string()),
+        ]);
+        env.insert("MAX_CONCURRENCY", "8".into());
+        Settings::from_lookup(|k| env.get(k).cloned()).expect("settings")
+    }
+
+    pub fn services(&self, clock: Arc<dyn Clock>) -> Services {
+        Services::new(self.settings(), &self.sdk, clock)
+    }
+
+    /// Emulator settings for this account only (window, quotas, report delay).
+    pub fn configure_emulator(&self, config: Value) {
+        let mut body = config;
+        body["account_id"] = json!(self.account_id);
+        control("POST", "/config", Some(body));
+    }
+
+    /// CAs made in this account: `(state, count, issued, revoked)`.
+    pub fn seed(&self, groups: &[(&str, usize)]) -> Vec<Value> {
+        let cas: Vec<Value> = groups
+            .iter()
+            .map(
+                |(state, count)| json!({"state": state, "count": count, "issued": 1, "revoked": 0}),
+            )
+            .collect();
+        let out = control(
+            "POST",
+            "/seed",
+            Some(json!({"account_id": self.account_id, "region": REGION, "cas": cas})),
+        );
+        out["certificate_authorities"]
+            .as_array()
+            .expect("seeded CAs")
+            .clone()
+    }
+
+    pub fn seeded_arns(&self, groups: &[(&str, usize)]) -> Vec<String> {
+        self.seed(groups)
+            .iter()
+            .map(|c| c["arn"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Create calls the emulator received for this account: `(ca_arn, outcome)`.
+    pub fn create_calls(&self) -> Vec<(String, String)> {
+        let out = control(
+            "GET",
+            &format!("/audit-calls?account_id={}", self.account_id),
+            None,
+        );
+        out["calls"]
+            .as_array()
+            .expect("calls")
+            .iter()
+            .map(|c| {
+                (
+                    c["ca_arn"].as_str().unwrap_or_default().to_string(),
+                    c["outcome"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    pub fn accepted_creates(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for (arn, outcome) in self.create_calls() {
+            if outcome == "Accepted" {
+                *counts.entry(arn).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
+    pub async fn window_item(&self, arn: &str) -> Option<HashMap<String, AttributeValue>> {
+        self.dynamodb
+            .get_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, AttributeValue::S(arn.into()))
+            .key(SORT_KEY, AttributeValue::S(WINDOW_RECORD.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("get window")
+            .item
+    }
+
+    /// The CA's report history, newest first, as a person would query it.
+    pub async fn history(&self, arn: &str) -> Vec<HashMap<String, AttributeValue>> {
+        self.dynamodb
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :arn AND begins_with(#sk, :prefix)")
+            .expression_attribute_names("#pk", PARTITION_KEY)
+            .expression_attribute_names("#sk", SORT_KEY)
+            .expression_attribute_values(":arn", AttributeValue::S(arn.into()))
+            .expression_attribute_values(":prefix", AttributeValue::S("report#".into()))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("query history")
+            .items
+            .unwrap_or_default()
+    }
+}
+
+pub fn attr<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+fn rand_u64() -> u64 {
+    u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().unwrap())
+}
+
+pub fn scheduled() -> RunRequest {
+    RunRequest {
+        trigger: Trigger::Schedule {
+            source: "aws.events".into(),
+            id: None,
+            time: None,
+        },
+        only: None,
+        dry_run: false,
+        format: None,
+    }
+}
+
+pub fn manual(arns: &[&str]) -> RunRequest {
+    let body = json!({ "certificateAuthorityArns": arns });
+    RunRequest::from_value(body).expect("manual request")
+}
+
+pub fn invocation(run_id: &str, time: Duration) -> Invocation {
+    Invocation {
+        run_id: run_id.into(),
+        deadline: tokio::time::Instant::now() + time,
+        reserve: Invocation::DEFAULT_RESERVE,
+    }
+}
+
+pub async fn run(services: &Services, request: &RunRequest, run_id: &str) -> RunSummary {
+    pca_audit_scheduler::scheduler::run(
+        services,
+        request,
+        &invocation(run_id, Duration::from_secs(600)),
+    )
+    .await
+}
+
+pub fn outcome_of<'a>(summary: &'a RunSummary, arn: &str) -> Value {
+    let o = summary
+        .certificate_authorities
+        .iter()
+        .find(|o| o.certificate_authority_arn == arn)
+        .unwrap_or_else(|| panic!("no outcome for {arn} in {summary:#?}"));
+    serde_json::to_value(o).unwrap()
+}
