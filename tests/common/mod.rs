@@ -378,7 +378,7 @@ pub async fn run(services: &Services, request: &RunRequest, run_id: &str) -> Run
     .await
 }
 
-pub fn outcome_of<'a>(summary: &'a RunSummary, arn: &str) -> Value {
+pub fn outcome_of(summary: &RunSummary, arn: &str) -> Value {
     let o = summary
         .certificate_authorities
         .iter()
