@@ -1,0 +1,141 @@
+"""Steps of the local demo that talk to the local stack: make the ledger table and the report
+bucket, seed CAs, and show what a run left behind. Run by scripts/demo with the stack's
+settings in the environment."""
+
+import json
+import os
+import sys
+import time
+import urllib.request
+
+import boto3
+
+TABLE = "pca-audit-ledger"
+BUCKET = "pca-audit-evidence"
+ACCOUNT = "123456789012"
+REGION = os.environ.get("AWS_REGION", "us-east-1")
+
+
+def control(path, body):
+    request = urllib.request.Request(
+        os.environ["PCA_LOCAL_CONTROL_URL"] + path,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request) as response:
+        return json.load(response)
+
+
+def setup():
+    """The table as template.yaml declares it, and a bucket whose policy lets the service write."""
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.create_table(
+        TableName=TABLE,
+        AttributeDefinitions=[
+            {"AttributeName": "certificate_authority_arn", "AttributeType": "S"},
+            {"AttributeName": "record", "AttributeType": "S"},
+        ],
+        KeySchema=[
+            {"AttributeName": "certificate_authority_arn", "KeyType": "HASH"},
+            {"AttributeName": "record", "KeyType": "RANGE"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.update_time_to_live(
+        TableName=TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
+    )
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_policy(
+        Bucket=BUCKET,
+        Policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "acm-pca.amazonaws.com"},
+                        "Action": ["s3:PutObject", "s3:PutObjectAcl", "s3:GetBucketAcl", "s3:GetBucketLocation"],
+                        "Resource": [f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"],
+                        "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}},
+                    }
+                ],
+            }
+        ),
+    )
+    # Quick reports, the service's real quota and window.
+    control("/config", {"account_id": ACCOUNT, "report_delay_seconds": 1})
+    seeded = control(
+        "/seed",
+        {
+            "account_id": ACCOUNT,
+            "region": REGION,
+            "cas": [
+                {"state": "ACTIVE", "count": 3, "issued": 3, "revoked": 1},
+                {"state": "DISABLED", "count": 1, "issued": 1, "revoked": 0},
+                {"state": "PENDING_CERTIFICATE", "count": 1, "issued": 0, "revoked": 0},
+            ],
+        },
+    )["certificate_authorities"]
+    print(f"ledger table {TABLE}, bucket {BUCKET}, {len(seeded)} CAs:")
+    for ca in seeded:
+        print(f"  {ca['state']:<20} {ca['arn']}")
+    with open(".local-stack/function.env", "w") as f:
+        for key in (
+            "AWS_ENDPOINT_URL_DYNAMODB",
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_ENDPOINT_URL_ACM_PCA",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_REGION",
+        ):
+            f.write(f"{key}={os.environ[key]}\n")
+        f.write(f"LEDGER_TABLE={TABLE}\nREPORT_BUCKET={BUCKET}\nAWS_LAMBDA_LOG_FORMAT=JSON\n")
+
+
+def summary(path):
+    """Prints a run's summary, one line per CA."""
+    text = open(path).read()
+    try:
+        result = json.loads(text)
+    except json.JSONDecodeError:
+        print(text)
+        return
+    if "counts" not in result:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"run {result['runId']}: {json.dumps(result['counts'])}")
+    for ca in result["certificateAuthorities"]:
+        detail = ca.get("s3Key") or ca.get("detail") or ca.get("errorMessage") or ""
+        when = f" (next eligible {ca['nextEligibleAt']})" if ca.get("nextEligibleAt") else ""
+        print(f"  {ca['outcome']:<10} {ca['certificateAuthorityArn'].rsplit('/', 1)[1]}  {detail}{when}")
+
+
+def evidence():
+    """The S3 keys the ledger recorded, and the first lines of one report."""
+    items = boto3.client("dynamodb").scan(TableName=TABLE)["Items"]
+    windows = [i for i in items if i["record"]["S"] == "window" and "last_s3_key" in i]
+    print(f"ledger: {len(windows)} CAs with a recorded report, {len(items) - len(windows)} other items")
+    for item in windows:
+        print(f"  {item['last_requested_at']['S']}  s3://{item['last_s3_bucket']['S']}/{item['last_s3_key']['S']}")
+    if not windows:
+        return
+    s3 = boto3.client("s3")
+    key = windows[0]["last_s3_key"]["S"]
+    for _ in range(50):
+        try:
+            body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
+            break
+        except s3.exceptions.NoSuchKey:
+            time.sleep(0.2)
+    else:
+        print(f"  report {key} has not appeared")
+        return
+    print(f"first lines of s3://{BUCKET}/{key}:")
+    report = json.loads(body)
+    print(json.dumps(report[:2], indent=2))
+
+
+if __name__ == "__main__":
+    {"setup": setup, "summary": lambda: summary(sys.argv[2]), "evidence": evidence}[sys.argv[1]]()

@@ -1,0 +1,123 @@
+//! Every sample event in `events/` goes through the Lambda handler against the local stack,
+//! and is accepted or refused as the README says.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use lambda_runtime::{Context, Diagnostic, LambdaEvent};
+use pca_audit_scheduler::handler;
+use pca_audit_scheduler::scheduler::Services;
+use pca_audit_scheduler::summary::RunSummary;
+use pca_audit_scheduler::time::SystemClock;
+use serde_json::{Value, json};
+
+/// The ARN `events/manual-one-ca.json` names; the test puts a real CA in its place.
+const SAMPLE_ARN: &str =
+    "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/11111111-2222-3333-4444-555555555555";
+
+fn event(name: &str) -> Value {
+    let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect(&path)).expect(&path)
+}
+
+async fn invoke(services: &Services, payload: Value) -> Result<RunSummary, Diagnostic> {
+    let mut context = Context::default();
+    context.request_id = uuid::Uuid::new_v4().to_string();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    context.deadline = now_ms + 300_000;
+    handler::handle(services, LambdaEvent::new(payload, context))
+        .await
+        .map_err(Diagnostic::from)
+}
+
+async fn world_with_cas(n: usize) -> (World, Vec<String>, Services) {
+    let world = World::new().await;
+    world.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 0}));
+    let arns = world.seeded_arns(&[("ACTIVE", n)]);
+    let services = world
+        .services(Arc::new(SystemClock::default()))
+        .with_create_period(Duration::ZERO);
+    (world, arns, services)
+}
+
+#[test]
+fn every_sample_event_is_covered_here() {
+    let mut names: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/events"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["dry-run.json", "invalid.json", "manual-one-ca.json", "scheduled.json", "scheduler.json"],
+        "a new sample event needs its test in tests/events.rs"
+    );
+}
+
+#[tokio::test]
+async fn scheduled_event_audits_every_ca_and_a_second_one_skips_them() {
+    let (world, arns, services) = world_with_cas(2).await;
+    let first = invoke(&services, event("scheduled.json")).await.expect("scheduled run");
+    assert_eq!(first.counts.requested, 2);
+    let second = invoke(&services, event("scheduled.json")).await.expect("second run");
+    assert_eq!(second.counts.skipped, 2);
+    assert_eq!(world.accepted_creates().len(), arns.len());
+}
+
+#[tokio::test]
+async fn scheduler_input_audits_every_ca() {
+    let (_world, _arns, services) = world_with_cas(2).await;
+    let summary = invoke(&services, event("scheduler.json")).await.expect("scheduler run");
+    assert_eq!(summary.counts.requested, 2);
+    let trigger = serde_json::to_value(&summary.trigger).unwrap();
+    assert_eq!(trigger["source"], "aws.scheduler");
+    assert_eq!(trigger["id"], "c1b4a3f2-8d5e-4c7a-9f1e-2b3d4c5e6f70");
+}
+
+#[tokio::test]
+async fn manual_request_audits_only_its_ca_in_csv() {
+    let (world, arns, services) = world_with_cas(2).await;
+    let text = event("manual-one-ca.json").to_string().replace(SAMPLE_ARN, &arns[0]);
+    let summary = invoke(&services, serde_json::from_str(&text).unwrap()).await.expect("manual run");
+    assert_eq!(summary.certificate_authorities.len(), 1);
+    let o = outcome_of(&summary, &arns[0]);
+    assert_eq!(o["outcome"], "requested");
+    assert_eq!(o["format"], "CSV");
+    assert!(o["s3Key"].as_str().unwrap().ends_with(".csv"));
+    assert_eq!(world.accepted_creates().len(), 1);
+}
+
+#[tokio::test]
+async fn manual_request_for_the_sample_arn_fails_naming_it() {
+    // As shipped, the sample names a CA that does not exist here.
+    let (world, _arns, services) = world_with_cas(1).await;
+    let err = invoke(&services, event("manual-one-ca.json")).await.unwrap_err();
+    assert_eq!(err.error_type, "CertificateAuthoritiesFailed");
+    assert!(err.error_message.contains(SAMPLE_ARN), "{}", err.error_message);
+    assert!(world.create_calls().is_empty());
+}
+
+#[tokio::test]
+async fn dry_run_reports_without_requesting() {
+    let (world, _arns, services) = world_with_cas(2).await;
+    let summary = invoke(&services, event("dry-run.json")).await.expect("dry run");
+    assert!(summary.dry_run);
+    assert_eq!(summary.counts.would_request, 2);
+    assert!(world.create_calls().is_empty());
+}
+
+#[tokio::test]
+async fn invalid_request_is_refused_and_requests_nothing() {
+    let (world, arns, services) = world_with_cas(1).await;
+    let err = invoke(&services, event("invalid.json")).await.unwrap_err();
+    assert_eq!(err.error_type, "InvalidRequest");
+    assert!(err.error_message.contains("unknown field `dryrun`"), "{}", err.error_message);
+    assert!(world.create_calls().is_empty());
+    assert!(world.window_item(&arns[0]).await.is_none());
+}
