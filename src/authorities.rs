@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use aws_sdk_acmpca::Client;
+use aws_sdk_acmpca::config::retry::RetryConfig;
 use aws_sdk_acmpca::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_acmpca::types::{AuditReportResponseFormat, ResourceOwner};
 use tokio::sync::Mutex;
@@ -126,6 +127,13 @@ pub async fn request_report(
             ReportFormat::Json => AuditReportResponseFormat::Json,
             ReportFormat::Csv => AuditReportResponseFormat::Csv,
         })
+        .customize()
+        // Every attempt of this call must take a slot of the pacer: an SDK retry would go
+        // out between the paced calls and be throttled again, pulling the next ones with it.
+        // The scheduler retries a throttled create in its next slot instead.
+        .config_override(
+            aws_sdk_acmpca::config::Builder::default().retry_config(RetryConfig::disabled()),
+        )
         .send()
         .await
         .map_err(|e| ServiceError::from_sdk(&e))?;
@@ -147,6 +155,9 @@ pub struct Pacer {
     period: Duration,
     next_slot: Mutex<Option<Instant>>,
 }
+
+/// Attempts of one CA's create when the quota still throttles it (each in a slot of its own).
+pub const CREATE_ATTEMPTS: u32 = 5;
 
 /// A little over one second: the quota is counted where the service receives the calls,
 /// so calls spaced exactly one second apart here could arrive closer together there.

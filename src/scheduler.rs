@@ -334,13 +334,25 @@ impl RunContext<'_> {
             Err(e) => return outcome(arn, ledger_failed(&e)),
         };
 
-        if !client.pacer.wait_turn(self.invocation.cutoff()).await {
-            return self.give_back(&claim, None, None, deferred()).await;
-        }
-
         let bucket = &services.settings.report_bucket;
-        let requested_at = services.clock.now();
-        match authorities::request_report(&client.acm_pca, arn, bucket, self.format).await {
+        let mut attempts = 0;
+        let (requested_at, result) = loop {
+            if !client.pacer.wait_turn(self.invocation.cutoff()).await {
+                return self.give_back(&claim, None, None, deferred()).await;
+            }
+            attempts += 1;
+            let at = services.clock.now();
+            match authorities::request_report(&client.acm_pca, arn, bucket, self.format).await {
+                Err(e)
+                    if authorities::refusal(&e.code) == Refusal::Throttled
+                        && attempts < authorities::CREATE_ATTEMPTS =>
+                {
+                    tracing::debug!(ca_arn = %arn, attempts, "create throttled; retrying in the next slot");
+                }
+                result => break (at, result),
+            }
+        };
+        match result {
             Ok(report) => {
                 let record = ReportRecord {
                     report_id: report.id,

@@ -15,8 +15,7 @@ use pca_audit_scheduler::time::SystemClock;
 use serde_json::{Value, json};
 
 /// The ARN `events/manual-one-ca.json` names; the test puts a real CA in its place.
-const SAMPLE_ARN: &str =
-    "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/11111111-2222-3333-4444-555555555555";
+const SAMPLE_ARN: &str = "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/11111111-2222-3333-4444-555555555555";
 
 fn event(name: &str) -> Value {
     let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -55,7 +54,13 @@ fn every_sample_event_is_covered_here() {
     names.sort();
     assert_eq!(
         names,
-        ["dry-run.json", "invalid.json", "manual-one-ca.json", "scheduled.json", "scheduler.json"],
+        [
+            "dry-run.json",
+            "invalid.json",
+            "manual-one-ca.json",
+            "scheduled.json",
+            "scheduler.json"
+        ],
         "a new sample event needs its test in tests/events.rs"
     );
 }
@@ -63,9 +68,13 @@ fn every_sample_event_is_covered_here() {
 #[tokio::test]
 async fn scheduled_event_audits_every_ca_and_a_second_one_skips_them() {
     let (world, arns, services) = world_with_cas(2).await;
-    let first = invoke(&services, event("scheduled.json")).await.expect("scheduled run");
+    let first = invoke(&services, event("scheduled.json"))
+        .await
+        .expect("scheduled run");
     assert_eq!(first.counts.requested, 2);
-    let second = invoke(&services, event("scheduled.json")).await.expect("second run");
+    let second = invoke(&services, event("scheduled.json"))
+        .await
+        .expect("second run");
     assert_eq!(second.counts.skipped, 2);
     assert_eq!(world.accepted_creates().len(), arns.len());
 }
@@ -73,7 +82,9 @@ async fn scheduled_event_audits_every_ca_and_a_second_one_skips_them() {
 #[tokio::test]
 async fn scheduler_input_audits_every_ca() {
     let (_world, _arns, services) = world_with_cas(2).await;
-    let summary = invoke(&services, event("scheduler.json")).await.expect("scheduler run");
+    let summary = invoke(&services, event("scheduler.json"))
+        .await
+        .expect("scheduler run");
     assert_eq!(summary.counts.requested, 2);
     let trigger = serde_json::to_value(&summary.trigger).unwrap();
     assert_eq!(trigger["source"], "aws.scheduler");
@@ -83,8 +94,12 @@ async fn scheduler_input_audits_every_ca() {
 #[tokio::test]
 async fn manual_request_audits_only_its_ca_in_csv() {
     let (world, arns, services) = world_with_cas(2).await;
-    let text = event("manual-one-ca.json").to_string().replace(SAMPLE_ARN, &arns[0]);
-    let summary = invoke(&services, serde_json::from_str(&text).unwrap()).await.expect("manual run");
+    let text = event("manual-one-ca.json")
+        .to_string()
+        .replace(SAMPLE_ARN, &arns[0]);
+    let summary = invoke(&services, serde_json::from_str(&text).unwrap())
+        .await
+        .expect("manual run");
     assert_eq!(summary.certificate_authorities.len(), 1);
     let o = outcome_of(&summary, &arns[0]);
     assert_eq!(o["outcome"], "requested");
@@ -97,16 +112,24 @@ async fn manual_request_audits_only_its_ca_in_csv() {
 async fn manual_request_for_the_sample_arn_fails_naming_it() {
     // As shipped, the sample names a CA that does not exist here.
     let (world, _arns, services) = world_with_cas(1).await;
-    let err = invoke(&services, event("manual-one-ca.json")).await.unwrap_err();
+    let err = invoke(&services, event("manual-one-ca.json"))
+        .await
+        .unwrap_err();
     assert_eq!(err.error_type, "CertificateAuthoritiesFailed");
-    assert!(err.error_message.contains(SAMPLE_ARN), "{}", err.error_message);
+    assert!(
+        err.error_message.contains(SAMPLE_ARN),
+        "{}",
+        err.error_message
+    );
     assert!(world.create_calls().is_empty());
 }
 
 #[tokio::test]
 async fn dry_run_reports_without_requesting() {
     let (world, _arns, services) = world_with_cas(2).await;
-    let summary = invoke(&services, event("dry-run.json")).await.expect("dry run");
+    let summary = invoke(&services, event("dry-run.json"))
+        .await
+        .expect("dry run");
     assert!(summary.dry_run);
     assert_eq!(summary.counts.would_request, 2);
     assert!(world.create_calls().is_empty());
@@ -117,7 +140,11 @@ async fn invalid_request_is_refused_and_requests_nothing() {
     let (world, arns, services) = world_with_cas(1).await;
     let err = invoke(&services, event("invalid.json")).await.unwrap_err();
     assert_eq!(err.error_type, "InvalidRequest");
-    assert!(err.error_message.contains("unknown field `dryrun`"), "{}", err.error_message);
+    assert!(
+        err.error_message.contains("unknown field `dryrun`"),
+        "{}",
+        err.error_message
+    );
     assert!(world.create_calls().is_empty());
     assert!(world.window_item(&arns[0]).await.is_none());
 }

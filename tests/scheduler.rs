@@ -352,7 +352,7 @@ async fn dry_run_decides_without_claiming_or_requesting() {
 #[tokio::test]
 async fn running_short_of_time_defers_the_rest_and_the_next_run_takes_them_first() {
     let world = World::new().await;
-    world.configure_emulator(json!({"report_delay_seconds": 0}));
+    world.configure_emulator(json!({"report_delay_seconds": 0, "create_rps": 2}));
     let arns = world.seeded_arns(&[("ACTIVE", 6)]);
     let services = world
         .services(clock())

@@ -1,0 +1,2 @@
+"""The local AWS stack: DynamoDB Local, and moto's server for S3, STS and ACM PCA with the
+audit-report operations moto lacks, fault injection and seed data (see docs/local-stack.md)."""

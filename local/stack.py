@@ -1,0 +1,316 @@
+"""The stack's Python process: moto's server (S3, STS, ACM PCA with the audit-report
+operations), the control API under /_pca_local, fault injection for every service, and the
+fault-injecting proxy in front of DynamoDB Local.
+
+    python -m local.stack --port 5000 --dynamodb-port 8001 --dynamodb-upstream 8000
+"""
+
+import argparse
+import http.client
+import http.server
+import json
+import logging
+import random
+import re
+import threading
+import time
+import uuid
+from urllib.parse import parse_qs
+
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import make_server
+
+from . import audit_reports, settings
+from . import seed as seeding
+
+PREFIX = "/_pca_local"
+SERVICES = ("dynamodb", "s3", "acm-pca", "sts")
+KINDS = ("throttle", "500", "slow")
+
+
+# --- faults on demand ---------------------------------------------------------------------------
+
+
+class Faults:
+    """Rules that make a share of one service's (or operation's) calls fail or slow down."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.rules: dict[str, dict] = {}
+
+    def add(self, rule: dict) -> dict:
+        service = rule.get("service")
+        if service not in SERVICES:
+            raise ValueError(f"service must be one of {SERVICES}")
+        kind = str(rule.get("kind", ""))
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}")
+        rate = float(rule.get("rate", 1.0))
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("rate must be between 0 and 1")
+        made = {
+            "id": uuid.uuid4().hex[:12],
+            "service": service,
+            "operation": rule.get("operation"),
+            "account_id": rule.get("account_id"),
+            "table": rule.get("table"),
+            "rate": rate,
+            "kind": kind,
+            "delay_ms": int(rule.get("delay_ms", 2000)),
+            "injected": 0,
+            "seen": 0,
+        }
+        made["_random"] = random.Random(rule.get("seed"))
+        with self.lock:
+            self.rules[made["id"]] = made
+        return self.public(made)
+
+    @staticmethod
+    def public(rule: dict) -> dict:
+        return {k: v for k, v in rule.items() if not k.startswith("_")}
+
+    def list(self) -> list[dict]:
+        with self.lock:
+            return [self.public(r) for r in self.rules.values()]
+
+    def clear(self, rule_id: str | None = None) -> None:
+        with self.lock:
+            if rule_id is None:
+                self.rules.clear()
+            else:
+                self.rules.pop(rule_id, None)
+
+    def pick(self, service: str, operation: str, account_id: str | None, table: str | None) -> dict | None:
+        """The first matching rule that fires for this call, if any."""
+        with self.lock:
+            for rule in self.rules.values():
+                if rule["service"] != service:
+                    continue
+                if rule["operation"] and rule["operation"] != operation:
+                    continue
+                if rule["account_id"] and rule["account_id"] != account_id:
+                    continue
+                if rule["table"] and rule["table"] != table:
+                    continue
+                rule["seen"] += 1
+                if rule["_random"].random() < rule["rate"]:
+                    rule["injected"] += 1
+                    return dict(rule)
+        return None
+
+
+FAULTS = Faults()
+
+
+def fault_response(service: str, kind: str) -> tuple[int, list, bytes]:
+    """The error each service really sends for throttling or an internal failure."""
+    if service == "s3":
+        code, status = ("SlowDown", 503) if kind == "throttle" else ("InternalError", 500)
+        body = f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>injected fault</Message></Error>'
+        return status, [("Content-Type", "application/xml")], body.encode()
+    if kind == "throttle":
+        code = "com.amazonaws.dynamodb.v20120810#ThrottlingException" if service == "dynamodb" else "ThrottlingException"
+        status = 400
+    else:
+        code, status = "InternalFailure", 500
+    body = json.dumps({"__type": code, "message": "injected fault"}).encode()
+    plain = code.split("#")[-1]
+    return status, [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-ErrorType", plain)], body
+
+
+CREDENTIAL = re.compile(r"Credential=([^/]+)/[^/]+/[^/]+/([^/]+)/")
+
+
+def request_service(environ: dict) -> tuple[str | None, str | None]:
+    """(service, access key) from the request's SigV4 Authorization header."""
+    match = CREDENTIAL.search(environ.get("HTTP_AUTHORIZATION", ""))
+    if not match:
+        return None, None
+    return match.group(2), match.group(1)
+
+
+def account_of(access_key: str | None) -> str | None:
+    if not access_key:
+        return None
+    from moto.iam.models import get_account_id_from
+
+    return get_account_id_from(access_key)
+
+
+# --- the control API ----------------------------------------------------------------------------
+
+
+def control(method: str, path: str, query: dict, body: dict) -> tuple[int, object]:
+    route = path[len(PREFIX) :].rstrip("/") or "/"
+    if route == "/health":
+        return 200, {"ok": True}
+    if route == "/config":
+        account = body.pop("account_id", None) if method == "POST" else query.get("account_id")
+        if method == "GET":
+            return 200, settings.get(account or "")
+        if method == "POST":
+            return 200, settings.update(body, account)
+        if method == "DELETE":
+            settings.reset()
+            return 200, settings.get("")
+    if route == "/audit-calls" and method == "GET":
+        with audit_reports._lock:
+            calls = list(audit_reports.CALLS)
+        for key in ("account_id", "region", "ca_arn"):
+            if query.get(key):
+                calls = [c for c in calls if c[key] == query[key]]
+        return 200, {"calls": calls}
+    if route == "/faults":
+        if method == "POST":
+            return 200, FAULTS.add(body)
+        if method == "GET":
+            return 200, {"faults": FAULTS.list()}
+        if method == "DELETE":
+            FAULTS.clear()
+            return 200, {"faults": []}
+    if route.startswith("/faults/") and method == "DELETE":
+        FAULTS.clear(route.split("/")[-1])
+        return 200, {"faults": FAULTS.list()}
+    if route == "/seed" and method == "POST":
+        made = seeding.seed(body.get("account_id", "123456789012"), body.get("region", "us-east-1"), body.get("cas", []))
+        return 200, {"certificate_authorities": made}
+    if route == "/ca-state" and method == "POST":
+        arn = body.get("arn", "")
+        parts = arn.split(":")
+        if len(parts) < 6 or body.get("state") not in seeding.STATES:
+            raise ValueError("need an acm-pca CA arn and a state")
+        from moto.acmpca.models import acmpca_backends
+
+        backend = acmpca_backends[parts[4]][parts[3]]
+        backend.describe_certificate_authority(arn).status = body["state"]
+        return 200, {"arn": arn, "state": body["state"]}
+    if route == "/reset" and method == "POST":
+        settings.reset()
+        audit_reports.reset()
+        FAULTS.clear()
+        return 200, {"ok": True}
+    return 404, {"error": f"no route {method} {path}"}
+
+
+class Frontend:
+    """WSGI in front of moto: the control API, then faults, then moto itself."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(PREFIX):
+            return self.control(environ, start_response, path)
+        service, access_key = request_service(environ)
+        if service and FAULTS.rules:
+            target = environ.get("HTTP_X_AMZ_TARGET", "")
+            operation = target.split(".")[-1] if target else environ.get("REQUEST_METHOD", "")
+            rule = FAULTS.pick(service, operation, account_of(access_key), None)
+            if rule:
+                if rule["kind"] == "slow":
+                    time.sleep(rule["delay_ms"] / 1000)
+                else:
+                    status, headers, body = fault_response(service, rule["kind"])
+                    start_response(f"{status} Fault", headers + [("Content-Length", str(len(body)))])
+                    return [body]
+        return self.app(environ, start_response)
+
+    def control(self, environ, start_response, path):
+        method = environ["REQUEST_METHOD"]
+        query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            raw = environ["wsgi.input"].read(length) if length else b""
+            body = json.loads(raw) if raw.strip() else {}
+            status, payload = control(method, path, query, body)
+        except (ValueError, KeyError, TypeError) as e:
+            status, payload = 400, {"error": str(e)}
+        data = json.dumps(payload).encode()
+        start_response(f"{status} OK" if status == 200 else f"{status} Error", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]
+
+
+# --- the DynamoDB proxy -------------------------------------------------------------------------
+
+
+def dynamodb_proxy(port: int, upstream: int) -> http.server.ThreadingHTTPServer:
+    local = threading.local()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if FAULTS.rules:
+                operation = (self.headers.get("X-Amz-Target") or "").split(".")[-1]
+                try:
+                    table = json.loads(body or b"{}").get("TableName")
+                except ValueError:
+                    table = None
+                _, access_key = request_service({"HTTP_AUTHORIZATION": self.headers.get("Authorization", "")})
+                rule = FAULTS.pick("dynamodb", operation, None, table)
+                if rule and rule["kind"] == "slow":
+                    time.sleep(rule["delay_ms"] / 1000)
+                elif rule:
+                    status, headers, data = fault_response("dynamodb", rule["kind"])
+                    self.send_response(status)
+                    for k, v in headers:
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+            for attempt in range(2):
+                conn = getattr(local, "conn", None) or http.client.HTTPConnection("127.0.0.1", upstream, timeout=60)
+                local.conn = conn
+                try:
+                    conn.request("POST", self.path, body=body, headers=headers)
+                    response = conn.getresponse()
+                    data = response.read()
+                    break
+                except (http.client.HTTPException, OSError):
+                    conn.close()
+                    local.conn = None
+                    if attempt:
+                        self.send_error(502, "DynamoDB Local did not answer")
+                        return
+            self.send_response(response.status)
+            for k, v in response.getheaders():
+                if k.lower() not in ("content-length", "connection", "transfer-encoding", "server", "date"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    return server
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--dynamodb-port", type=int, required=True)
+    parser.add_argument("--dynamodb-upstream", type=int, required=True)
+    args = parser.parse_args()
+
+    # One log line per request would bury the stack's own messages.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    audit_reports.install()
+    proxy = dynamodb_proxy(args.dynamodb_port, args.dynamodb_upstream)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    app = Frontend(DomainDispatcherApplication(create_backend_app))
+    server = make_server("127.0.0.1", args.port, app, threaded=True)
+    print(f"moto on {args.port}, DynamoDB proxy on {args.dynamodb_port} -> {args.dynamodb_upstream}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
