@@ -378,6 +378,17 @@ def _list_response(self: ACMPCAResponse) -> str:
     return json.dumps(response)
 
 
+_original_key = CertificateAuthority.key
+
+
+def _cached_key(self: CertificateAuthority):
+    # moto decrypts and validates the CA's RSA key on every use (~60 ms); keep it once loaded.
+    key = self.__dict__.get("_loaded_key")
+    if key is None:
+        key = self.__dict__["_loaded_key"] = _original_key.fget(self)
+    return key
+
+
 _installed = False
 
 
@@ -388,6 +399,7 @@ def install() -> None:
         return
     _installed = True
     CertificateAuthority.issue_certificate = _issue_certificate
+    CertificateAuthority.key = property(_cached_key)
     ACMPCAResponse.create_certificate_authority_audit_report = _create_response
     ACMPCAResponse.describe_certificate_authority_audit_report = _describe_response
     ACMPCAResponse.list_certificate_authorities = _quota_checked(_list_response, "ListCertificateAuthorities")

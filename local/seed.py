@@ -31,9 +31,12 @@ _leaf_key = _keys[0]
 class _FastRsa:
     """Stands in for the `rsa` module moto's CA constructor uses, while seeding."""
 
-    @staticmethod
-    def generate_private_key(public_exponent: int, key_size: int):
-        return next(_key_cycle)
+    last = None
+
+    @classmethod
+    def generate_private_key(cls, public_exponent: int, key_size: int):
+        cls.last = next(_key_cycle)
+        return cls.last
 
 
 def _self_signed(ca) -> bytes:
@@ -91,9 +94,12 @@ def seed(account_id: str, region: str, groups: list[dict]) -> list[dict]:
                         security_standard=None,
                         tags=tags,
                     )
+                    key = _FastRsa.last
                 finally:
                     acmpca_models.rsa = original
             ca = backend.certificate_authorities[arn]
+            # The key object is at hand: spare moto decrypting it again (audit_reports caches it there).
+            ca.__dict__["_loaded_key"] = key
             issued, revoked = [], []
             if state in ("ACTIVE", "DISABLED", "EXPIRED", "DELETED"):
                 ca.import_certificate_authority_certificate(_self_signed(ca), None)

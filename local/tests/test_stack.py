@@ -1,0 +1,168 @@
+"""Listing, accounts, seed data and faults of the local stack."""
+
+import time
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from .conftest import Account, control
+
+
+def test_listing_pages_at_most_100(fast):
+    fast.seed(state="ACTIVE", count=230)
+    pages = list(fast.pca.get_paginator("list_certificate_authorities").paginate(PaginationConfig={"PageSize": 1000}))
+    sizes = [len(p["CertificateAuthorities"]) for p in pages]
+    assert sizes == [100, 100, 30]
+
+
+def test_seed_makes_every_state_with_certificates(fast):
+    made = []
+    for state in ["ACTIVE", "DISABLED", "EXPIRED", "CREATING", "PENDING_CERTIFICATE", "FAILED", "DELETED"]:
+        made += fast.seed(state=state, issued=2, revoked=1, type="SUBORDINATE", tags={"team": "pki"})
+    listed = {ca["Arn"]: ca for ca in fast.pca.list_certificate_authorities()["CertificateAuthorities"]}
+    for ca in made:
+        assert listed[ca["arn"]]["Status"] == ca["state"]
+        assert listed[ca["arn"]]["Type"] == "SUBORDINATE"
+        with_certs = ca["state"] in ("ACTIVE", "DISABLED", "EXPIRED", "DELETED")
+        assert len(ca["issued"]) == (2 if with_certs else 0)
+        assert len(ca["revoked"]) == (1 if with_certs else 0)
+    tags = fast.pca.list_tags(CertificateAuthorityArn=made[0]["arn"])["Tags"]
+    assert tags == [{"Key": "team", "Value": "pki"}]
+
+
+def test_seeding_hundreds_is_fast(fast):
+    started = time.monotonic()
+    made = fast.seed(state="ACTIVE", count=300, issued=1)
+    elapsed = time.monotonic() - started
+    assert len(made) == 300
+    print(f"seeded 300 CAs in {elapsed:.1f} s")
+
+
+def test_accounts_are_separate(stack):
+    a, b = Account(), Account()
+    a.seed(state="ACTIVE", count=2)
+    assert len(a.pca.list_certificate_authorities()["CertificateAuthorities"]) == 2
+    assert b.pca.list_certificate_authorities()["CertificateAuthorities"] == []
+
+
+def test_config_is_per_account_and_resets(stack):
+    a, b = Account(), Account()
+    assert a.configure(window_seconds=5)["window_seconds"] == 5
+    assert control("GET", f"/config?account_id={b.id}")["window_seconds"] == 1800
+    with pytest.raises(Exception):
+        a.configure(no_such_setting=1)
+
+
+def test_force_state(fast):
+    ca = fast.seed(state="ACTIVE")[0]
+    control("POST", "/ca-state", {"arn": ca["arn"], "state": "EXPIRED"})
+    status = fast.pca.describe_certificate_authority(CertificateAuthorityArn=ca["arn"])["CertificateAuthority"]["Status"]
+    assert status == "EXPIRED"
+
+
+def fault(**rule):
+    return control("POST", "/faults", rule)
+
+
+def clear(rule):
+    control("DELETE", f"/faults/{rule['id']}")
+
+
+def test_acm_pca_throttling_fault_on_and_off(fast):
+    rule = fault(service="acm-pca", operation="ListCertificateAuthorities", account_id=fast.id, rate=1, kind="throttle")
+    try:
+        with pytest.raises(ClientError) as e:
+            fast.pca.list_certificate_authorities()
+        assert e.value.response["Error"]["Code"] == "ThrottlingException"
+        # Only that operation.
+        with pytest.raises(ClientError) as e:
+            fast.pca.describe_certificate_authority(
+                CertificateAuthorityArn=f"arn:aws:acm-pca:us-east-1:{fast.id}:certificate-authority/00000000-0000-4000-8000-000000000000"
+            )
+        assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    finally:
+        clear(rule)
+    fast.pca.list_certificate_authorities()
+
+
+def test_s3_500_fault_and_share(fast):
+    bucket = fast.bucket()
+    rule = fault(service="s3", account_id=fast.id, rate=0.5, kind="500", seed=7)
+    try:
+        answers = []
+        for _ in range(40):
+            try:
+                fast.s3.head_bucket(Bucket=bucket)
+                answers.append(200)
+            except ClientError as e:
+                answers.append(int(e.response["ResponseMetadata"]["HTTPStatusCode"]))
+        assert set(answers) == {200, 500}
+        assert 8 <= answers.count(500) <= 32
+    finally:
+        clear(rule)
+    listed = control("GET", "/faults")["faults"]
+    assert all(r["id"] != rule["id"] for r in listed)
+
+
+def test_slow_fault_delays_the_answer(fast):
+    rule = fault(service="acm-pca", account_id=fast.id, rate=1, kind="slow", delay_ms=400)
+    try:
+        started = time.monotonic()
+        fast.pca.list_certificate_authorities()
+        assert time.monotonic() - started >= 0.4
+    finally:
+        clear(rule)
+
+
+def test_dynamodb_faults_through_the_proxy(stack):
+    table = f"t-{time.time_ns()}"
+    ddb = boto3.client("dynamodb", config=Config(retries={"total_max_attempts": 1}))
+    ddb.create_table(
+        TableName=table,
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    ddb.put_item(TableName=table, Item={"k": {"S": "1"}})
+    rule = fault(service="dynamodb", table=table, operation="GetItem", rate=1, kind="throttle")
+    try:
+        with pytest.raises(ClientError) as e:
+            ddb.get_item(TableName=table, Key={"k": {"S": "1"}})
+        assert e.value.response["Error"]["Code"] == "ThrottlingException"
+        ddb.put_item(TableName=table, Item={"k": {"S": "2"}})
+    finally:
+        clear(rule)
+    assert ddb.get_item(TableName=table, Key={"k": {"S": "1"}})["Item"]["k"]["S"] == "1"
+    rule = fault(service="dynamodb", table=table, rate=1, kind="500")
+    try:
+        with pytest.raises(ClientError) as e:
+            ddb.get_item(TableName=table, Key={"k": {"S": "1"}})
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    finally:
+        clear(rule)
+
+
+def test_conditional_writes_are_amazons(stack):
+    """The window depends on DynamoDB Local's conditional writes and their ALL_OLD return."""
+    table = f"c-{time.time_ns()}"
+    ddb = boto3.client("dynamodb")
+    ddb.create_table(
+        TableName=table,
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    claim = dict(
+        TableName=table,
+        Key={"k": {"S": "ca"}},
+        UpdateExpression="SET lease = :run",
+        ConditionExpression="attribute_not_exists(lease)",
+        ReturnValuesOnConditionCheckFailure="ALL_OLD",
+    )
+    ddb.update_item(**claim, ExpressionAttributeValues={":run": {"S": "a"}})
+    with pytest.raises(ClientError) as e:
+        ddb.update_item(**claim, ExpressionAttributeValues={":run": {"S": "b"}})
+    assert e.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    assert e.value.response["Item"]["lease"]["S"] == "a"
