@@ -122,7 +122,16 @@ def evidence():
     if not windows:
         return
     s3 = boto3.client("s3")
-    key = windows[0]["last_s3_key"]["S"]
+    time.sleep(1.5)  # the reports are written a moment after they are requested
+    # The largest report shows the most: issued and revoked certificates.
+    sizes = {}
+    for item in windows:
+        key = item["last_s3_key"]["S"]
+        try:
+            sizes[key] = s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"]
+        except s3.exceptions.ClientError:
+            sizes[key] = 0
+    key = max(sizes, key=sizes.get)
     for _ in range(50):
         try:
             body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
@@ -132,8 +141,8 @@ def evidence():
     else:
         print(f"  report {key} has not appeared")
         return
-    print(f"first lines of s3://{BUCKET}/{key}:")
     report = json.loads(body)
+    print(f"s3://{BUCKET}/{key}: {len(report)} certificates, the first two:")
     print(json.dumps(report[:2], indent=2))
 
 

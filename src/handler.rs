@@ -66,6 +66,19 @@ pub fn verdict(summary: RunSummary) -> Result<RunSummary, RunError> {
     Err(RunError::Failed(message))
 }
 
+/// Time left in the invocation. Lambda gives the deadline in epoch milliseconds; cargo-lambda's
+/// runtime emulator (1.9) gives the function timeout itself (600000), which as an instant
+/// would be 1970 and leave no time at all, so a "deadline" more than a day in the past is
+/// read as a duration.
+pub fn remaining_ms(deadline_ms: u64, now_ms: u64) -> u64 {
+    const DAY_MS: u64 = 86_400_000;
+    if deadline_ms + DAY_MS < now_ms {
+        deadline_ms
+    } else {
+        deadline_ms.saturating_sub(now_ms)
+    }
+}
+
 pub async fn handle(
     services: &Services,
     event: LambdaEvent<Value>,
@@ -75,10 +88,16 @@ pub async fn handle(
     let request = RunRequest::from_value(payload).inspect_err(|e| {
         tracing::error!(run_id = context.request_id, "refused the event: {e}");
     })?;
-    let remaining_ms = context.deadline.saturating_sub(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let remaining_ms = remaining_ms(context.deadline, now_ms);
+    tracing::info!(
+        run_id = context.request_id,
+        deadline_ms = context.deadline,
+        remaining_ms,
+        dry_run = request.dry_run,
+        "run started"
     );
     let invocation = Invocation {
         run_id: context.request_id.clone(),
@@ -90,4 +109,21 @@ pub async fn handle(
     let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into());
     println!("{}", summary.metrics_document(&function));
     verdict(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_is_an_instant_in_lambda_and_a_duration_in_the_emulator() {
+        let now = 1_795_575_665_190;
+        assert_eq!(remaining_ms(now + 900_000, now), 900_000);
+        assert_eq!(
+            remaining_ms(now - 5, now),
+            0,
+            "a passed deadline leaves nothing"
+        );
+        assert_eq!(remaining_ms(600_000, now), 600_000);
+    }
 }
