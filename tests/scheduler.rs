@@ -25,13 +25,18 @@ fn fast(world: &World) {
     world.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 0}));
 }
 
+/// Services on the machine's clock, pacing creates only as fast as `fast` lets the emulator take them.
+fn fast_services(world: &World) -> pca_audit_scheduler::scheduler::Services {
+    world.services(clock()).with_create_period(Duration::ZERO)
+}
+
 #[tokio::test]
 async fn first_run_requests_every_audited_ca_and_records_report_and_key() {
     let world = World::new().await;
     fast(&world);
     let audited = world.seeded_arns(&[("ACTIVE", 2), ("DISABLED", 1), ("EXPIRED", 1)]);
     let pending = world.seeded_arns(&[("PENDING_CERTIFICATE", 1), ("DELETED", 1)]);
-    let services = world.services(clock()).with_create_period(Duration::ZERO);
+    let services = fast_services(&world);
 
     let summary = run(&services, &scheduled(), "run-1").await;
 
@@ -94,7 +99,7 @@ async fn second_run_inside_window_requests_nothing_and_says_when_each_is_next_el
     let world = World::new().await;
     fast(&world);
     let arns = world.seeded_arns(&[("ACTIVE", 3)]);
-    let services = world.services(clock()).with_create_period(Duration::ZERO);
+    let services = fast_services(&world);
 
     let first = run(&services, &scheduled(), "run-1").await;
     assert_eq!(first.counts.requested, 3);
@@ -174,7 +179,7 @@ async fn a_run_killed_after_claiming_does_not_lock_its_cas_past_the_lease() {
     let world = World::new().await;
     fast(&world);
     let arns = world.seeded_arns(&[("ACTIVE", 2)]);
-    let services = world.services(clock()).with_create_period(Duration::ZERO);
+    let services = fast_services(&world);
 
     // A run claims both CAs with a 60-second lease, then dies before requesting.
     let now = clock().now();
@@ -219,7 +224,7 @@ async fn pending_ca_and_unknown_arn_get_their_own_outcomes_and_the_rest_are_serv
         "arn:aws:acm-pca:{REGION}:{}:certificate-authority/00000000-0000-4000-8000-000000000000",
         world.account_id
     );
-    let services = world.services(clock()).with_create_period(Duration::ZERO);
+    let services = fast_services(&world);
     let request = manual(&[&active[0], &pending[0], &unknown, &active[1]]);
 
     let summary = run(&services, &request, "manual-1").await;
@@ -270,7 +275,7 @@ async fn a_missing_bucket_fails_every_ca_clearly_and_consumes_no_window() {
         .send()
         .await
         .unwrap();
-    let services = world.services(clock()).with_create_period(Duration::ZERO);
+    let services = fast_services(&world);
 
     let summary = run(&services, &scheduled(), "run-1").await;
 
@@ -305,7 +310,7 @@ async fn a_report_made_outside_the_function_skips_the_ca_until_the_service_allow
         .send()
         .await
         .expect("manual report");
-    let services = world.services(clock()).with_create_period(Duration::ZERO);
+    let services = fast_services(&world);
 
     let first = run(&services, &scheduled(), "run-1").await;
     let o = outcome_of(&first, &arns[0]);
@@ -335,7 +340,7 @@ async fn dry_run_decides_without_claiming_or_requesting() {
     let world = World::new().await;
     fast(&world);
     let arns = world.seeded_arns(&[("ACTIVE", 2), ("DISABLED", 1)]);
-    let services = world.services(clock()).with_create_period(Duration::ZERO);
+    let services = fast_services(&world);
     let mut request = scheduled();
     request.dry_run = true;
 
@@ -413,7 +418,7 @@ async fn a_missing_ledger_table_requests_nothing() {
         .send()
         .await
         .unwrap();
-    let services = world.services(clock()).with_create_period(Duration::ZERO);
+    let services = fast_services(&world);
 
     let summary = run(&services, &scheduled(), "run-1").await;
 
