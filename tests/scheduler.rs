@@ -172,6 +172,46 @@ async fn overlapping_runs_request_each_ca_exactly_once_per_window() {
             "no refused or extra create call"
         );
     }
+
+    // Every report each CA got stays in its history, newest first.
+    for arn in &arns {
+        let history = world.history(arn).await;
+        assert_eq!(history.len(), ROUNDS as usize);
+        let times: Vec<&str> = history
+            .iter()
+            .map(|h| attr(h, "requested_at").unwrap())
+            .collect();
+        assert!(
+            times.windows(2).all(|w| w[0] > w[1]),
+            "newest first: {times:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_page_of_every_configured_region_is_audited() {
+    let world = World::new().await;
+    fast(&world);
+    // More than one page (the service lists at most 100 a page) in one region, a few in another.
+    let east = world.seeded_arns(&[("ACTIVE", 120)]);
+    let west: Vec<String> = world
+        .seed_in("eu-west-1", &[("ACTIVE", 3)])
+        .iter()
+        .map(|c| c["arn"].as_str().unwrap().to_string())
+        .collect();
+    let settings = world.settings_with(&[("AUDIT_REGIONS", "us-east-1,eu-west-1")]);
+    let services = pca_audit_scheduler::scheduler::Services::new(settings, &world.sdk, clock())
+        .with_create_period(Duration::ZERO);
+
+    let summary = run(&services, &scheduled(), "two-regions").await;
+
+    assert_eq!(summary.counts.requested, 123, "{:?}", summary.counts);
+    assert_eq!(summary.regions, vec!["us-east-1", "eu-west-1"]);
+    for arn in west.iter().chain(&east) {
+        assert_eq!(outcome_of(&summary, arn)["outcome"], "requested");
+    }
+    assert_eq!(outcome_of(&summary, &west[0])["region"], "eu-west-1");
+    assert_eq!(world.accepted_creates().len(), 123);
 }
 
 #[tokio::test]

@@ -229,12 +229,17 @@ impl World {
     }
 
     pub fn settings(&self) -> Settings {
+        self.settings_with(&[])
+    }
+
+    /// The function's settings for this world, with `extra` environment variables.
+    pub fn settings_with(&self, extra: &[(&str, &str)]) -> Settings {
         let mut env = HashMap::from([
             ("LEDGER_TABLE", self.table.clone()),
             ("REPORT_BUCKET", self.bucket.clone()),
             ("AWS_REGION", REGION.to_string()),
         ]);
-        env.insert("MAX_CONCURRENCY", "8".into());
+        env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
         Settings::from_lookup(|k| env.get(k).cloned()).expect("settings")
     }
 
@@ -249,8 +254,12 @@ impl World {
         control("POST", "/config", Some(body));
     }
 
-    /// CAs made in this account: `(state, count, issued, revoked)`.
+    /// CAs made in this account: `(state, count)`, each with one issued certificate.
     pub fn seed(&self, groups: &[(&str, usize)]) -> Vec<Value> {
+        self.seed_in(REGION, groups)
+    }
+
+    pub fn seed_in(&self, region: &str, groups: &[(&str, usize)]) -> Vec<Value> {
         let cas: Vec<Value> = groups
             .iter()
             .map(
@@ -260,7 +269,7 @@ impl World {
         let out = control(
             "POST",
             "/seed",
-            Some(json!({"account_id": self.account_id, "region": REGION, "cas": cas})),
+            Some(json!({"account_id": self.account_id, "region": region, "cas": cas})),
         );
         out["certificate_authorities"]
             .as_array()
