@@ -52,6 +52,8 @@ CSV_COLUMNS = [
 _lock = threading.RLock()
 # Every create call, for tests and benchmarks to count at the emulator.
 CALLS: list[dict] = []
+# Throttling answers given, per operation.
+THROTTLED: dict[str, int] = {}
 
 
 class InvalidArnException(JsonRESTError):
@@ -121,12 +123,15 @@ def check_quota(account_id: str, region: str, operation: str) -> None:
         bucket = _buckets.setdefault((account_id, region, operation), _TokenBucket())
         allowed = bucket.take(rate)
     if not allowed:
+        with _lock:
+            THROTTLED[operation] = THROTTLED.get(operation, 0) + 1
         raise ThrottlingException()
 
 
 def reset() -> None:
     with _lock:
         CALLS.clear()
+        THROTTLED.clear()
         _buckets.clear()
 
 

@@ -102,6 +102,29 @@ class Faults:
 FAULTS = Faults()
 
 
+class Requests:
+    """How many calls each service and operation received, for benchmarks to report."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.counts: dict[tuple[str, str], int] = {}
+
+    def count(self, service: str, operation: str) -> None:
+        with self.lock:
+            self.counts[(service, operation)] = self.counts.get((service, operation), 0) + 1
+
+    def snapshot(self) -> list[dict]:
+        with self.lock:
+            return [{"service": s, "operation": o, "count": n} for (s, o), n in sorted(self.counts.items())]
+
+    def clear(self) -> None:
+        with self.lock:
+            self.counts.clear()
+
+
+REQUESTS = Requests()
+
+
 def fault_response(service: str, kind: str) -> tuple[int, list, bytes]:
     """The error each service really sends for throttling or an internal failure."""
     if service == "s3":
@@ -160,6 +183,16 @@ def control(method: str, path: str, query: dict, body: dict) -> tuple[int, objec
             if query.get(key):
                 calls = [c for c in calls if c[key] == query[key]]
         return 200, {"calls": calls}
+    if route == "/requests":
+        if method == "GET":
+            with audit_reports._lock:
+                throttled = [{"operation": op, "count": n} for op, n in sorted(audit_reports.THROTTLED.items())]
+            return 200, {"requests": REQUESTS.snapshot(), "throttled": throttled}
+        if method == "DELETE":
+            REQUESTS.clear()
+            with audit_reports._lock:
+                audit_reports.THROTTLED.clear()
+            return 200, {"requests": []}
     if route == "/faults":
         if method == "POST":
             return 200, FAULTS.add(body)
@@ -203,9 +236,11 @@ class Frontend:
         if path.startswith(PREFIX):
             return self.control(environ, start_response, path)
         service, access_key = request_service(environ)
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        operation = target.split(".")[-1] if target else environ.get("REQUEST_METHOD", "")
+        if service:
+            REQUESTS.count(service, operation)
         if service and FAULTS.rules:
-            target = environ.get("HTTP_X_AMZ_TARGET", "")
-            operation = target.split(".")[-1] if target else environ.get("REQUEST_METHOD", "")
             rule = FAULTS.pick(service, operation, account_of(access_key), None)
             if rule:
                 if rule["kind"] == "slow":
@@ -245,8 +280,9 @@ def dynamodb_proxy(port: int, upstream: int) -> http.server.ThreadingHTTPServer:
 
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            operation = (self.headers.get("X-Amz-Target") or "").split(".")[-1]
+            REQUESTS.count("dynamodb", operation)
             if FAULTS.rules:
-                operation = (self.headers.get("X-Amz-Target") or "").split(".")[-1]
                 try:
                     table = json.loads(body or b"{}").get("TableName")
                 except ValueError:

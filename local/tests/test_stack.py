@@ -166,3 +166,12 @@ def test_conditional_writes_are_amazons(stack):
         ddb.update_item(**claim, ExpressionAttributeValues={":run": {"S": "b"}})
     assert e.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
     assert e.value.response["Item"]["lease"]["S"] == "a"
+
+
+def test_requests_are_counted_per_service_and_operation(fast):
+    control("DELETE", "/requests")
+    fast.pca.list_certificate_authorities()
+    fast.s3.list_buckets()
+    counts = {(r["service"], r["operation"]): r["count"] for r in control("GET", "/requests")["requests"]}
+    assert counts[("acm-pca", "ListCertificateAuthorities")] >= 1
+    assert counts[("s3", "GET")] >= 1
