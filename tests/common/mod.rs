@@ -79,7 +79,9 @@ fn unique_suffix() -> String {
 
 /// A fresh account, created by assuming a role in it through the stack's STS: moto maps
 /// the returned keys to that account for every service.
-async fn account_config(account_id: &str) -> SdkConfig {
+async fn account_config(
+    account_id: &str,
+) -> (SdkConfig, aws_sdk_dynamodb::config::Credentials) {
     load_stack_env();
     let sts = std::env::var("AWS_ENDPOINT_URL_STS").expect("AWS_ENDPOINT_URL_STS");
     let form = [
@@ -120,17 +122,20 @@ async fn account_config(account_id: &str) -> SdkConfig {
         None,
         "local-stack",
     );
-    aws_config::defaults(BehaviorVersion::latest())
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(REGION))
-        .credentials_provider(creds)
+        .credentials_provider(creds.clone())
         .load()
-        .await
+        .await;
+    (sdk, creds)
 }
 
 /// One test's world: an account, a ledger table, a report bucket.
 pub struct World {
     pub account_id: String,
     pub sdk: SdkConfig,
+    /// The account's keys, for a function started as a process.
+    pub credentials: aws_sdk_dynamodb::config::Credentials,
     pub table: String,
     pub bucket: String,
     pub dynamodb: aws_sdk_dynamodb::Client,
@@ -141,7 +146,7 @@ pub struct World {
 impl World {
     pub async fn new() -> Self {
         let account_id = format!("{:012}", rand_u64() % 1_000_000_000_000);
-        let sdk = account_config(&account_id).await;
+        let (sdk, credentials) = account_config(&account_id).await;
         let suffix = unique_suffix();
         let world = Self {
             table: format!("ledger-{suffix}"),
@@ -151,6 +156,7 @@ impl World {
             acm_pca: aws_sdk_acmpca::Client::new(&sdk),
             account_id,
             sdk,
+            credentials,
         };
         world.create_table().await;
         world.create_bucket(true).await;
@@ -241,6 +247,38 @@ impl World {
         ]);
         env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
         Settings::from_lookup(|k| env.get(k).cloned()).expect("settings")
+    }
+
+    /// The environment of the function binary in this world: the account's keys, the local
+    /// stack's endpoints and the function's settings, with `extra` on top.
+    pub fn function_env(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = [
+            "AWS_ENDPOINT_URL_DYNAMODB",
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_ENDPOINT_URL_ACM_PCA",
+        ]
+        .iter()
+        .map(|k| (k.to_string(), std::env::var(k).unwrap_or_else(|_| panic!("{k}"))))
+        .collect();
+        env.extend([
+            ("AWS_REGION".into(), REGION.into()),
+            (
+                "AWS_ACCESS_KEY_ID".into(),
+                self.credentials.access_key_id().into(),
+            ),
+            (
+                "AWS_SECRET_ACCESS_KEY".into(),
+                self.credentials.secret_access_key().into(),
+            ),
+            (
+                "AWS_SESSION_TOKEN".into(),
+                self.credentials.session_token().unwrap_or_default().into(),
+            ),
+            ("LEDGER_TABLE".into(), self.table.clone()),
+            ("REPORT_BUCKET".into(), self.bucket.clone()),
+        ]);
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        env
     }
 
     pub fn services(&self, clock: Arc<dyn Clock>) -> Services {
