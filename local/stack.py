@@ -1,5 +1,5 @@
-"""The stack's Python process: moto's server (S3, STS, ACM PCA with the audit-report
-operations), the control API under /_pca_local, fault injection for every service, and the
+"""The stack's Python process: moto's server (S3, STS with trust policies enforced, ACM PCA
+with the audit-report operations, IAM, Organizations, SQS...), the control API under /_pca_local, fault injection for every service, and the
 fault-injecting proxy in front of DynamoDB Local.
 
     python -m local.stack --port 5000 --dynamodb-port 8001 --dynamodb-upstream 8000
@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import make_server
 
-from . import audit_reports, settings
+from . import audit_reports, settings, trust
 from . import seed as seeding
 
 PREFIX = "/_pca_local"
@@ -340,6 +340,7 @@ def main() -> None:
     # One log line per request would bury the stack's own messages.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     audit_reports.install()
+    trust.install()
     proxy = dynamodb_proxy(args.dynamodb_port, args.dynamodb_upstream)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     app = Frontend(DomainDispatcherApplication(create_backend_app))
