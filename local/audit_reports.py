@@ -4,7 +4,9 @@ moto's ACM PCA, in moto's own style: backend state next to the CAs, response met
 `JsonRESTError`. `install()` adds them to a running moto; small enough to offer upstream.
 
 The report is built from moto's real CA state (its issued certificates and revocations) and
-written into moto's S3 backend of the CA's account, as the service would write it.
+written into moto's S3 backend of the account that owns the bucket (the CA's own, or a central
+account's: bucket names are global), if that bucket's policy lets the service write it for
+this CA (`aws:SourceAccount`, `aws:SourceArn`, `aws:SourceOrgID`; see `policy.py`).
 
 Service facts (../shared/AWS_FACTS.md): the key is `audit-report/<CA uuid>/<report id>.json|csv`;
 the content lists every certificate issued and revoked; one report per CA every 30 minutes;
@@ -27,13 +29,14 @@ from moto.acmpca.responses import ACMPCAResponse
 from moto.core.exceptions import JsonRESTError
 from moto.s3.models import s3_backends
 
-from . import settings
+from . import policy, settings
 
 ARN_PATTERN = re.compile(
     r"^arn:aws[a-z-]*:acm-pca:[a-z0-9-]+:\d{12}:certificate-authority/"
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 )
 AUDITABLE_STATES = {"ACTIVE", "DISABLED", "EXPIRED"}
+SERVICE_PRINCIPAL = "acm-pca.amazonaws.com"
 DEFAULT_TEMPLATE = "arn:aws:acm-pca:::template/EndEntityCertificate/V1"
 CSV_COLUMNS = [
     "awsAccountId",
@@ -205,38 +208,39 @@ def render(rows: list[dict], fmt: str) -> bytes:
     return out.getvalue().encode()
 
 
-def _policy_allows_service(bucket, key: str) -> bool:
-    """Whether the bucket policy lets acm-pca.amazonaws.com put the report's key."""
-    raw = getattr(bucket, "policy", None)
-    if not raw:
-        return False
-    try:
-        policy = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-    except ValueError:
-        return False
-    statements = policy.get("Statement", [])
-    if isinstance(statements, dict):
-        statements = [statements]
-    target = f"arn:aws:s3:::{bucket.name}/{key}"
-    for st in statements:
-        if st.get("Effect") != "Allow":
-            continue
-        principal = st.get("Principal", {})
-        services = principal.get("Service", []) if isinstance(principal, dict) else []
-        services = [services] if isinstance(services, str) else services
-        if "acm-pca.amazonaws.com" not in services and principal != "*":
-            continue
-        actions = st.get("Action", [])
-        actions = [actions] if isinstance(actions, str) else actions
-        if not any(a in ("s3:PutObject", "s3:*", "*") for a in actions):
-            continue
-        resources = st.get("Resource", [])
-        resources = [resources] if isinstance(resources, str) else resources
-        for r in resources:
-            pattern = "^" + re.escape(r).replace(r"\*", ".*").replace(r"\?", ".") + "$"
-            if re.match(pattern, target):
-                return True
-    return False
+def _source_context(ca: CertificateAuthority) -> dict:
+    """The condition keys the service sets when it writes for a CA: the CA's account and ARN,
+    and the organization of the CA's account when it belongs to one."""
+    return {
+        "aws:SourceAccount": ca.account_id,
+        "aws:SourceArn": ca.arn,
+        "aws:SourceOrgID": policy.organization_id(ca.account_id),
+    }
+
+
+def _policy_allows_service(bucket, key: str, ca: CertificateAuthority) -> bool:
+    """Whether the bucket policy lets acm-pca.amazonaws.com put the report's key for this CA:
+    an Allow naming the service (or everyone) for s3:PutObject on the key whose conditions hold
+    (aws:SourceAccount, aws:SourceArn, aws:SourceOrgID), and no Deny that applies."""
+    verdict = policy.evaluate(
+        getattr(bucket, "policy", None),
+        action="s3:PutObject",
+        resource=f"arn:aws:s3:::{bucket.name}/{key}",
+        principal=lambda block: any(p in ("*", SERVICE_PRINCIPAL) for p in policy.principal_values(block, "Service")),
+        context=_source_context(ca),
+    )
+    return verdict == "Allow"
+
+
+def bucket_backend(bucket_name: str):
+    """The S3 backend of the account that owns the bucket (names are global; moto keeps S3
+    per account), or None when no account has it."""
+    owner = s3_backends.bucket_accounts.get(bucket_name)
+    if owner is None:
+        return None
+    partition, account_id = owner
+    backend = s3_backends[account_id][partition]
+    return backend if bucket_name in backend.buckets else None
 
 
 class AuditReport:
@@ -255,13 +259,13 @@ class AuditReport:
         with _lock:
             if self.status != "CREATING" or time.time() < self.ready_at:
                 return
-            backend = s3_backends[self.ca.account_id]["aws"]
-            try:
-                bucket = backend.get_bucket(self.bucket_name)
-            except Exception:
+            # The bucket may belong to another account (a central one): the report goes there.
+            backend = bucket_backend(self.bucket_name)
+            if backend is None:
                 self.status = "FAILED"
                 return
-            if not _policy_allows_service(bucket, self.key):
+            bucket = backend.buckets[self.bucket_name]
+            if not _policy_allows_service(bucket, self.key, self.ca):
                 # AWS reports permission problems on the bucket asynchronously, as FAILED.
                 self.status = "FAILED"
                 return
@@ -290,9 +294,8 @@ def create_audit_report(backend: ACMPCABackend, arn: str, bucket_name: str, fmt:
     # Which error a missing bucket gets on the create call is not documented; the service
     # checks the caller's access to the bucket synchronously (seed API page), so the request
     # is refused here as invalid arguments naming the bucket.
-    try:
-        s3_backends[ca.account_id]["aws"].get_bucket(bucket_name)
-    except Exception:
+    # Bucket names are global: the bucket may be another account's.
+    if bucket_backend(bucket_name) is None:
         raise InvalidArgsException(f"The S3 bucket {bucket_name} does not exist.")
     conf = settings.get(ca.account_id)
     with _lock:

@@ -1,5 +1,5 @@
-"""The stack's Python process: moto's server (S3, STS, ACM PCA with the audit-report
-operations), the control API under /_pca_local, fault injection for every service, and the
+"""The stack's Python process: moto's server (S3, STS with trust policies enforced, ACM PCA
+with the audit-report operations, IAM, Organizations, SQS...), the control API under /_pca_local, fault injection for every service, and the
 fault-injecting proxy in front of DynamoDB Local.
 
     python -m local.stack --port 5000 --dynamodb-port 8001 --dynamodb-upstream 8000
@@ -8,6 +8,7 @@ fault-injecting proxy in front of DynamoDB Local.
 import argparse
 import http.client
 import http.server
+import io
 import json
 import logging
 import random
@@ -20,11 +21,13 @@ from urllib.parse import parse_qs
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import make_server
 
-from . import audit_reports, settings
+from . import audit_reports, settings, trust
 from . import seed as seeding
 
 PREFIX = "/_pca_local"
-SERVICES = ("dynamodb", "s3", "acm-pca", "sts")
+SERVICES = ("dynamodb", "s3", "acm-pca", "sts", "iam", "organizations", "sqs")
+# Services speaking the query protocol: errors are XML documents.
+QUERY_SERVICES = ("sts", "iam")
 KINDS = ("throttle", "500", "slow")
 
 
@@ -131,14 +134,31 @@ def fault_response(service: str, kind: str) -> tuple[int, list, bytes]:
         code, status = ("SlowDown", 503) if kind == "throttle" else ("InternalError", 500)
         body = f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>injected fault</Message></Error>'
         return status, [("Content-Type", "application/xml")], body.encode()
+    if service in QUERY_SERVICES:
+        code, status = ("Throttling", 400) if kind == "throttle" else ("InternalFailure", 500)
+        kind_of = "Sender" if status == 400 else "Receiver"
+        body = (
+            f"<ErrorResponse><Error><Type>{kind_of}</Type><Code>{code}</Code><Message>injected fault</Message></Error>"
+            "<RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
+        )
+        return status, [("Content-Type", "text/xml")], body.encode()
+    headers = []
     if kind == "throttle":
-        code = "com.amazonaws.dynamodb.v20120810#ThrottlingException" if service == "dynamodb" else "ThrottlingException"
         status = 400
+        code = {
+            "dynamodb": "com.amazonaws.dynamodb.v20120810#ThrottlingException",
+            "organizations": "TooManyRequestsException",
+            "sqs": "com.amazonaws.sqs#RequestThrottled",
+        }.get(service, "ThrottlingException")
+        if service == "sqs":
+            # SQS's JSON protocol also names the error as its query protocol did.
+            headers.append(("x-amzn-query-error", "RequestThrottled;Sender"))
     else:
         code, status = "InternalFailure", 500
     body = json.dumps({"__type": code, "message": "injected fault"}).encode()
     plain = code.split("#")[-1]
-    return status, [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-ErrorType", plain)], body
+    content_type = "application/x-amz-json-1.0" if service in ("dynamodb", "sqs") else "application/x-amz-json-1.1"
+    return status, [("Content-Type", content_type), ("x-amzn-ErrorType", plain)] + headers, body
 
 
 CREDENTIAL = re.compile(r"Credential=([^/]+)/[^/]+/[^/]+/([^/]+)/")
@@ -150,6 +170,24 @@ def request_service(environ: dict) -> tuple[str | None, str | None]:
     if not match:
         return None, None
     return match.group(2), match.group(1)
+
+
+def query_action(environ: dict) -> str | None:
+    """The Action of a query-protocol request (STS, IAM), from the query string or the form
+    body; the body is put back for moto to read."""
+    action = parse_qs(environ.get("QUERY_STRING", "")).get("Action")
+    if action:
+        return action[0]
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    if not length:
+        return None
+    body = environ["wsgi.input"].read(length)
+    environ["wsgi.input"] = io.BytesIO(body)
+    action = parse_qs(body.decode("utf-8", "replace")).get("Action")
+    return action[0] if action else None
 
 
 def account_of(access_key: str | None) -> str | None:
@@ -238,6 +276,8 @@ class Frontend:
         service, access_key = request_service(environ)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         operation = target.split(".")[-1] if target else environ.get("REQUEST_METHOD", "")
+        if service in QUERY_SERVICES:
+            operation = query_action(environ) or operation
         if service:
             REQUESTS.count(service, operation)
         if service and FAULTS.rules:
@@ -340,6 +380,7 @@ def main() -> None:
     # One log line per request would bury the stack's own messages.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     audit_reports.install()
+    trust.install()
     proxy = dynamodb_proxy(args.dynamodb_port, args.dynamodb_upstream)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     app = Frontend(DomainDispatcherApplication(create_backend_app))

@@ -47,15 +47,25 @@ def control(method: str, path: str, body: dict | None = None):
         return json.load(response)
 
 
-class Account:
-    """A fresh account of the stack (moto keeps separate state per account), reached with the
-    keys of a role assumed in it."""
+def new_account_id() -> str:
+    return f"{random.randrange(10**11, 10**12):012d}"
 
-    def __init__(self, region: str = "us-east-1"):
-        self.id = f"{random.randrange(10**11, 10**12):012d}"
+
+class Account:
+    """A fresh account of the stack (moto keeps separate state per account), or the one given,
+    reached with the keys of a role assumed in it with the harness's long-term key (which the
+    stack lets into any account). Its session is itself an assumed-role session, as the
+    function's is in AWS: what it assumes in turn is held to the target role's trust policy."""
+
+    ROLE = "test"
+    SESSION = "local-stack-test"
+
+    def __init__(self, region: str = "us-east-1", account_id: str | None = None):
+        self.id = account_id or new_account_id()
         self.region = region
+        self.arn = f"arn:aws:sts::{self.id}:assumed-role/{self.ROLE}/{self.SESSION}"
         sts = boto3.client("sts", region_name=region)
-        creds = sts.assume_role(RoleArn=f"arn:aws:iam::{self.id}:role/test", RoleSessionName="local-stack-test")["Credentials"]
+        creds = sts.assume_role(RoleArn=f"arn:aws:iam::{self.id}:role/{self.ROLE}", RoleSessionName=self.SESSION)["Credentials"]
         self.session = boto3.Session(
             aws_access_key_id=creds["AccessKeyId"],
             aws_secret_access_key=creds["SecretAccessKey"],
@@ -77,10 +87,15 @@ class Account:
         body = {"account_id": self.id, "region": region or self.region, "cas": [group]}
         return control("POST", "/seed", body)["certificate_authorities"]
 
-    def bucket(self, policy: bool = True) -> str:
+    def bucket(self, policy: bool = True, statements: list[dict] | None = None) -> str:
+        """A new bucket; by default with the plain service policy, or with these statements
+        (`{bucket}` in a Resource stands for the bucket's name)."""
         name = f"reports-{uuid.uuid4().hex[:12]}"
         self.s3.create_bucket(Bucket=name)
-        if policy:
+        if statements is not None:
+            text = json.dumps({"Version": "2012-10-17", "Statement": statements}).replace("{bucket}", name)
+            self.s3.put_bucket_policy(Bucket=name, Policy=text)
+        elif policy:
             self.s3.put_bucket_policy(
                 Bucket=name,
                 Policy=json.dumps(

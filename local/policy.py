@@ -1,0 +1,192 @@
+"""The part of IAM policy evaluation the stack needs: resource policies (an S3 bucket policy, a
+role's trust policy) judged for one principal, one action, one resource and a few condition
+keys. An explicit Deny wins over any Allow; no Allow means an implicit deny.
+
+Supported: Principal / NotPrincipal, Action / NotAction, Resource / NotResource with `*` and
+`?` wildcards; condition operators String(Not)Equals, String(Not)EqualsIgnoreCase,
+String(Not)Like, Arn(Not)Equals, Arn(Not)Like, each with `IfExists`, the `ForAnyValue:` /
+`ForAllValues:` qualifiers on single-valued keys, and `Null`. Condition keys are matched
+without regard to case, as IAM does. An operator not listed makes its statement not apply
+(for an Allow: no access; for a Deny: no denial), and the stack says so in its log.
+"""
+
+import json
+import logging
+import re
+from collections.abc import Callable
+
+log = logging.getLogger("local.policy")
+
+
+def as_list(value) -> list:
+    if value is None:
+        return []
+    if isinstance(value, (str, dict)):
+        return [value]
+    return list(value)
+
+
+def parse(document) -> dict | None:
+    """A policy document from what moto stores (a JSON string, maybe bytes), or None."""
+    if not document:
+        return None
+    if isinstance(document, dict):
+        return document
+    try:
+        if isinstance(document, bytes):
+            document = document.decode()
+        parsed = json.loads(document)
+    except ValueError:
+        # moto keeps IAM documents as they came; some clients send them URL-encoded.
+        from urllib.parse import unquote
+
+        try:
+            parsed = json.loads(unquote(document))
+        except ValueError:
+            return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def like(pattern: str, value: str, ignore_case: bool = False) -> bool:
+    """IAM's wildcard match: `*` any run of characters, `?` any one character."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, re.S | (re.I if ignore_case else 0)) is not None
+
+
+def arn_like(pattern: str, value: str) -> bool:
+    """ArnLike / ArnEquals: the six colon-separated parts compared one by one, with wildcards."""
+    want, have = pattern.split(":", 5), value.split(":", 5)
+    if len(want) != 6 or len(have) != 6:
+        return False
+    return all(like(w, h) for w, h in zip(want, have))
+
+
+_OPERATORS: dict[str, Callable[[str, str], bool]] = {
+    "StringEquals": lambda want, have: want == have,
+    "StringEqualsIgnoreCase": lambda want, have: want.lower() == have.lower(),
+    "StringLike": like,
+    "ArnEquals": arn_like,
+    "ArnLike": arn_like,
+}
+_NEGATED = {
+    "StringNotEquals": "StringEquals",
+    "StringNotEqualsIgnoreCase": "StringEqualsIgnoreCase",
+    "StringNotLike": "StringLike",
+    "ArnNotEquals": "ArnEquals",
+    "ArnNotLike": "ArnLike",
+}
+
+
+def condition_holds(block, context: dict) -> bool:
+    """Whether a statement's Condition block holds for the request's condition keys."""
+    if not block:
+        return True
+    if not isinstance(block, dict):
+        return False
+    known = {k.lower(): v for k, v in context.items() if v is not None}
+    for operator, tests in block.items():
+        if not isinstance(tests, dict):
+            return False
+        base = operator.split(":", 1)[1] if operator.startswith(("ForAnyValue:", "ForAllValues:")) else operator
+        if_exists = base.endswith("IfExists")
+        if if_exists:
+            base = base[: -len("IfExists")]
+        if base == "Null":
+            for key, wanted in tests.items():
+                absent = key.lower() not in known
+                if any((str(w).lower() == "true") != absent for w in as_list(wanted)):
+                    return False
+            continue
+        negated = base in _NEGATED
+        compare = _OPERATORS.get(_NEGATED.get(base, base))
+        if compare is None:
+            log.warning("condition operator %s is not supported by the local stack: statement ignored", operator)
+            return False
+        for key, wanted in tests.items():
+            have = known.get(key.lower())
+            if have is None:
+                # A key the request does not carry: false for a positive test, true for a
+                # negated one, and true with IfExists.
+                if if_exists or negated:
+                    continue
+                return False
+            hit = any(compare(str(w), str(h)) for w in as_list(wanted) for h in as_list(have))
+            if hit == negated:
+                return False
+    return True
+
+
+def principal_values(block, kind: str) -> list[str]:
+    """The principals of one kind ("AWS", "Service") a Principal element names; "*" for anyone."""
+    if block == "*":
+        return ["*"]
+    if not isinstance(block, dict):
+        return []
+    values = [str(v) for v in as_list(block.get(kind))]
+    if kind != "AWS" and "*" in [str(v) for v in as_list(block.get("AWS"))]:
+        # {"AWS": "*"} is the same as "*": everyone, services included.
+        values.append("*")
+    return values
+
+
+def _statement_applies(st: dict, action: str, resource: str | None, principal: Callable, context: dict) -> bool:
+    if "Principal" in st:
+        if not principal(st["Principal"]):
+            return False
+    elif "NotPrincipal" in st:
+        if principal(st["NotPrincipal"]):
+            return False
+    else:
+        return False
+    if "Action" in st:
+        if not any(like(str(a), action, ignore_case=True) for a in as_list(st["Action"])):
+            return False
+    elif "NotAction" in st:
+        if any(like(str(a), action, ignore_case=True) for a in as_list(st["NotAction"])):
+            return False
+    else:
+        return False
+    if resource is not None:
+        if "Resource" in st:
+            if not any(like(str(r), resource) for r in as_list(st["Resource"])):
+                return False
+        elif "NotResource" in st:
+            if any(like(str(r), resource) for r in as_list(st["NotResource"])):
+                return False
+    return condition_holds(st.get("Condition"), context)
+
+
+def evaluate(document, *, action: str, principal: Callable[[object], bool], resource: str | None = None, context: dict | None = None) -> str | None:
+    """"Deny" if a Deny statement applies, else "Allow" if an Allow does, else None.
+
+    `principal` says whether a statement's Principal element names the requester.
+    `resource` None skips the Resource element (trust policies have none)."""
+    policy = parse(document)
+    if policy is None:
+        return None
+    allowed = False
+    for st in as_list(policy.get("Statement")):
+        if not isinstance(st, dict) or not _statement_applies(st, action, resource, principal, context or {}):
+            continue
+        if st.get("Effect") == "Deny":
+            return "Deny"
+        if st.get("Effect") == "Allow":
+            allowed = True
+    return "Allow" if allowed else None
+
+
+def organization_id(account_id: str) -> str | None:
+    """The id of the organization (moto's Organizations) the account belongs to, if any."""
+    from moto.organizations.models import organizations_backends
+
+    owner = organizations_backends.master_accounts.get(account_id)
+    if owner is not None:
+        management, partition = owner
+        org = organizations_backends[management][partition].org
+        return org.id if org else None
+    # The management account is not in master_accounts: it holds the organization itself.
+    if account_id in organizations_backends:
+        for backend in list(organizations_backends[account_id].values()):
+            if backend.org is not None:
+                return backend.org.id
+    return None
