@@ -555,13 +555,16 @@ def test_fan_out_send_is_to_the_fan_out_queue_only(role_policies):
 
 
 def test_report_listing_keeps_head_bucket_and_refuses_other_prefixes(rendered):
-    """HeadBucket sends no s3:prefix: a plain StringLike on it would refuse HeadBucket. The
-    IfExists form lets it (and the listings under audit-report/) through, and nothing else."""
+    """HeadBucket sends no s3:prefix: a plain StringLike on audit-report/* would refuse it.
+    IfExists (key absent) and "" (key empty) let it through, with the listings under
+    audit-report/, and no listing of another prefix."""
     for name, r in rendered.items():
         document = role_policy_documents(r["Resources"])["audit-calls"]
         statement = statement_by_sid(document, "ReportBucketList")
         assert as_list(statement["Action"]) == ["s3:ListBucket"], name
-        assert statement["Condition"] == {"StringLikeIfExists": {"s3:prefix": "audit-report/*"}}
+        assert statement["Condition"] == {
+            "StringLikeIfExists": {"s3:prefix": ["", "audit-report/*"]}
+        }
 
 
 def test_role_policies_by_deployment(resources, rendered):
