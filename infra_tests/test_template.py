@@ -1,9 +1,13 @@
-"""Checks of template.yaml that the linters cannot make.
+"""Checks of template.yaml and member-role.yaml that the linters cannot make.
 
 The IAM drift test derives the function's permissions from the code: every AWS SDK operation
-called in src/ (found by name, from the operation modules of the SDK crates cargo downloaded)
-becomes IAM actions, and the role's `audit-calls` policy must grant exactly those, plus the one
-action the service checks on the caller. Run with .venv-tools/bin/python -m pytest infra_tests.
+called in src/ (found by name, from the operation modules of the SDK crates cargo downloaded),
+and every credentials provider that calls AWS itself, becomes IAM actions, and the role's
+`audit-calls` policy must grant exactly those, plus the one action the service checks on the
+caller. The template's conditions are evaluated (`render`) for a single-account, an
+account-list and an organization deployment: together they grant exactly that, and the
+single-account one nothing for other accounts. Run with
+.venv-tools/bin/python -m pytest infra_tests.
 """
 
 from __future__ import annotations
@@ -18,9 +22,21 @@ from cfnlint.decode import decode
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PATH = ROOT / "template.yaml"
+MEMBER_ROLE_PATH = ROOT / "member-role.yaml"
 
 # SDK crate -> IAM service prefix.
-SDK_CRATES = {"aws-sdk-acmpca": "acm-pca", "aws-sdk-dynamodb": "dynamodb", "aws-sdk-s3": "s3"}
+SDK_CRATES = {
+    "aws-sdk-acmpca": "acm-pca",
+    "aws-sdk-dynamodb": "dynamodb",
+    "aws-sdk-s3": "s3",
+    "aws-sdk-organizations": "organizations",
+    "aws-sdk-sqs": "sqs",
+}
+
+# Credentials providers of aws-config that call AWS with the role's own credentials, named in
+# the code as a type, not as a `.<operation>(` call: the member roles are assumed through
+# AssumeRoleProvider, which calls sts:AssumeRole.
+CREDENTIAL_PROVIDERS = {"AssumeRoleProvider": {"sts:AssumeRole"}}
 
 # Operations whose IAM actions are not `service:OperationName`.
 ACTION_EXCEPTIONS = {
@@ -32,14 +48,44 @@ ACTION_EXCEPTIONS = {
     ("s3", "list_objects_v2"): {"s3:ListBucket"},
     ("s3", "get_object"): {"s3:GetObject"},
     ("s3", "head_object"): {"s3:GetObject"},
+    # A batch is authorised as its single action.
+    ("sqs", "send_message_batch"): {"sqs:SendMessage"},
+    ("sqs", "delete_message_batch"): {"sqs:DeleteMessage"},
+    ("sqs", "change_message_visibility_batch"): {"sqs:ChangeMessageVisibility"},
 }
 
 # Not called by the code, granted on purpose: CreateCertificateAuthorityAuditReport checks that
 # the calling principal may write to the bucket (AWS_FACTS.md, "IAM for the function").
 DOCUMENTED_EXTRAS = {"s3:PutObject"}
 
-# The only action that may have Resource "*": it supports no resource-level permission.
-STAR_RESOURCE_ACTIONS = {"acm-pca:ListCertificateAuthorities"}
+# The only actions that may have Resource "*". ListCertificateAuthorities and ListAccounts
+# support no resource-level permission; ListAccountsForParent and ListChildren read the tree
+# under the OUs or roots of AUDIT_ORGANIZATIONAL_UNITS (read-only, the organization's only).
+STAR_RESOURCE_ACTIONS = {
+    "acm-pca:ListCertificateAuthorities",
+    "organizations:ListAccounts",
+    "organizations:ListAccountsForParent",
+    "organizations:ListChildren",
+}
+
+# What only a deployment auditing other accounts may be granted: assuming their roles,
+# discovering the organization's accounts, sending fan-out work items.
+CROSS_ACCOUNT_ACTIONS = {
+    "sts:AssumeRole",
+    "organizations:ListAccounts",
+    "organizations:ListAccountsForParent",
+    "organizations:ListChildren",
+    "sqs:SendMessage",
+}
+
+# What Lambda's SQS event source mapping does with the function's role (policy
+# `fanout-event-source`): not calls of the code.
+EVENT_SOURCE_ACTIONS = {
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:ChangeMessageVisibility",
+}
 
 ENV_VARS = {
     "LEDGER_TABLE",
@@ -50,6 +96,51 @@ ENV_VARS = {
     "AUDIT_CA_STATES",
     "HISTORY_RETENTION_DAYS",
     "MAX_CONCURRENCY",
+    "AUDIT_ACCOUNTS",
+    "AUDIT_ORGANIZATIONAL_UNITS",
+    "MEMBER_ROLE_NAME",
+    "MEMBER_ROLE_EXTERNAL_ID",
+    "EXEMPT_CA_ARNS",
+    "REQUIRED_TAGS",
+    "AUDIT_CA_TYPES",
+    "FANOUT_QUEUE_URL",
+    "FANOUT_THRESHOLD",
+}
+
+# Environment variable -> the template parameter it is set from, as it is.
+ENV_FROM_PARAMETER = {
+    "REPORT_FORMAT": "ReportFormat",
+    "MIN_INTERVAL_MINUTES": "MinIntervalMinutes",
+    "AUDIT_REGIONS": "AuditRegions",
+    "AUDIT_CA_STATES": "AuditCaStates",
+    "HISTORY_RETENTION_DAYS": "HistoryRetentionDays",
+    "MAX_CONCURRENCY": "MaxConcurrency",
+    "AUDIT_ACCOUNTS": "AuditAccounts",
+    "AUDIT_ORGANIZATIONAL_UNITS": "AuditOrganizationalUnits",
+    "MEMBER_ROLE_NAME": "MemberRoleName",
+    "MEMBER_ROLE_EXTERNAL_ID": "MemberRoleExternalId",
+    "EXEMPT_CA_ARNS": "ExemptCaArns",
+    "REQUIRED_TAGS": "RequiredTags",
+    "AUDIT_CA_TYPES": "AuditCaTypes",
+    "FANOUT_THRESHOLD": "FanOutThreshold",
+}
+
+# The deployments the template's conditions tell apart.
+SINGLE_ACCOUNT: dict[str, str] = {}
+ACCOUNT_LIST = {"AuditAccounts": "111111111111,222222222222"}
+ORGANIZATION = {
+    "AuditAccounts": "ORGANIZATION",
+    "OrganizationId": "o-abcdefghij",
+    "AuditOrganizationalUnits": "ou-ab12-cdefgh34",
+}
+EXISTING_BUCKET = {"ExistingReportBucketName": "central-evidence"}
+SCENARIOS = {
+    "single-account": SINGLE_ACCOUNT,
+    "account-list": ACCOUNT_LIST,
+    "organization": ORGANIZATION,
+    "single-account, existing bucket": EXISTING_BUCKET,
+    "organization, existing bucket": {**ORGANIZATION, **EXISTING_BUCKET},
+    "account-list, SSE-KMS": {**ACCOUNT_LIST, "ReportEncryption": "SSE-KMS"},
 }
 
 
@@ -122,6 +213,17 @@ def called_operations(src_dir: Path, operations: dict[str, set[str]]) -> set[tup
     return found
 
 
+def provider_actions(src_dir: Path) -> set[str]:
+    """IAM actions of the credentials providers (CREDENTIAL_PROVIDERS) named in the code."""
+    actions: set[str] = set()
+    for path in sorted(src_dir.rglob("*.rs")):
+        code = _BLOCK_COMMENT.sub("", _LINE_COMMENT.sub("", path.read_text()))
+        for provider, provided in CREDENTIAL_PROVIDERS.items():
+            if re.search(rf"\b{provider}\b", code):
+                actions |= provided
+    return actions
+
+
 def iam_actions(calls: set[tuple[str, str]]) -> set[str]:
     actions: set[str] = set()
     for service, op in calls:
@@ -138,6 +240,89 @@ def as_list(value) -> list:
 
 def statements(policy_document) -> list[dict]:
     return as_list(policy_document["Statement"])
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers: the template as CloudFormation deploys it for given parameter values
+# --------------------------------------------------------------------------------------------
+
+_NO_VALUE = object()
+
+
+def render(template: dict, parameters: dict[str, str]) -> dict:
+    """The template with its conditions evaluated for these parameter values (the rest at
+    their defaults): every Fn::If resolved, AWS::NoValue dropped, and the resources and
+    outputs whose condition is false left out. Refs, Subs and GetAtts stay as they are."""
+    values = {name: str(p.get("Default", "")) for name, p in template["Parameters"].items()}
+    unknown = set(parameters) - set(values)
+    assert not unknown, f"no such parameters: {unknown}"
+    values.update(parameters)
+    conditions: dict[str, bool] = {}
+
+    def value(node):
+        if isinstance(node, dict) and set(node) == {"Ref"}:
+            return values.get(node["Ref"], node["Ref"])
+        return str(node)
+
+    def condition(name: str) -> bool:
+        if name not in conditions:
+            conditions[name] = evaluate(template["Conditions"][name])
+        return conditions[name]
+
+    def evaluate(node) -> bool:
+        ((function, args),) = node.items()
+        if function == "Fn::Equals":
+            return value(args[0]) == value(args[1])
+        if function == "Fn::Not":
+            return not evaluate(args[0])
+        if function == "Fn::And":
+            return all(evaluate(a) for a in args)
+        if function == "Fn::Or":
+            return any(evaluate(a) for a in args)
+        if function == "Condition":
+            return condition(args)
+        raise AssertionError(f"unknown condition function {function}")
+
+    def resolve(node):
+        if isinstance(node, dict):
+            if set(node) == {"Fn::If"}:
+                name, if_true, if_false = node["Fn::If"]
+                return resolve(if_true if condition(name) else if_false)
+            if node == {"Ref": "AWS::NoValue"}:
+                return _NO_VALUE
+            resolved = {k: resolve(v) for k, v in node.items()}
+            return {k: v for k, v in resolved.items() if v is not _NO_VALUE}
+        if isinstance(node, list):
+            return [v for v in (resolve(item) for item in node) if v is not _NO_VALUE]
+        return node
+
+    rendered = {}
+    for section in ("Resources", "Outputs"):
+        rendered[section] = {
+            name: resolve(body)
+            for name, body in template.get(section, {}).items()
+            if "Condition" not in body or condition(body["Condition"])
+        }
+    rendered["Conditions"] = {name: condition(name) for name in template["Conditions"]}
+    return rendered
+
+
+def role_policy_documents(resources: dict) -> dict[str, dict]:
+    role = resources["AuditFunctionRole"]["Properties"]
+    return {p["PolicyName"]: p["PolicyDocument"] for p in role["Policies"]}
+
+
+def granted_actions(document) -> set[str]:
+    actions: set[str] = set()
+    for statement in statements(document):
+        assert statement["Effect"] == "Allow"
+        actions |= set(as_list(statement["Action"]))
+    return actions
+
+
+def statement_by_sid(document, sid: str) -> dict:
+    (statement,) = [s for s in statements(document) if s.get("Sid") == sid]
+    return statement
 
 
 # --------------------------------------------------------------------------------------------
@@ -158,6 +343,19 @@ def resources(template) -> dict:
 
 
 @pytest.fixture(scope="session")
+def rendered(template) -> dict[str, dict]:
+    """Each scenario's template as deployed (see render)."""
+    return {name: render(template, parameters) for name, parameters in SCENARIOS.items()}
+
+
+@pytest.fixture(scope="session")
+def member_template() -> dict:
+    tpl, matches = decode(str(MEMBER_ROLE_PATH))
+    assert not matches, f"member-role.yaml does not parse: {matches}"
+    return tpl
+
+
+@pytest.fixture(scope="session")
 def operations() -> dict[str, set[str]]:
     return sdk_operations(cargo_registry_src(), ROOT / "Cargo.lock")
 
@@ -168,9 +366,9 @@ def function_props(resources) -> dict:
 
 
 @pytest.fixture(scope="session")
-def role_policies(resources) -> dict[str, dict]:
-    role = resources["AuditFunctionRole"]["Properties"]
-    return {p["PolicyName"]: p["PolicyDocument"] for p in role["Policies"]}
+def role_policies(rendered) -> dict[str, dict]:
+    """The role of the deployment that grants the most: the organization's."""
+    return role_policy_documents(rendered["organization"]["Resources"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,6 +427,24 @@ def test_action_names_follow_iam_spelling():
     }
 
 
+def test_assume_role_provider_counts_as_sts_assume_role(tmp_path):
+    (tmp_path / "accounts.rs").write_text(
+        "use aws_config::sts::AssumeRoleProvider;\n"
+        "let p = AssumeRoleProvider::builder(arn).session_name(\"audit\");\n"
+    )
+    (tmp_path / "notes.rs").write_text("// AssumeRoleProvider in a comment only\n")
+    assert provider_actions(tmp_path) == {"sts:AssumeRole"}
+    (tmp_path / "accounts.rs").write_text("/* AssumeRoleProvider */ fn f() {}\n")
+    assert provider_actions(tmp_path) == set()
+
+
+def test_batch_operations_map_to_their_single_action():
+    assert iam_actions({("sqs", "send_message_batch")}) == {"sqs:SendMessage"}
+    assert iam_actions(
+        {("organizations", "list_accounts_for_parent"), ("acm-pca", "list_tags")}
+    ) == {"organizations:ListAccountsForParent", "acm-pca:ListTags"}
+
+
 def test_missing_sdk_crates_fail_with_a_clear_message(tmp_path):
     with pytest.raises(pytest.fail.Exception, match="cargo fetch"):
         sdk_operations(tmp_path)
@@ -238,6 +454,8 @@ def test_sdk_operation_names_are_read_from_the_downloaded_crates(operations):
     assert "create_certificate_authority_audit_report" in operations["acm-pca"]
     assert "transact_write_items" in operations["dynamodb"]
     assert "head_bucket" in operations["s3"]
+    assert "list_accounts_for_parent" in operations["organizations"]
+    assert "send_message_batch" in operations["sqs"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,39 +463,140 @@ def test_sdk_operation_names_are_read_from_the_downloaded_crates(operations):
 # --------------------------------------------------------------------------------------------
 
 
-def test_function_role_grants_exactly_what_the_code_calls(operations, role_policies):
+def code_actions(operations) -> tuple[set[tuple[str, str]], set[str]]:
+    """The code's calls, and the IAM actions they and its credentials providers need."""
     calls = called_operations(ROOT / "src", operations)
     assert calls, "no AWS SDK call found in src/: is the scanner looking in the right place?"
-    expected = iam_actions(calls) | DOCUMENTED_EXTRAS
+    return calls, iam_actions(calls) | provider_actions(ROOT / "src")
 
-    granted: set[str] = set()
-    for statement in statements(role_policies["audit-calls"]):
-        assert statement["Effect"] == "Allow"
-        granted |= set(as_list(statement["Action"]))
 
+def test_function_role_grants_exactly_what_the_code_calls(operations, rendered):
+    """Over every deployment, audit-calls grants exactly the code's actions and the extras;
+    the organization's deployment, which uses every feature, grants them all at once."""
+    calls, actions = code_actions(operations)
+    expected = actions | DOCUMENTED_EXTRAS
+
+    granted_by = {
+        name: granted_actions(role_policy_documents(r["Resources"])["audit-calls"])
+        for name, r in rendered.items()
+    }
+    granted = set().union(*granted_by.values())
     missing, extra = expected - granted, granted - expected
     assert not missing and not extra, (
         f"the code calls {sorted(f'{s}:{o}' for s, o in calls)}; "
         f"not granted: {sorted(missing)}; granted but not called: {sorted(extra)}"
     )
+    assert granted_by["organization"] == expected
 
 
-def test_role_has_only_the_two_inline_policies(resources, role_policies):
-    role = resources["AuditFunctionRole"]["Properties"]
-    assert "ManagedPolicyArns" not in role
-    assert set(role_policies) == {"audit-calls", "lambda-platform"}
-    assert resources["AuditFunction"]["Properties"]["Role"] == {
-        "Fn::GetAtt": ["AuditFunctionRole", "Arn"]
+def test_single_account_grants_nothing_for_other_accounts(operations, rendered):
+    """Without AuditAccounts: no sts, organizations or fan-out permission, no queue, and
+    everything else the code calls is still granted."""
+    _, actions = code_actions(operations)
+    single = rendered["single-account"]
+    policies = role_policy_documents(single["Resources"])
+    assert set(policies) == {"audit-calls", "lambda-platform"}
+    assert granted_actions(policies["audit-calls"]) == (
+        actions | DOCUMENTED_EXTRAS
+    ) - CROSS_ACCOUNT_ACTIONS
+    everything = {a for d in policies.values() for a in granted_actions(d)}
+    assert not {a for a in everything if a.startswith(("sts:", "organizations:"))}
+    assert not EVENT_SOURCE_ACTIONS & everything
+    # sqs:SendMessage only to the OnFailure destination.
+    assert statement_by_sid(policies["lambda-platform"], "OnFailureDestination")["Resource"] == {
+        "Fn::GetAtt": ["FailedRunQueue", "Arn"]
+    }
+    assert not [n for n in single["Resources"] if n.startswith("FanOut")]
+    assert not [n for n in single["Outputs"] if n.startswith(("FanOut", "MemberRole"))]
+    variables = single["Resources"]["AuditFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["FANOUT_QUEUE_URL"] == ""
+    bucket_policy = single["Resources"]["ReportBucketPolicy"]["Properties"]["PolicyDocument"]
+    assert {s["Sid"] for s in statements(bucket_policy)} == {
+        "AcmPcaWritesAuditReports",
+        "DenyInsecureTransport",
     }
 
 
-def test_only_list_certificate_authorities_has_a_star_resource(role_policies):
-    for name, document in role_policies.items():
-        for statement in statements(document):
-            actions = set(as_list(statement["Action"]))
-            assert not any("*" in a for a in actions), f"{name}: wildcard action in {actions}"
-            if "*" in as_list(statement["Resource"]):
-                assert actions <= STAR_RESOURCE_ACTIONS, f"{name}: {actions} on Resource *"
+def test_account_list_assumes_member_roles_but_never_reads_the_organization(rendered):
+    policies = role_policy_documents(rendered["account-list"]["Resources"])
+    granted = granted_actions(policies["audit-calls"])
+    assert "sts:AssumeRole" in granted and "sqs:SendMessage" in granted
+    assert not {a for a in granted if a.startswith("organizations:")}
+    assert set(policies) == {"audit-calls", "lambda-platform", "fanout-event-source"}
+
+
+def test_member_roles_are_the_only_roles_assumed(role_policies):
+    statement = statement_by_sid(role_policies["audit-calls"], "AssumeMemberRoles")
+    assert as_list(statement["Action"]) == ["sts:AssumeRole"]
+    assert statement["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:iam::*:role/${MemberRoleName}"}
+    assert "Condition" not in statement
+
+
+def test_organization_discovery_is_read_only(role_policies):
+    statement = statement_by_sid(role_policies["audit-calls"], "OrganizationAccounts")
+    assert set(as_list(statement["Action"])) == {
+        "organizations:ListAccounts",
+        "organizations:ListAccountsForParent",
+        "organizations:ListChildren",
+    }
+
+
+def test_own_ca_calls_stay_in_this_account(role_policies):
+    statement = statement_by_sid(role_policies["audit-calls"], "OwnCertificateAuthorities")
+    assert statement["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:acm-pca:*:${AWS::AccountId}:certificate-authority/*"
+    }
+
+
+def test_fan_out_send_is_to_the_fan_out_queue_only(role_policies):
+    statement = statement_by_sid(role_policies["audit-calls"], "FanOutSend")
+    assert as_list(statement["Action"]) == ["sqs:SendMessage"]
+    assert statement["Resource"] == {"Fn::GetAtt": ["FanOutQueue", "Arn"]}
+
+
+def test_report_listing_keeps_head_bucket_and_refuses_other_prefixes(rendered):
+    """HeadBucket sends no s3:prefix: a plain StringLike on audit-report/* would refuse it.
+    IfExists (key absent) and "" (key empty) let it through, with the listings under
+    audit-report/, and no listing of another prefix."""
+    for name, r in rendered.items():
+        document = role_policy_documents(r["Resources"])["audit-calls"]
+        statement = statement_by_sid(document, "ReportBucketList")
+        assert as_list(statement["Action"]) == ["s3:ListBucket"], name
+        assert statement["Condition"] == {
+            "StringLikeIfExists": {"s3:prefix": ["", "audit-report/*"]}
+        }
+
+
+def test_role_policies_by_deployment(resources, rendered):
+    role = resources["AuditFunctionRole"]["Properties"]
+    assert "ManagedPolicyArns" not in role
+    assert resources["AuditFunction"]["Properties"]["Role"] == {
+        "Fn::GetAtt": ["AuditFunctionRole", "Arn"]
+    }
+    for name, r in rendered.items():
+        policies = set(role_policy_documents(r["Resources"]))
+        if name.startswith("single-account"):
+            assert policies == {"audit-calls", "lambda-platform"}, name
+        else:
+            assert policies == {"audit-calls", "lambda-platform", "fanout-event-source"}, name
+
+
+def test_event_source_policy_is_exactly_polling_the_fan_out_queue(role_policies):
+    by_action = {}
+    for statement in statements(role_policies["fanout-event-source"]):
+        for action in as_list(statement["Action"]):
+            by_action[action] = statement["Resource"]
+    assert by_action == {a: {"Fn::GetAtt": ["FanOutQueue", "Arn"]} for a in EVENT_SOURCE_ACTIONS}
+
+
+def test_only_listing_actions_have_a_star_resource(rendered):
+    for scenario, r in rendered.items():
+        for name, document in role_policy_documents(r["Resources"]).items():
+            for statement in statements(document):
+                actions = set(as_list(statement["Action"]))
+                assert not any("*" in a for a in actions), f"{name}: wildcard action in {actions}"
+                if "*" in as_list(statement["Resource"]):
+                    assert actions <= STAR_RESOURCE_ACTIONS, f"{scenario}/{name}: {actions} on *"
 
 
 def test_lambda_platform_policy_is_logs_and_the_failure_queue(role_policies):
@@ -292,12 +611,14 @@ def test_lambda_platform_policy_is_logs_and_the_failure_queue(role_policies):
     }
 
 
-def test_put_object_is_limited_to_audit_reports(role_policies):
-    (statement,) = [
-        s for s in statements(role_policies["audit-calls"]) if "s3:PutObject" in as_list(s["Action"])
-    ]
-    branches = statement["Resource"]["Fn::If"][1:]
-    assert all(b["Fn::Sub"].endswith("/audit-report/*") for b in branches)
+def test_put_object_is_limited_to_audit_reports(rendered):
+    for name, r in rendered.items():
+        (statement,) = [
+            s
+            for s in statements(role_policy_documents(r["Resources"])["audit-calls"])
+            if "s3:PutObject" in as_list(s["Action"])
+        ]
+        assert statement["Resource"]["Fn::Sub"].endswith("/audit-report/*"), name
 
 
 # --------------------------------------------------------------------------------------------
@@ -305,13 +626,78 @@ def test_put_object_is_limited_to_audit_reports(role_policies):
 # --------------------------------------------------------------------------------------------
 
 
-def test_every_environment_variable_is_set(function_props):
+def test_every_environment_variable_is_set(template, function_props):
     variables = function_props["Environment"]["Variables"]
     assert set(variables) == ENV_VARS
     assert variables["LEDGER_TABLE"] == {"Ref": "LedgerTable"}
     assert variables["REPORT_BUCKET"] == {
         "Fn::If": ["CreateReportBucket", {"Ref": "ReportBucket"}, {"Ref": "ExistingReportBucketName"}]
     }
+    for variable, parameter in ENV_FROM_PARAMETER.items():
+        assert parameter in template["Parameters"], parameter
+        assert variables[variable] == {"Ref": parameter}, variable
+    # The queue only exists with other accounts; without it, the function never fans out.
+    assert variables["FANOUT_QUEUE_URL"] == {
+        "Fn::If": ["IsMultiAccount", {"Ref": "FanOutQueue"}, ""]
+    }
+
+
+def test_new_settings_defaults(template):
+    parameters = template["Parameters"]
+    assert parameters["AuditAccounts"]["Default"] == ""
+    assert parameters["MemberRoleName"]["Default"] == "PcaAuditSchedulerMember"
+    assert parameters["MemberRoleExternalId"]["NoEcho"] is True
+    assert parameters["AuditCaTypes"]["Default"] == "ROOT,SUBORDINATE"
+    assert parameters["FanOutThreshold"]["Default"] == 8
+    for name in ("AuditOrganizationalUnits", "OrganizationId", "ExemptCaArns", "RequiredTags"):
+        assert parameters[name]["Default"] == "", name
+
+
+@pytest.mark.parametrize(
+    ("parameter", "good", "bad"),
+    [
+        ("AuditAccounts", ["", "ORGANIZATION", "111111111111", "111111111111,222222222222"],
+         ["organization", "11111111111", "111111111111, 222222222222", "111111111111,"]),
+        ("AuditOrganizationalUnits", ["", "r-ab12", "ou-ab12-cdefgh34,r-ab12"],
+         ["ou-ab12", "o-abcdefghij", "r-ab12,"]),
+        ("OrganizationId", ["", "o-abcdefghij"], ["o-abc", "r-ab12"]),
+        ("AuditCaTypes", ["ROOT", "SUBORDINATE", "ROOT,SUBORDINATE", "SUBORDINATE,ROOT"],
+         ["", "ROOT,", "INTERMEDIATE"]),
+        ("RequiredTags", ["", "env=prod", "env=prod,owner", "audit="], ["=prod", "env=prod,"]),
+    ],
+)
+def test_parameter_patterns(template, parameter, good, bad):
+    pattern = re.compile(template["Parameters"][parameter]["AllowedPattern"])
+    assert all(pattern.fullmatch(v) for v in good), parameter
+    assert not any(pattern.fullmatch(v) for v in bad), parameter
+
+
+def test_organization_settings_are_enforced_by_rules(template):
+    rules = template["Rules"]
+    organization = rules["OrganizationNeedsItsId"]
+    assert {"Fn::Equals": [{"Ref": "AuditAccounts"}, "ORGANIZATION"]} in organization[
+        "RuleCondition"
+    ]["Fn::And"]
+    assert organization["Assertions"][0]["Assert"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "OrganizationId"}, ""]}]
+    }
+    units = rules["OrganizationalUnitsNeedTheOrganization"]["Assertions"][0]["Assert"]
+    assert units == {"Fn::Equals": [{"Ref": "AuditAccounts"}, "ORGANIZATION"]}
+
+
+def test_conditions_tell_the_deployments_apart(rendered):
+    expected = {
+        "single-account": (False, False, False),
+        "account-list": (True, False, True),
+        "organization": (True, True, False),
+    }
+    for name, (multi, organization, account_list) in expected.items():
+        conditions = rendered[name]["Conditions"]
+        assert (
+            conditions["IsMultiAccount"],
+            conditions["IsOrganization"],
+            conditions["IsAccountList"],
+        ) == (multi, organization, account_list), name
 
 
 def test_function_runtime_build_and_limits(resources, function_props):
@@ -392,7 +778,9 @@ def test_schedule_role_can_invoke_only_the_function_and_its_queue(resources):
     }
 
 
-@pytest.mark.parametrize("queue", ["ScheduleDeadLetterQueue", "FailedRunQueue"])
+@pytest.mark.parametrize(
+    "queue", ["ScheduleDeadLetterQueue", "FailedRunQueue", "FanOutDeadLetterQueue"]
+)
 def test_queues_are_encrypted_and_alarmed(resources, queue):
     assert resources[queue]["Properties"]["SqsManagedSseEnabled"] is True
     alarms = [
@@ -405,6 +793,63 @@ def test_queues_are_encrypted_and_alarmed(resources, queue):
     assert len(alarms) == 1
     assert alarms[0]["Threshold"] == 0
     assert alarms[0]["ComparisonOperator"] == "GreaterThanThreshold"
+
+
+def test_every_queue_is_encrypted_and_tls_only(rendered):
+    for name, r in rendered.items():
+        resources = r["Resources"]
+        queues = {n for n, res in resources.items() if res["Type"] == "AWS::SQS::Queue"}
+        covered = set()
+        for policy in (res for res in resources.values() if res["Type"] == "AWS::SQS::QueuePolicy"):
+            props = policy["Properties"]
+            (deny,) = [s for s in statements(props["PolicyDocument"]) if s["Effect"] == "Deny"]
+            assert deny["Principal"] == "*" and deny["Action"] == "sqs:*"
+            assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+            listed = {q["Ref"] for q in props["Queues"]}
+            assert {a["Fn::GetAtt"][0] for a in deny["Resource"]} == listed
+            covered |= listed
+        assert covered == queues, name
+        for queue in queues:
+            assert resources[queue]["Properties"]["SqsManagedSseEnabled"] is True, (name, queue)
+
+
+def test_fan_out_queue_outlasts_six_timeouts_and_has_a_dead_letter_queue(function_props, rendered):
+    resources = rendered["organization"]["Resources"]
+    queue = resources["FanOutQueue"]["Properties"]
+    assert queue["VisibilityTimeout"] >= 6 * function_props["Timeout"]
+    redrive = queue["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["FanOutDeadLetterQueue", "Arn"]}
+    assert 1 <= redrive["maxReceiveCount"] <= 10
+    # An item that keeps failing reaches the dead-letter queue before it expires.
+    assert queue["MessageRetentionPeriod"] > redrive["maxReceiveCount"] * queue["VisibilityTimeout"]
+    dead = resources["FanOutDeadLetterQueue"]["Properties"]
+    assert dead["MessageRetentionPeriod"] >= queue["MessageRetentionPeriod"]
+
+
+def test_fan_out_queue_feeds_the_function_one_item_at_a_time(rendered):
+    resources = rendered["account-list"]["Resources"]
+    mappings = [r for r in resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+    assert len(mappings) == 1
+    mapping = mappings[0]["Properties"]
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["FanOutQueue", "Arn"]}
+    assert mapping["FunctionName"] == {"Ref": "AuditFunction"}
+    assert mapping["BatchSize"] == 1
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "FanOutConcurrency"}
+    variables = resources["AuditFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["FANOUT_QUEUE_URL"] == {"Ref": "FanOutQueue"}
+    assert not any(
+        r["Type"] == "AWS::Lambda::EventSourceMapping"
+        for r in rendered["single-account"]["Resources"].values()
+    )
+
+
+def test_multi_account_outputs(rendered):
+    outputs = rendered["organization"]["Outputs"]
+    assert outputs["FanOutQueueUrl"]["Value"] == {"Ref": "FanOutQueue"}
+    assert outputs["MemberRoleName"]["Value"] == {"Ref": "MemberRoleName"}
+    assert outputs["AuditFunctionRoleArn"]["Value"] == {"Fn::GetAtt": ["AuditFunctionRole", "Arn"]}
+    assert "AuditFunctionRoleArn" in rendered["single-account"]["Outputs"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -441,7 +886,8 @@ def bucket_policy_statements(resources) -> dict[str, dict]:
     return {s["Sid"]: s for s in statements(document)}
 
 
-def test_bucket_policy_lets_only_this_accounts_cas_write(resources):
+def test_bucket_policy_lets_only_this_accounts_cas_write(rendered):
+    resources = rendered["single-account"]["Resources"]
     statement = bucket_policy_statements(resources)["AcmPcaWritesAuditReports"]
     assert statement["Effect"] == "Allow"
     assert statement["Principal"] == {"Service": "acm-pca.amazonaws.com"}
@@ -458,8 +904,45 @@ def test_bucket_policy_lets_only_this_accounts_cas_write(resources):
     }
 
 
-def test_bucket_refuses_plain_http(resources):
-    statement = bucket_policy_statements(resources)["DenyInsecureTransport"]
+def test_bucket_policy_lets_the_listed_accounts_cas_write(rendered):
+    statements_ = bucket_policy_statements(rendered["account-list"]["Resources"])
+    condition = statements_["AcmPcaWritesAuditReports"]["Condition"]
+    assert condition["StringEquals"] == {"aws:SourceAccount": {"Fn::Split": [",", {"Ref": "AuditAccounts"}]}}
+    assert condition["ArnLike"]["aws:SourceArn"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:acm-pca:*:*:certificate-authority/*"
+    }
+    member = statements_["MemberRolesPassTheWriteCheck"]
+    assert member["Condition"]["StringEquals"] == {
+        "aws:PrincipalAccount": {"Fn::Split": [",", {"Ref": "AuditAccounts"}]}
+    }
+
+
+def test_bucket_policy_lets_the_organizations_cas_write(rendered):
+    statements_ = bucket_policy_statements(rendered["organization"]["Resources"])
+    condition = statements_["AcmPcaWritesAuditReports"]["Condition"]
+    assert condition["StringEquals"] == {"aws:SourceOrgID": {"Ref": "OrganizationId"}}
+    assert "aws:SourceAccount" not in condition["StringEquals"]
+    member = statements_["MemberRolesPassTheWriteCheck"]
+    assert member["Condition"]["StringEquals"] == {"aws:PrincipalOrgID": {"Ref": "OrganizationId"}}
+
+
+@pytest.mark.parametrize("scenario", ["account-list", "organization"])
+def test_member_roles_pass_the_write_check_for_audit_reports_only(rendered, scenario):
+    member = bucket_policy_statements(rendered[scenario]["Resources"])["MemberRolesPassTheWriteCheck"]
+    assert member["Effect"] == "Allow"
+    assert member["Principal"] == "*"
+    assert member["Action"] == "s3:PutObject"
+    assert member["Resource"] == {"Fn::Sub": "${ReportBucket.Arn}/audit-report/*"}
+    # Only roles of the member role's name, and (StringEquals, tested above) only of the
+    # audited accounts: a fixed account or organization keeps the policy non-public.
+    assert member["Condition"]["ArnLike"] == {
+        "aws:PrincipalArn": {"Fn::Sub": "arn:${AWS::Partition}:iam::*:role/${MemberRoleName}"}
+    }
+    assert set(member["Condition"]) == {"StringEquals", "ArnLike"}
+
+
+def test_bucket_refuses_plain_http(rendered):
+    statement = bucket_policy_statements(rendered["organization"]["Resources"])["DenyInsecureTransport"]
     assert statement["Effect"] == "Deny"
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
@@ -493,6 +976,78 @@ def test_key_policy_lets_acm_pca_encrypt_only_this_buckets_objects(resources):
 
 
 # --------------------------------------------------------------------------------------------
+# The member role (member-role.yaml)
+# --------------------------------------------------------------------------------------------
+
+
+def member_role(member_template, **parameters) -> dict:
+    return render(member_template, parameters)["Resources"]["MemberRole"]["Properties"]
+
+
+def test_member_template_is_plain_cloudformation_with_one_role(member_template, template):
+    assert "Transform" not in member_template
+    assert set(member_template["Resources"]) == {"MemberRole"}
+    role = member_template["Resources"]["MemberRole"]
+    assert role["Type"] == "AWS::IAM::Role"
+    assert role["Properties"]["RoleName"] == {"Ref": "MemberRoleName"}
+    assert "ManagedPolicyArns" not in role["Properties"]
+    # The central stack assumes the role by the name both default to.
+    default = member_template["Parameters"]["MemberRoleName"]["Default"]
+    assert default == template["Parameters"]["MemberRoleName"]["Default"] == "PcaAuditSchedulerMember"
+    assert member_template["Parameters"]["ExternalId"]["NoEcho"] is True
+
+
+def test_member_role_trusts_only_the_central_function_role(member_template):
+    for external_id in ("", "pca-audit-4711"):
+        role = member_role(member_template, ExternalId=external_id)
+        (trust,) = statements(role["AssumeRolePolicyDocument"])
+        assert trust["Effect"] == "Allow"
+        assert trust["Action"] == "sts:AssumeRole"
+        assert trust["Principal"] == {
+            "AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${CentralAccountId}:root"}
+        }
+        expected = {"ArnLike": {"aws:PrincipalArn": {"Ref": "CentralFunctionRoleArn"}}}
+        if external_id:
+            expected["StringEquals"] = {"sts:ExternalId": {"Ref": "ExternalId"}}
+        assert trust["Condition"] == expected, external_id
+
+
+def member_grants(member_template) -> set[tuple[str, str]]:
+    role = member_role(member_template)
+    return {
+        (action, json.dumps(statement["Resource"], sort_keys=True))
+        for policy in role["Policies"]
+        for statement in statements(policy["PolicyDocument"])
+        if statement["Effect"] == "Allow"
+        for action in as_list(statement["Action"])
+    }
+
+
+def test_member_role_grants_exactly_the_audit_calls_on_this_accounts_cas(member_template):
+    own_cas = json.dumps(
+        {"Fn::Sub": "arn:${AWS::Partition}:acm-pca:*:${AWS::AccountId}:certificate-authority/*"}
+    )
+    assert member_grants(member_template) == {
+        ("acm-pca:ListCertificateAuthorities", json.dumps("*")),
+        ("acm-pca:CreateCertificateAuthorityAuditReport", own_cas),
+        ("acm-pca:DescribeCertificateAuthorityAuditReport", own_cas),
+        ("acm-pca:ListTags", own_cas),
+        (
+            "s3:PutObject",
+            json.dumps({"Fn::Sub": "arn:${AWS::Partition}:s3:::${ReportBucketName}/audit-report/*"}),
+        ),
+    }
+
+
+def test_member_role_grants_what_the_code_calls_in_a_member_account(operations, member_template):
+    """Every ACM PCA call of the code is made in the audited account (with the member role
+    there), plus the write the service checks on the caller; nothing else."""
+    _, actions = code_actions(operations)
+    expected = {a for a in actions if a.startswith("acm-pca:")} | DOCUMENTED_EXTRAS
+    assert {action for action, _ in member_grants(member_template)} == expected
+
+
+# --------------------------------------------------------------------------------------------
 # Alarms and suppressions
 # --------------------------------------------------------------------------------------------
 
@@ -513,7 +1068,7 @@ def test_function_errors_are_alarmed(resources):
     assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "AuditFunction"}}]
 
 
-def test_every_checkov_suppression_gives_its_reason(resources):
-    for name, resource in resources.items():
+def test_every_checkov_suppression_gives_its_reason(resources, member_template):
+    for name, resource in {**resources, **member_template["Resources"]}.items():
         for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
             assert len(skip.get("comment", "")) > 40, f"{name}: {skip['id']} has no reason"
