@@ -303,7 +303,10 @@ impl Bench {
             &format!("1. Full run, one region, {per_region} CAs"),
             format!("{secs:.1} s (bound {bound:.0} s, {:.3}× it)", secs / bound),
             format!("≤ {limit:.0} s, 0 failed, no wasted create"),
-            secs <= limit && failed == 0 && refused == 0 && duplicates == 0
+            secs <= limit
+                && failed == 0
+                && refused == 0
+                && duplicates == 0
                 && requested as usize == per_region,
             format!(
                 "{requested} requested, {failed} failed; creates accepted {}, refused {refused} \
@@ -338,7 +341,10 @@ impl Bench {
             &format!("2. Full run, four regions × {per_region} CAs"),
             format!("{secs:.1} s (bound {bound:.0} s, {:.3}× it)", secs / bound),
             format!("≤ {limit:.0} s, 0 failed, no wasted create"),
-            secs <= limit && failed == 0 && refused == 0 && duplicates == 0
+            secs <= limit
+                && failed == 0
+                && refused == 0
+                && duplicates == 0
                 && requested as usize == total,
             format!(
                 "{requested} requested, {failed} failed; creates accepted {}, refused {refused} \
@@ -426,6 +432,7 @@ impl Bench {
                 run_id: format!("bench-run-{}", runs.len() + 1),
                 deadline: tokio::time::Instant::now() + timeout,
                 reserve: Invocation::DEFAULT_RESERVE,
+                home_account: None,
             };
             let summary = scheduler::run(&services, &request, &invocation).await;
             let requested: Vec<String> = summary
@@ -533,7 +540,11 @@ impl Bench {
                 cold.peak_after_full, cold.peak_dry
             ),
         );
-        let mib = |p: &str| std::fs::metadata(p).map(|m| m.len() as f64 / 1048576.0).ok();
+        let mib = |p: &str| {
+            std::fs::metadata(p)
+                .map(|m| m.len() as f64 / 1048576.0)
+                .ok()
+        };
         let host = mib(&env("BENCH_FUNCTION"));
         let bootstrap = std::env::var("BENCH_BOOTSTRAP").ok().and_then(|p| mib(&p));
         let zip = std::env::var("BENCH_ZIP").ok().and_then(|p| mib(&p));

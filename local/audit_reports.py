@@ -316,6 +316,24 @@ def create_audit_report(backend: ACMPCABackend, arn: str, bucket_name: str, fmt:
     return report
 
 
+def finish_now(account_id: str | None = None) -> int:
+    """Ends every report still CREATING (of one account), as the service would once it has
+    written them: for tests of a report that outlived the run that requested it."""
+    with _lock:
+        pending = [
+            r
+            for (account, _), reports in _reports.items()
+            if account_id in (None, account)
+            for r in reports.values()
+            if r.status == "CREATING"
+        ]
+        for r in pending:
+            r.ready_at = time.time()
+    for r in pending:
+        r.finish()
+    return len(pending)
+
+
 def describe_audit_report(backend: ACMPCABackend, arn: str, report_id: str) -> AuditReport:
     if not isinstance(arn, str) or not ARN_PATTERN.match(arn):
         raise InvalidArnException(str(arn))

@@ -242,6 +242,8 @@ def control(method: str, path: str, query: dict, body: dict) -> tuple[int, objec
     if route.startswith("/faults/") and method == "DELETE":
         FAULTS.clear(route.split("/")[-1])
         return 200, {"faults": FAULTS.list()}
+    if route == "/finish-reports" and method == "POST":
+        return 200, {"finished": audit_reports.finish_now(body.get("account_id"))}
     if route == "/seed" and method == "POST":
         made = seeding.seed(body.get("account_id", "123456789012"), body.get("region", "us-east-1"), body.get("cas", []))
         return 200, {"certificate_authorities": made}

@@ -48,6 +48,8 @@ impl ServiceError {
 pub struct Authority {
     pub arn: CaArn,
     pub status: String,
+    /// `ROOT` or `SUBORDINATE`.
+    pub ca_type: String,
 }
 
 /// Every CA the account owns in the client's region, all pages (the service returns at most
@@ -71,6 +73,10 @@ pub async fn list(client: &Client) -> Result<Vec<Authority>, ServiceError> {
                     .status()
                     .map(|s| s.as_str().to_owned())
                     .unwrap_or_default(),
+                ca_type: ca
+                    .r#type()
+                    .map(|t| t.as_str().to_owned())
+                    .unwrap_or_default(),
             }),
             Err(e) => tracing::warn!(
                 ca_arn = text,
@@ -79,6 +85,28 @@ pub async fn list(client: &Client) -> Result<Vec<Authority>, ServiceError> {
         }
     }
     Ok(found)
+}
+
+/// A CA's tags, as key and value.
+pub type Tags = Vec<(String, String)>;
+
+/// The CA's tags, all pages.
+pub async fn tags(client: &Client, arn: &CaArn) -> Result<Tags, ServiceError> {
+    let mut pages = client
+        .list_tags()
+        .certificate_authority_arn(arn.as_str())
+        .into_paginator()
+        .items()
+        .send();
+    let mut tags = Vec::new();
+    while let Some(tag) = pages.next().await {
+        let tag = tag.map_err(|e| ServiceError::from_sdk(&e))?;
+        tags.push((
+            tag.key().to_owned(),
+            tag.value().unwrap_or_default().to_owned(),
+        ));
+    }
+    Ok(tags)
 }
 
 /// What the service answered to a create.
@@ -158,6 +186,10 @@ pub struct Pacer {
 
 /// Attempts of one CA's create when the quota still throttles it (each in a slot of its own).
 pub const CREATE_ATTEMPTS: u32 = 5;
+
+/// Spacing of the read calls of one account and region (DescribeCertificateAuthorityAuditReport,
+/// ListTags): 16 a second, under the service's 20 a second for each.
+pub const READ_PERIOD: Duration = Duration::from_millis(60);
 
 /// A little over one second: the quota is counted where the service receives the calls,
 /// so calls spaced exactly one second apart here could arrive closer together there.

@@ -127,6 +127,88 @@ pub struct Settings {
     pub history_retention: Duration,
     /// CAs handled at once per region; creates are paced separately.
     pub max_concurrency: usize,
+    /// Whose CAs are audited, and how the function reaches the other accounts.
+    pub accounts: Accounts,
+    pub member_role: MemberRole,
+    /// Which CAs are left out whatever their state.
+    pub scope: Scope,
+    /// Where a run too large for one invocation sends its work items.
+    pub fan_out: Option<FanOut>,
+}
+
+/// The accounts whose CAs are audited (`AUDIT_ACCOUNTS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accounts {
+    /// The function's own account, with its own credentials.
+    Own,
+    /// These accounts, each through the member role.
+    List(Vec<String>),
+    /// Every active account of the organization, or of these OUs and roots (nested OUs too).
+    Organization { units: Vec<String> },
+}
+
+/// The role the function assumes in a member account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRole {
+    pub name: String,
+    pub external_id: Option<String>,
+}
+
+impl MemberRole {
+    pub fn arn(&self, partition: &str, account: &str) -> String {
+        format!("arn:{partition}:iam::{account}:role/{}", self.name)
+    }
+}
+
+/// A tag a CA must carry; a bare key accepts any value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequiredTag {
+    pub key: String,
+    pub value: Option<String>,
+}
+
+/// CAs left out of the audit whatever their state.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Scope {
+    pub exempt: BTreeSet<String>,
+    pub required_tags: Vec<RequiredTag>,
+    /// `ROOT`, `SUBORDINATE`: the CA types audited.
+    pub types: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FanOut {
+    pub queue_url: String,
+    /// A scheduled run covering more account-regions than this sends them to the queue.
+    pub threshold: usize,
+}
+
+pub const DEFAULT_MEMBER_ROLE: &str = "PcaAuditSchedulerMember";
+pub const CA_TYPES: [&str; 2] = ["ROOT", "SUBORDINATE"];
+pub const DEFAULT_FANOUT_THRESHOLD: usize = 8;
+
+fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `ou-<root 4-32>-<8-32>` or `r-<4-32>`, lowercase letters and digits, as Organizations shapes them.
+fn is_parent_id(s: &str) -> bool {
+    let part = |p: &str, min: usize| {
+        (min..=32).contains(&p.len())
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    if let Some(rest) = s.strip_prefix("ou-") {
+        matches!(rest.split_once('-'), Some((root, ou)) if part(root, 4) && part(ou, 8))
+    } else if let Some(root) = s.strip_prefix("r-") {
+        part(root, 4)
+    } else {
+        false
+    }
+}
+
+fn list(v: &str) -> impl Iterator<Item = &str> {
+    v.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
 
 impl Settings {
@@ -278,6 +360,178 @@ impl Settings {
             },
         };
 
+        let accounts = match get("AUDIT_ACCOUNTS") {
+            None => Accounts::Own,
+            Some(v) if v.eq_ignore_ascii_case("ORGANIZATION") => {
+                let mut units = Vec::new();
+                if let Some(u) = get("AUDIT_ORGANIZATIONAL_UNITS") {
+                    for id in list(&u) {
+                        if !is_parent_id(id) {
+                            return Err(invalid(
+                                "AUDIT_ORGANIZATIONAL_UNITS",
+                                &u,
+                                format!("`{id}` is not an OU id (ou-...) or root id (r-...)"),
+                            ));
+                        }
+                        if !units.iter().any(|x| x == id) {
+                            units.push(id.to_owned());
+                        }
+                    }
+                }
+                Accounts::Organization { units }
+            }
+            Some(v) => {
+                let mut ids: Vec<String> = Vec::new();
+                for id in list(&v) {
+                    if !is_account_id(id) {
+                        return Err(invalid(
+                            "AUDIT_ACCOUNTS",
+                            &v,
+                            format!(
+                                "`{id}` is not a 12-digit account id (or give the single word ORGANIZATION)"
+                            ),
+                        ));
+                    }
+                    if !ids.iter().any(|x| x == id) {
+                        ids.push(id.to_owned());
+                    }
+                }
+                if ids.is_empty() {
+                    return Err(invalid("AUDIT_ACCOUNTS", &v, "names no account".into()));
+                }
+                Accounts::List(ids)
+            }
+        };
+        if get("AUDIT_ORGANIZATIONAL_UNITS").is_some()
+            && !matches!(accounts, Accounts::Organization { .. })
+        {
+            return Err(invalid(
+                "AUDIT_ORGANIZATIONAL_UNITS",
+                &get("AUDIT_ORGANIZATIONAL_UNITS").unwrap_or_default(),
+                "only applies with AUDIT_ACCOUNTS=ORGANIZATION".into(),
+            ));
+        }
+
+        let role_name = get("MEMBER_ROLE_NAME").unwrap_or_else(|| DEFAULT_MEMBER_ROLE.into());
+        if !(1..=64).contains(&role_name.len())
+            || !role_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+        {
+            return Err(invalid(
+                "MEMBER_ROLE_NAME",
+                &role_name,
+                "not an IAM role name (1-64 of letters, digits and +=,.@_-)".into(),
+            ));
+        }
+        let external_id = get("MEMBER_ROLE_EXTERNAL_ID");
+        let valid_external_id = |x: &str| {
+            (2..=1224).contains(&x.len())
+                && x.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+=,.@:/_-".contains(&b))
+        };
+        if external_id
+            .as_deref()
+            .is_some_and(|x| !valid_external_id(x))
+        {
+            // The value itself is a shared secret of sorts: not repeated in the message.
+            return Err(ConfigError::Invalid {
+                name: "MEMBER_ROLE_EXTERNAL_ID",
+                value: "(not shown)".into(),
+                reason: "must be 2-1224 of letters, digits and +=,.@:/_-".into(),
+            });
+        }
+        let member_role = MemberRole {
+            name: role_name,
+            external_id,
+        };
+
+        let mut scope = Scope {
+            types: CA_TYPES.iter().map(|t| t.to_string()).collect(),
+            ..Scope::default()
+        };
+        if let Some(v) = get("EXEMPT_CA_ARNS") {
+            for a in list(&v) {
+                let arn = crate::arn::CaArn::parse(a).map_err(|e| {
+                    invalid("EXEMPT_CA_ARNS", &v, format!("`{a}` is not a CA ARN: {e}"))
+                })?;
+                scope.exempt.insert(arn.to_string());
+            }
+        }
+        if let Some(v) = get("REQUIRED_TAGS") {
+            for t in list(&v) {
+                let (key, value) = match t.split_once('=') {
+                    Some((k, val)) => (k.trim(), Some(val.trim().to_owned())),
+                    None => (t, None),
+                };
+                if key.is_empty()
+                    || key.len() > 128
+                    || value.as_ref().is_some_and(|v| v.len() > 256)
+                {
+                    return Err(invalid(
+                        "REQUIRED_TAGS",
+                        &v,
+                        format!(
+                            "`{t}` is not key or key=value (key 1-128, value up to 256 characters)"
+                        ),
+                    ));
+                }
+                scope.required_tags.push(RequiredTag {
+                    key: key.to_owned(),
+                    value,
+                });
+            }
+        }
+        if let Some(v) = get("AUDIT_CA_TYPES") {
+            let mut types = BTreeSet::new();
+            for t in list(&v) {
+                let upper = t.to_ascii_uppercase();
+                if !CA_TYPES.contains(&upper.as_str()) {
+                    return Err(invalid(
+                        "AUDIT_CA_TYPES",
+                        &v,
+                        format!("`{t}` is not a CA type (ROOT or SUBORDINATE)"),
+                    ));
+                }
+                types.insert(upper);
+            }
+            if types.is_empty() {
+                return Err(invalid("AUDIT_CA_TYPES", &v, "names no type".into()));
+            }
+            scope.types = types;
+        }
+
+        let fan_out = match get("FANOUT_QUEUE_URL") {
+            None => None,
+            Some(url) => {
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(invalid(
+                        "FANOUT_QUEUE_URL",
+                        &url,
+                        "not an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)"
+                            .into(),
+                    ));
+                }
+                let threshold = match get("FANOUT_THRESHOLD") {
+                    None => DEFAULT_FANOUT_THRESHOLD,
+                    Some(v) => match v.parse::<usize>() {
+                        Ok(n @ 1..=10_000) => n,
+                        _ => {
+                            return Err(invalid(
+                                "FANOUT_THRESHOLD",
+                                &v,
+                                "must be a whole number of account-regions from 1 to 10000".into(),
+                            ));
+                        }
+                    },
+                };
+                Some(FanOut {
+                    queue_url: url,
+                    threshold,
+                })
+            }
+        };
+
         Ok(Self {
             ledger_table,
             report_bucket,
@@ -287,6 +541,10 @@ impl Settings {
             audit_states,
             history_retention,
             max_concurrency,
+            accounts,
+            member_role,
+            scope,
+            fan_out,
         })
     }
 }
@@ -356,6 +614,14 @@ mod tests {
             ("AUDIT_CA_STATES", "ACTIVE,SLEEPING"),
             ("HISTORY_RETENTION_DAYS", "0"),
             ("MAX_CONCURRENCY", "1000"),
+            ("AUDIT_ACCOUNTS", "123456789012,12345"),
+            ("AUDIT_ACCOUNTS", " , "),
+            ("AUDIT_ORGANIZATIONAL_UNITS", "ou-abcd-12345678"),
+            ("MEMBER_ROLE_NAME", "role/with/slashes"),
+            ("EXEMPT_CA_ARNS", "arn:aws:s3:::bucket"),
+            ("REQUIRED_TAGS", "=value"),
+            ("AUDIT_CA_TYPES", "ROOT,INTERMEDIATE"),
+            ("FANOUT_QUEUE_URL", "my-queue"),
         ] {
             let mut pairs = BASE.to_vec();
             pairs.push((name, value));
@@ -369,6 +635,71 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.to_string().contains("REPORT_BUCKET"));
+    }
+
+    #[test]
+    fn accounts_scope_and_fan_out_are_read() {
+        let s = settings(&BASE).unwrap();
+        assert_eq!(s.accounts, Accounts::Own);
+        assert_eq!(s.member_role.name, DEFAULT_MEMBER_ROLE);
+        assert_eq!(s.scope.types.len(), 2);
+        assert_eq!(s.fan_out, None);
+
+        let mut pairs = BASE.to_vec();
+        pairs.extend([
+            ("AUDIT_ACCOUNTS", "ORGANIZATION"),
+            ("AUDIT_ORGANIZATIONAL_UNITS", "ou-ab12-abcdefgh, r-ab12"),
+            ("MEMBER_ROLE_EXTERNAL_ID", "s3cr3t-id"),
+            ("REQUIRED_TAGS", "audit=yes, owner"),
+            ("AUDIT_CA_TYPES", "subordinate"),
+            (
+                "FANOUT_QUEUE_URL",
+                "https://sqs.us-east-1.amazonaws.com/123456789012/work",
+            ),
+            ("FANOUT_THRESHOLD", "4"),
+        ]);
+        let s = settings(&pairs).unwrap();
+        assert_eq!(
+            s.accounts,
+            Accounts::Organization {
+                units: vec!["ou-ab12-abcdefgh".into(), "r-ab12".into()]
+            }
+        );
+        assert_eq!(s.member_role.external_id.as_deref(), Some("s3cr3t-id"));
+        assert_eq!(
+            s.scope.required_tags,
+            vec![
+                RequiredTag {
+                    key: "audit".into(),
+                    value: Some("yes".into())
+                },
+                RequiredTag {
+                    key: "owner".into(),
+                    value: None
+                },
+            ]
+        );
+        assert_eq!(
+            s.scope.types.iter().collect::<Vec<_>>(),
+            vec!["SUBORDINATE"]
+        );
+        assert_eq!(s.fan_out.unwrap().threshold, 4);
+
+        let mut pairs = BASE.to_vec();
+        pairs.push(("AUDIT_ACCOUNTS", "111111111111,222222222222,111111111111"));
+        assert_eq!(
+            settings(&pairs).unwrap().accounts,
+            Accounts::List(vec!["111111111111".into(), "222222222222".into()])
+        );
+    }
+
+    #[test]
+    fn an_invalid_external_id_is_named_but_not_shown() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("MEMBER_ROLE_EXTERNAL_ID", "x"));
+        let err = settings(&pairs).unwrap_err().to_string();
+        assert!(err.contains("MEMBER_ROLE_EXTERNAL_ID"), "{err}");
+        assert!(!err.contains("\"x\""), "{err}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The Lambda boundary: event in, run, summary or a failed invocation out.
 
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
 use tokio::time::Instant;
@@ -39,14 +40,21 @@ pub fn verdict(summary: RunSummary) -> Result<RunSummary, RunError> {
             Outcome::Failed { error_code, .. } => {
                 format!("{} ({error_code})", o.certificate_authority_arn)
             }
-            _ => unreachable!("failed() yields failed outcomes"),
+            // The rest failed through their report.
+            _ => format!("{} (AuditReportFailed)", o.certificate_authority_arn),
         })
         .chain(
             summary
-                .region_errors
+                .account_errors
                 .iter()
-                .map(|r| format!("region {} ({})", r.region, r.error_code)),
+                .map(|a| format!("account {} ({})", a.account_id, a.error_code)),
         )
+        .chain(summary.region_errors.iter().map(|r| {
+            format!(
+                "account {} region {} ({})",
+                r.account_id, r.region, r.error_code
+            )
+        }))
         .collect();
     if failed.is_empty() {
         return Ok(summary);
@@ -79,19 +87,59 @@ pub fn remaining_ms(deadline_ms: u64, now_ms: u64) -> u64 {
     }
 }
 
-pub async fn handle(
-    services: &Services,
-    event: LambdaEvent<Value>,
-) -> Result<RunSummary, RunError> {
+/// The account of the function's own ARN (`arn:aws:lambda:<region>:<account>:function:<name>`).
+pub fn home_account(invoked_function_arn: &str) -> Option<String> {
+    let account = invoked_function_arn.split(':').nth(4)?;
+    (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())).then(|| account.to_owned())
+}
+
+/// Whether the event is a batch from an SQS event source mapping (the fan-out queue).
+fn is_sqs_batch(event: &Value) -> bool {
+    event
+        .get("Records")
+        .and_then(Value::as_array)
+        .and_then(|r| r.first())
+        .and_then(|r| r.get("eventSource"))
+        .and_then(Value::as_str)
+        == Some("aws:sqs")
+}
+
+/// What an invocation returns: a run's summary, or, for a batch of work items from the
+/// fan-out queue, the batch item failures SQS reads.
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+pub enum Response {
+    Run(Box<RunSummary>),
+    Batch(SqsBatchResponse),
+}
+
+pub async fn handle(services: &Services, event: LambdaEvent<Value>) -> Result<Response, RunError> {
     let (payload, context) = event.into_parts();
-    // The event is not logged whole: a manual request could carry anything.
-    let request = RunRequest::from_value(payload).inspect_err(|e| {
-        tracing::error!(run_id = context.request_id, "refused the event: {e}");
-    })?;
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let remaining_ms = remaining_ms(context.deadline, now_ms);
+    let invocation = Invocation {
+        run_id: context.request_id.clone(),
+        deadline: Instant::now() + std::time::Duration::from_millis(remaining_ms),
+        reserve: Invocation::DEFAULT_RESERVE,
+        home_account: home_account(&context.invoked_function_arn),
+    };
+    if is_sqs_batch(&payload) {
+        let batch: SqsEvent = serde_json::from_value(payload).map_err(|e| {
+            RunError::InvalidRequest(RequestError::Malformed {
+                shape: "SQS event",
+                message: e.to_string(),
+            })
+        })?;
+        return Ok(Response::Batch(
+            work_items(services, batch, &invocation).await,
+        ));
+    }
+    // The event is not logged whole: a manual request could carry anything.
+    let request = RunRequest::from_value(payload).inspect_err(|e| {
+        tracing::error!(run_id = context.request_id, "refused the event: {e}");
+    })?;
     tracing::info!(
         run_id = context.request_id,
         deadline_ms = context.deadline,
@@ -99,16 +147,68 @@ pub async fn handle(
         dry_run = request.dry_run,
         "run started"
     );
-    let invocation = Invocation {
-        run_id: context.request_id.clone(),
-        deadline: Instant::now() + std::time::Duration::from_millis(remaining_ms),
-        reserve: Invocation::DEFAULT_RESERVE,
-    };
-    let summary = scheduler::run(services, &request, &invocation).await;
+    let summary = run_and_report(services, &request, &invocation).await;
+    verdict(summary).map(|s| Response::Run(Box::new(s)))
+}
+
+async fn run_and_report(
+    services: &Services,
+    request: &RunRequest,
+    invocation: &Invocation,
+) -> RunSummary {
+    let summary = scheduler::run(services, request, invocation).await;
     summary.log();
     let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into());
     println!("{}", summary.metrics_document(&function));
-    verdict(summary)
+    summary
+}
+
+/// Runs each work item of an SQS batch, one after the other, and reports the ones that
+/// failed (a malformed item, an account or region not reached, a CA failed) as batch item
+/// failures: SQS gives those again later, and to the dead-letter queue in the end, while the
+/// ledger makes a retry touch only what is left.
+pub async fn work_items(
+    services: &Services,
+    batch: SqsEvent,
+    invocation: &Invocation,
+) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for message in batch.records {
+        let id = message.message_id.clone().unwrap_or_default();
+        let request = RunRequest::from_work_item(message.body.as_deref().unwrap_or_default());
+        let ok = match request {
+            Err(e) => {
+                tracing::error!(
+                    run_id = invocation.run_id,
+                    message_id = id,
+                    "refused the work item: {e}"
+                );
+                false
+            }
+            Ok(request) => {
+                let mut item = invocation.clone();
+                item.run_id = format!("{}/{id}", invocation.run_id);
+                let summary = run_and_report(services, &request, &item).await;
+                match verdict(summary) {
+                    Ok(_) => true,
+                    Err(e) => {
+                        tracing::error!(
+                            run_id = item.run_id,
+                            message_id = id,
+                            "work item failed: {e}"
+                        );
+                        false
+                    }
+                }
+            }
+        };
+        if !ok {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
 }
 
 #[cfg(test)]
@@ -125,5 +225,29 @@ mod tests {
             "a passed deadline leaves nothing"
         );
         assert_eq!(remaining_ms(600_000, now), 600_000);
+    }
+
+    #[test]
+    fn the_home_account_comes_from_the_function_arn() {
+        assert_eq!(
+            home_account("arn:aws:lambda:us-east-1:123456789012:function:audit"),
+            Some("123456789012".into())
+        );
+        assert_eq!(home_account(""), None);
+        assert_eq!(
+            home_account("arn:aws:lambda:us-east-1:000:function:_"),
+            None
+        );
+    }
+
+    #[test]
+    fn only_sqs_records_are_a_batch() {
+        assert!(is_sqs_batch(
+            &serde_json::json!({"Records": [{"eventSource": "aws:sqs"}]})
+        ));
+        assert!(!is_sqs_batch(
+            &serde_json::json!({"Records": [{"eventSource": "aws:s3"}]})
+        ));
+        assert!(!is_sqs_batch(&serde_json::json!({"dryRun": true})));
     }
 }

@@ -3,11 +3,16 @@
 //! Items (partition key `certificate_authority_arn`, sort key `record`):
 //! - `record = "window"`: the CA's window: `next_eligible_at`, the last report
 //!   (`last_report_id`, `last_s3_bucket`, `last_s3_key`, `last_format`, `last_requested_at`,
-//!   `last_run_id`), the claim of a run in progress (`lease_run_id`, `lease_expires_at`) and the
-//!   last error (`last_error_code`, `last_error_message`, `last_error_at`).
+//!   `last_run_id`) and where it stands (`last_report_status`: CREATING until a run has
+//!   followed it up, then SUCCESS or FAILED; `last_report_size`, `last_verified_at`), the claim
+//!   of a run in progress (`lease_run_id`, `lease_claimed_at`, `lease_expires_at`), the last
+//!   error (`last_error_code`, `last_error_message`, `last_error_at`), and `orphan_since` while
+//!   a dead run's report may still turn up in the bucket.
 //! - `record = "report#<requested_at>#<report id>"`: one per report ever requested, so a query
-//!   on the CA with `ScanIndexForward = false` lists them newest first; `expires_at` (epoch
-//!   seconds) is the table's TTL attribute.
+//!   on the CA with `ScanIndexForward = false` lists them newest first; `status`, `size_bytes`
+//!   and `verified_at` once followed up, `recovered` when found in the bucket rather than
+//!   recorded by the run that requested it; `expires_at` (epoch seconds) is the table's TTL
+//!   attribute.
 //!
 //! Instants are RFC 3339 UTC strings (see `time`), compared in condition expressions.
 
@@ -17,15 +22,16 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    Update,
+    AttributeValue, KeysAndAttributes, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
 };
 
 use crate::arn::CaArn;
 use crate::authorities::ServiceError;
 use crate::config::ReportFormat;
+use crate::summary::{ReportCheck, ReportStatus};
 use crate::time::Timestamp;
-use crate::window::{Lease, Window};
+use crate::window::{Lease, PendingReport, Window};
 
 pub const PARTITION_KEY: &str = "certificate_authority_arn";
 pub const SORT_KEY: &str = "record";
@@ -48,6 +54,8 @@ pub struct Claim {
     pub arn: CaArn,
     pub run_id: String,
     pub expires_at: Timestamp,
+    /// The window as it was when the claim was won: a dead run's claim taken over shows here.
+    pub previous: Window,
 }
 
 #[derive(Debug)]
@@ -66,6 +74,11 @@ pub struct ReportRecord {
     pub format: ReportFormat,
     pub requested_at: Timestamp,
     pub next_eligible_at: Timestamp,
+    /// CREATING for a report just requested; SUCCESS with its size for one found in the bucket.
+    pub status: ReportStatus,
+    pub size_bytes: Option<u64>,
+    /// Found in the bucket, not recorded by the run that requested it.
+    pub recovered: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -98,14 +111,20 @@ pub fn window_from_item(item: &HashMap<String, AttributeValue>) -> Window {
         (Some(run_id), Some(expires_at)) => Some(Lease {
             run_id: run_id.to_owned(),
             expires_at,
+            claimed_at: instant(item, "lease_claimed_at"),
         }),
         _ => None,
     };
+    let owned = |name| text(item, name).map(str::to_owned);
     Window {
         last_requested_at: instant(item, "last_requested_at"),
-        last_report_id: text(item, "last_report_id").map(str::to_owned),
+        last_report_id: owned("last_report_id"),
+        last_s3_bucket: owned("last_s3_bucket"),
+        last_s3_key: owned("last_s3_key"),
+        last_status: text(item, "last_report_status").and_then(ReportStatus::parse),
         next_eligible_at: instant(item, "next_eligible_at"),
         lease,
+        orphan_since: instant(item, "orphan_since"),
     }
 }
 
@@ -211,7 +230,8 @@ impl Ledger {
             .table_name(&self.table)
             .set_key(Some(Self::window_key(arn)))
             .update_expression(
-                "SET lease_run_id = :run, lease_expires_at = :lease, #region = :region, account_id = :account",
+                "SET lease_run_id = :run, lease_claimed_at = :now, lease_expires_at = :lease, \
+                 #region = :region, account_id = :account",
             )
             .condition_expression(
                 "(attribute_not_exists(next_eligible_at) OR next_eligible_at <= :now) \
@@ -224,15 +244,22 @@ impl Ledger {
             .expression_attribute_values(":now", s(now.to_string()))
             .expression_attribute_values(":region", s(arn.region()))
             .expression_attribute_values(":account", s(arn.account()))
-            // Why the claim lost comes back with the failure, without a second read.
+            // Why the claim lost comes back with the failure, and what it took over with the
+            // success (a dead run's claim), without a second read.
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .return_values(ReturnValue::AllOld)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(ClaimResult::Won(Claim {
+            Ok(out) => Ok(ClaimResult::Won(Claim {
                 arn: arn.clone(),
                 run_id: run_id.to_owned(),
                 expires_at,
+                previous: out
+                    .attributes
+                    .as_ref()
+                    .map(window_from_item)
+                    .unwrap_or_default(),
             })),
             Err(e) => match e.as_service_error() {
                 Some(service) if service.is_conditional_check_failed_exception() => {
@@ -268,8 +295,9 @@ impl Ledger {
             .update_expression(
                 "SET last_report_id = :id, last_s3_bucket = :bucket, last_s3_key = :key, \
                  last_format = :format, last_requested_at = :at, last_run_id = :run, \
-                 next_eligible_at = :next \
-                 REMOVE lease_run_id, lease_expires_at, last_error_code, last_error_message, last_error_at",
+                 next_eligible_at = :next, last_report_status = :status \
+                 REMOVE lease_run_id, lease_claimed_at, lease_expires_at, last_error_code, \
+                 last_error_message, last_error_at, orphan_since, last_report_size, last_verified_at",
             )
             .condition_expression("lease_run_id = :run")
             .expression_attribute_values(":id", s(&report.report_id))
@@ -279,10 +307,11 @@ impl Ledger {
             .expression_attribute_values(":at", s(report.requested_at.to_string()))
             .expression_attribute_values(":run", s(run_id))
             .expression_attribute_values(":next", s(report.next_eligible_at.to_string()))
+            .expression_attribute_values(":status", s(report.status.as_str()))
             .build()
             .map_err(invalid)?;
         let expires_at = report.requested_at.plus(self.retention).epoch_seconds();
-        let history = Put::builder()
+        let mut history = Put::builder()
             .table_name(&self.table)
             .item(PARTITION_KEY, s(claim.arn.as_str()))
             .item(
@@ -300,10 +329,16 @@ impl Ledger {
             .item("run_id", s(run_id))
             .item("region", s(claim.arn.region()))
             .item("expires_at", AttributeValue::N(expires_at.to_string()))
+            .item("status", s(report.status.as_str()))
             .condition_expression("attribute_not_exists(#record)")
-            .expression_attribute_names("#record", SORT_KEY)
-            .build()
-            .map_err(invalid)?;
+            .expression_attribute_names("#record", SORT_KEY);
+        if let Some(size) = report.size_bytes {
+            history = history.item("size_bytes", AttributeValue::N(size.to_string()));
+        }
+        if report.recovered {
+            history = history.item("recovered", AttributeValue::Bool(true));
+        }
+        let history = history.build().map_err(invalid)?;
         self.client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().update(window).build())
@@ -323,6 +358,9 @@ impl Ledger {
         next_eligible_at: Option<Timestamp>,
         now: Timestamp,
     ) -> Result<(), LedgerError> {
+        // A dead run's claim that this one took over may still have a report on its way to
+        // the bucket: keep the instant so the next claim looks for it again.
+        let orphan_since = claim.previous.unrecorded_since(now);
         let mut set = Vec::new();
         let mut request = self
             .client
@@ -344,7 +382,12 @@ impl Ledger {
             set.push("next_eligible_at = :next");
             request = request.expression_attribute_values(":next", s(next.to_string()));
         }
-        let mut expression = String::from("REMOVE lease_run_id, lease_expires_at");
+        if let Some(since) = orphan_since {
+            set.push("orphan_since = :orphan");
+            request = request.expression_attribute_values(":orphan", s(since.to_string()));
+        }
+        let mut expression =
+            String::from("REMOVE lease_run_id, lease_claimed_at, lease_expires_at");
         if !set.is_empty() {
             expression = format!("SET {} {expression}", set.join(", "));
         }
@@ -354,6 +397,101 @@ impl Ledger {
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(self.error(&e)),
+        }
+    }
+
+    /// Writes what the follow-up of a report found, on the window (while that report is still
+    /// the CA's last) and on its history item. A FAILED report reopens the window at
+    /// `reopen_at`, so the CA is requested again once the service allows it.
+    pub async fn verified(
+        &self,
+        arn: &CaArn,
+        report: &PendingReport,
+        check: &ReportCheck,
+        reopen_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<(), LedgerError> {
+        let invalid = |e: aws_sdk_dynamodb::error::BuildError| LedgerError {
+            table: self.table.clone(),
+            code: "InvalidRequest".into(),
+            message: e.to_string(),
+        };
+        let mut window_set = vec!["last_report_status = :status", "last_verified_at = :now"];
+        let mut history_set = vec!["#status = :status", "verified_at = :now"];
+        let mut window = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::window_key(arn)))
+            .condition_expression("last_report_id = :id")
+            .expression_attribute_values(":id", s(&report.report_id))
+            .expression_attribute_values(":status", s(check.status.as_str()))
+            .expression_attribute_values(":now", s(now.to_string()));
+        let mut history = Update::builder()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, s(arn.as_str()))
+            .key(
+                SORT_KEY,
+                s(format!(
+                    "report#{}#{}",
+                    report.requested_at, report.report_id
+                )),
+            )
+            // Never make a history item out of nothing (say, one TTL already removed).
+            .condition_expression("attribute_exists(#record)")
+            .expression_attribute_names("#record", SORT_KEY)
+            // `status` is a DynamoDB reserved word.
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", s(check.status.as_str()))
+            .expression_attribute_values(":now", s(now.to_string()));
+        if let Some(size) = check.size_bytes {
+            window_set.push("last_report_size = :size");
+            history_set.push("size_bytes = :size");
+            window =
+                window.expression_attribute_values(":size", AttributeValue::N(size.to_string()));
+            history =
+                history.expression_attribute_values(":size", AttributeValue::N(size.to_string()));
+        }
+        if let Some(detail) = &check.detail {
+            history_set.push("detail = :detail");
+            history = history.expression_attribute_values(":detail", s(detail));
+        }
+        if let Some(reopen) = reopen_at {
+            window_set.push(
+                "next_eligible_at = :reopen, last_error_code = :code, last_error_message = :detail, last_error_at = :now",
+            );
+            window = window
+                .expression_attribute_values(":reopen", s(reopen.to_string()))
+                .expression_attribute_values(":code", s("AuditReportFailed"))
+                .expression_attribute_values(
+                    ":detail",
+                    s(check.detail.clone().unwrap_or_default()),
+                );
+        }
+        let window = window
+            .update_expression(format!("SET {}", window_set.join(", ")))
+            .build()
+            .map_err(invalid)?;
+        let history = history
+            .update_expression(format!("SET {}", history_set.join(", ")))
+            .build()
+            .map_err(invalid)?;
+        match self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(window).build())
+            .transact_items(TransactWriteItem::builder().update(history).build())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            // A newer report became the CA's last meanwhile, or the history item is gone:
+            // nothing of this follow-up is left to write.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_transaction_canceled_exception()) =>
             {
                 Ok(())
             }

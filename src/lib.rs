@@ -6,14 +6,18 @@
 //! records in the [`ledger`], and returns a [`summary::RunSummary`]; [`handler`] is the
 //! Lambda boundary and [`config`] the settings read at cold start.
 
+pub mod accounts;
 pub mod arn;
 pub mod authorities;
 pub mod bucket;
 pub mod config;
+pub mod fan_out;
 pub mod handler;
 pub mod ledger;
 pub mod request;
 pub mod scheduler;
+pub mod scope;
 pub mod summary;
 pub mod time;
+pub mod verify;
 pub mod window;

@@ -44,6 +44,8 @@ pub enum RequestError {
         "invalid manual request: certificateAuthorityArns has {0} entries, at most {MAX_REQUESTED_ARNS} are accepted"
     )]
     TooManyArns(usize),
+    #[error("invalid work item: {0}")]
+    InvalidWorkItem(String),
 }
 
 /// What started the run.
@@ -59,6 +61,10 @@ pub enum Trigger {
         time: Option<String>,
     },
     Manual,
+    /// One account-region of a larger round, from the fan-out queue.
+    FanOut {
+        parent_run_id: String,
+    },
 }
 
 /// One run, as the event asked for it.
@@ -70,6 +76,8 @@ pub struct RunRequest {
     pub dry_run: bool,
     /// Overrides the configured format for this run.
     pub format: Option<ReportFormat>,
+    /// A work item's one account-region (account id, or `self`; region).
+    pub target: Option<(String, String)>,
 }
 
 /// A person's request: `{"certificateAuthorityArns": [...], "dryRun": true, "format": "CSV"}`.
@@ -172,6 +180,36 @@ impl RunRequest {
             only,
             dry_run: manual.dry_run,
             format: manual.format,
+            target: None,
+        })
+    }
+
+    /// The run one fan-out message asks for.
+    pub fn from_work_item(body: &str) -> Result<Self, RequestError> {
+        let item: crate::summary::WorkItem =
+            serde_json::from_str(body).map_err(|e| RequestError::InvalidWorkItem(e.to_string()))?;
+        let account_ok = item.account_id == "self"
+            || (item.account_id.len() == 12 && item.account_id.bytes().all(|b| b.is_ascii_digit()));
+        if !account_ok {
+            return Err(RequestError::InvalidWorkItem(format!(
+                "accountId `{}` is not a 12-digit account id",
+                item.account_id
+            )));
+        }
+        if !crate::arn::is_region(&item.region) {
+            return Err(RequestError::InvalidWorkItem(format!(
+                "region `{}` is not a region name",
+                item.region
+            )));
+        }
+        Ok(Self {
+            trigger: Trigger::FanOut {
+                parent_run_id: item.parent_run_id,
+            },
+            only: None,
+            dry_run: item.dry_run,
+            format: item.format,
+            target: Some((item.account_id, item.region)),
         })
     }
 
@@ -181,6 +219,7 @@ impl RunRequest {
             only: None,
             dry_run: false,
             format: None,
+            target: None,
         }
     }
 }
@@ -261,6 +300,45 @@ mod tests {
         assert!(r.dry_run);
         assert_eq!(r.format, Some(ReportFormat::Csv));
         assert_eq!(parse("{}").unwrap().only, None);
+    }
+
+    #[test]
+    fn a_work_item_names_one_account_region() {
+        let r = RunRequest::from_work_item(
+            r#"{"accountId":"111111111111","region":"eu-west-1","parentRunId":"run-1"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r.target,
+            Some(("111111111111".to_string(), "eu-west-1".to_string()))
+        );
+        assert_eq!(
+            r.trigger,
+            Trigger::FanOut {
+                parent_run_id: "run-1".into()
+            }
+        );
+        for (body, says) in [
+            ("{}", "missing field"),
+            (
+                r#"{"accountId":"1111","region":"eu-west-1","parentRunId":"r"}"#,
+                "12-digit",
+            ),
+            (
+                r#"{"accountId":"111111111111","region":"mars-1","parentRunId":"r"}"#,
+                "region",
+            ),
+            (
+                r#"{"accountId":"111111111111","region":"eu-west-1","parentRunId":"r","extra":1}"#,
+                "unknown field",
+            ),
+        ] {
+            let e = RunRequest::from_work_item(body).unwrap_err().to_string();
+            assert!(
+                e.contains("invalid work item") && e.contains(says),
+                "{body}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -1,28 +1,42 @@
-//! One run, from the request to the summary: list, decide, claim, request, record.
+//! One run, from the request to the summary: choose the accounts and regions, list, decide,
+//! follow up earlier reports, claim, request, record, follow up the new reports.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_sdk_acmpca::config::Region;
 use futures::StreamExt;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::accounts::{self, Account};
 use crate::arn::CaArn;
 use crate::authorities::{self, Authority, Pacer, Refusal, ServiceError};
 use crate::bucket;
-use crate::config::{ReportFormat, SERVICE_WINDOW, Settings};
+use crate::config::{Accounts, ReportFormat, SERVICE_WINDOW, Settings};
+use crate::fan_out;
 use crate::ledger::{Claim, ClaimResult, Ledger, LedgerError, ReportRecord};
-use crate::request::RunRequest;
-use crate::summary::{CaOutcome, Outcome, RegionError, RunSummary, SkipReason};
-use crate::time::Clock;
-use crate::window::{self, Window};
+use crate::request::{RunRequest, Trigger};
+use crate::scope;
+use crate::summary::{
+    AccountError, CaOutcome, Outcome, RegionError, ReportCheck, ReportStatus, RunSummary,
+    SkipReason,
+};
+use crate::time::{Clock, Timestamp};
+use crate::verify;
+use crate::window::{self, PendingReport, Window};
 
-/// What one region needs: its ACM PCA client and the pacing of its create quota.
-struct RegionClient {
+/// What one account-region needs: its ACM PCA client and the pacing of its quotas.
+struct TargetClient {
+    account: Account,
+    region: String,
     acm_pca: aws_sdk_acmpca::Client,
-    pacer: Pacer,
+    /// CreateCertificateAuthorityAuditReport: one a second.
+    creates: Pacer,
+    /// DescribeCertificateAuthorityAuditReport and ListTags.
+    reads: Pacer,
 }
 
 /// Everything a run uses, built once at cold start and shared by every invocation.
@@ -30,9 +44,13 @@ pub struct Services {
     pub settings: Settings,
     pub ledger: Ledger,
     s3: aws_sdk_s3::Client,
+    sqs: aws_sdk_sqs::Client,
     sdk: SdkConfig,
-    /// Per region, kept across invocations so a warm function keeps its pacing.
-    regions: Mutex<HashMap<String, Arc<RegionClient>>>,
+    /// Member accounts entered, kept across invocations: their clients cache the role's
+    /// credentials and renew them when they run out.
+    members: tokio::sync::Mutex<HashMap<String, SdkConfig>>,
+    /// Per account-region, kept across invocations so a warm function keeps its pacing.
+    targets: Mutex<HashMap<(Account, String), Arc<TargetClient>>>,
     create_period: Duration,
     clock: Arc<dyn Clock>,
 }
@@ -47,8 +65,10 @@ impl Services {
         Self {
             ledger,
             s3: aws_sdk_s3::Client::new(sdk),
+            sqs: aws_sdk_sqs::Client::new(sdk),
             sdk: sdk.clone(),
-            regions: Mutex::new(HashMap::new()),
+            members: tokio::sync::Mutex::new(HashMap::new()),
+            targets: Mutex::new(HashMap::new()),
             create_period: authorities::CREATE_PERIOD,
             clock,
             settings,
@@ -59,21 +79,39 @@ impl Services {
     /// emulator whose quota was raised, never for AWS, whose quota cannot be raised.
     pub fn with_create_period(mut self, period: Duration) -> Self {
         self.create_period = period;
-        self.regions = Mutex::new(HashMap::new());
+        self.targets = Mutex::new(HashMap::new());
         self
     }
 
-    fn region(&self, name: &str) -> Arc<RegionClient> {
-        let mut regions = self.regions.lock().unwrap_or_else(|p| p.into_inner());
-        regions
-            .entry(name.to_owned())
+    /// The SDK configuration of an account: the function's own, or the member role's.
+    async fn account_sdk(&self, account: &Account) -> Result<SdkConfig, AccountError> {
+        let Account::Member(id) = account else {
+            return Ok(self.sdk.clone());
+        };
+        if let Some(sdk) = self.members.lock().await.get(id) {
+            return Ok(sdk.clone());
+        }
+        // Not held across the call: accounts are entered side by side. A failure is not
+        // kept, so the next run tries the account again.
+        let sdk = accounts::enter(&self.sdk, &self.settings.member_role, id).await?;
+        self.members.lock().await.insert(id.clone(), sdk.clone());
+        Ok(sdk)
+    }
+
+    fn target(&self, account: &Account, region: &str, sdk: &SdkConfig) -> Arc<TargetClient> {
+        let mut targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+        targets
+            .entry((account.clone(), region.to_owned()))
             .or_insert_with(|| {
-                let conf = aws_sdk_acmpca::config::Builder::from(&self.sdk)
-                    .region(Region::new(name.to_owned()))
+                let conf = aws_sdk_acmpca::config::Builder::from(sdk)
+                    .region(Region::new(region.to_owned()))
                     .build();
-                Arc::new(RegionClient {
+                Arc::new(TargetClient {
+                    account: account.clone(),
+                    region: region.to_owned(),
                     acm_pca: aws_sdk_acmpca::Client::from_conf(conf),
-                    pacer: Pacer::new(self.create_period),
+                    creates: Pacer::new(self.create_period),
+                    reads: Pacer::new(authorities::READ_PERIOD),
                 })
             })
             .clone()
@@ -90,6 +128,8 @@ pub struct Invocation {
     /// Time kept back at the end for a CA in flight to be requested and recorded:
     /// no new CA is started with less than this left.
     pub reserve: Duration,
+    /// The function's own account (from its ARN), when known: entered with its own credentials.
+    pub home_account: Option<String>,
 }
 
 impl Invocation {
@@ -106,29 +146,116 @@ impl Invocation {
     }
 }
 
-/// Runs one audit round and returns its summary. Errors of single CAs or regions are in the
-/// summary; nothing here fails the whole run but a summary with failures in it.
+/// The first look at a new report: the service usually writes it within seconds.
+const FIRST_CHECK: Duration = Duration::from_secs(3);
+/// Between two looks at a report still CREATING (the SDK waiter's interval).
+const CHECK_INTERVAL: Duration = Duration::from_secs(3);
+/// How long a run waits for its reports after its last create: the rest are followed up
+/// first thing next run.
+const FOLLOW_UP_LIMIT: Duration = Duration::from_secs(300);
+
+/// One account-region of a run, and for a manual request the CAs asked for there.
+struct Target {
+    account: Account,
+    region: String,
+    only: Option<Vec<CaArn>>,
+}
+
+/// Runs one audit round and returns its summary. Errors of single CAs, regions or accounts
+/// are in the summary; nothing here fails the whole run but a summary with failures in it.
 pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocation) -> RunSummary {
     let started_at = services.clock.now();
-    let regions: Vec<String> = match &request.only {
-        Some(arns) => {
-            let mut regions: Vec<String> = Vec::new();
-            for arn in arns {
-                if !regions.iter().any(|r| r == arn.region()) {
-                    regions.push(arn.region().to_owned());
-                }
-            }
-            regions
-        }
-        None => services.settings.regions.clone(),
-    };
     let format = request.format.unwrap_or(services.settings.report_format);
+    let home = invocation.home_account.as_deref();
+    let mut outcomes = Vec::new();
+    let mut account_errors = Vec::new();
+    let mut region_errors = Vec::new();
+    let mut fanned_out = Vec::new();
+
+    let targets = match targets(services, request, home, &mut outcomes).await {
+        Ok(t) => t,
+        Err(e) => {
+            account_errors.push(e);
+            Vec::new()
+        }
+    };
+    let accounts: Vec<String> = targets
+        .iter()
+        .map(|t| t.account.label().to_owned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let regions: Vec<String> = {
+        let mut r: Vec<String> = Vec::new();
+        for t in &targets {
+            if !r.contains(&t.region) {
+                r.push(t.region.clone());
+            }
+        }
+        r
+    };
+
+    let mut to_audit = targets;
+    if let Some(f) = &services.settings.fan_out {
+        let whole_round = matches!(request.trigger, Trigger::Schedule { .. })
+            && request.only.is_none()
+            && request.target.is_none();
+        if whole_round && to_audit.len() > f.threshold {
+            let items: Vec<_> = to_audit
+                .iter()
+                .map(|t| {
+                    // The work item names the account by id wherever it is known.
+                    let account = match (&t.account, home) {
+                        (Account::Own, Some(h)) => h,
+                        (a, _) => a.label(),
+                    };
+                    fan_out::item(invocation, request, account, &t.region)
+                })
+                .collect();
+            let (sent, errors) = fan_out::send(&services.sqs, &f.queue_url, items).await;
+            fanned_out = sent;
+            region_errors.extend(errors);
+            to_audit.clear();
+        }
+    }
+
+    // Enter every member account once, side by side; one that cannot be entered is one
+    // error, and its account-regions are left out.
+    let mut entered: HashMap<Account, SdkConfig> = HashMap::new();
+    let distinct: BTreeSet<Account> = to_audit.iter().map(|t| t.account.clone()).collect();
+    let results = futures::future::join_all(
+        distinct
+            .iter()
+            .map(|a| async move { (a.clone(), services.account_sdk(a).await) }),
+    )
+    .await;
+    for (account, result) in results {
+        match result {
+            Ok(sdk) => {
+                entered.insert(account, sdk);
+            }
+            Err(e) => {
+                // A manual request's CAs in that account each say so too.
+                for t in to_audit.iter().filter(|t| t.account == account) {
+                    for arn in t.only.iter().flatten() {
+                        outcomes.push(outcome(arn, failed(&e.error_code, e.error_message.clone())));
+                    }
+                }
+                account_errors.push(e);
+            }
+        }
+    }
+    to_audit.retain(|t| entered.contains_key(&t.account));
 
     // The bucket is checked once, up front: a missing bucket fails every CA without
     // claiming a single window. A dry run checks it too, to report what a real run would meet.
-    let bucket_error = bucket::check(&services.s3, &services.settings.report_bucket)
-        .await
-        .err();
+    let bucket_error = if to_audit.is_empty() {
+        None
+    } else {
+        bucket::check(&services.s3, &services.settings.report_bucket)
+            .await
+            .err()
+    };
 
     let ctx = RunContext {
         services,
@@ -137,10 +264,12 @@ pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocat
         format,
         bucket_error,
     };
-    let results = futures::future::join_all(regions.iter().map(|r| ctx.audit_region(r))).await;
-
-    let mut outcomes = Vec::new();
-    let mut region_errors = Vec::new();
+    let results = futures::future::join_all(to_audit.iter().map(|t| {
+        let client = services.target(&t.account, &t.region, &entered[&t.account]);
+        let ctx = &ctx;
+        async move { ctx.audit_target(&client, t.only.as_deref()).await }
+    }))
+    .await;
     for (mut o, e) in results {
         outcomes.append(&mut o);
         region_errors.extend(e);
@@ -151,11 +280,94 @@ pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocat
         dry_run: request.dry_run,
         started_at,
         finished_at: services.clock.now(),
+        accounts,
         regions,
         counts: RunSummary::count(&outcomes),
+        account_errors,
         region_errors,
+        fanned_out,
         certificate_authorities: outcomes,
     }
+}
+
+/// The account-regions of a run: the work item's one; the accounts and regions of the CAs a
+/// manual request names (refusing, CA by CA, those of accounts not audited); or every audited
+/// account in every configured region.
+async fn targets(
+    services: &Services,
+    request: &RunRequest,
+    home: Option<&str>,
+    outcomes: &mut Vec<CaOutcome>,
+) -> Result<Vec<Target>, AccountError> {
+    let settings = &services.settings;
+    let in_scope = |id: &str| {
+        id == "self"
+            || home == Some(id)
+            || match &settings.accounts {
+                // Without its own id the function cannot tell: the CA's listing will.
+                Accounts::Own => home.is_none(),
+                Accounts::List(ids) => ids.iter().any(|x| x == id),
+                Accounts::Organization { .. } => true,
+            }
+    };
+    let not_audited = |id: &str| {
+        failed(
+            "AccountNotAudited",
+            format!("account {id} is not among the accounts this function audits (AUDIT_ACCOUNTS)"),
+        )
+    };
+    if let Some((account, region)) = &request.target {
+        if !in_scope(account) {
+            return Err(AccountError {
+                account_id: account.clone(),
+                error_code: "AccountNotAudited".into(),
+                error_message: format!(
+                    "work item for account {account}, which is not among the accounts this function audits (AUDIT_ACCOUNTS)"
+                ),
+            });
+        }
+        return Ok(vec![Target {
+            account: Account::of(account, home),
+            region: region.clone(),
+            only: None,
+        }]);
+    }
+    if let Some(arns) = &request.only {
+        let mut targets: Vec<Target> = Vec::new();
+        for arn in arns {
+            if !in_scope(arn.account()) {
+                outcomes.push(outcome(arn, not_audited(arn.account())));
+                continue;
+            }
+            let account = match settings.accounts {
+                Accounts::Own => Account::Own,
+                _ => Account::of(arn.account(), home),
+            };
+            match targets
+                .iter_mut()
+                .find(|t| t.account == account && t.region == arn.region())
+            {
+                Some(t) => t.only.get_or_insert_with(Vec::new).push(arn.clone()),
+                None => targets.push(Target {
+                    account,
+                    region: arn.region().to_owned(),
+                    only: Some(vec![arn.clone()]),
+                }),
+            }
+        }
+        return Ok(targets);
+    }
+    let accounts = accounts::audited(&settings.accounts, &services.sdk, home).await?;
+    Ok(accounts
+        .iter()
+        .flat_map(|a| {
+            settings.regions.iter().map(move |r| Target {
+                account: a.clone(),
+                region: r.clone(),
+                only: None,
+            })
+        })
+        .collect())
 }
 
 struct RunContext<'a> {
@@ -169,8 +381,10 @@ struct RunContext<'a> {
 fn outcome(arn: &CaArn, outcome: Outcome) -> CaOutcome {
     CaOutcome {
         certificate_authority_arn: arn.to_string(),
+        account_id: arn.account().to_owned(),
         region: arn.region().to_owned(),
         outcome,
+        report: None,
     }
 }
 
@@ -185,51 +399,62 @@ fn ledger_failed(e: &LedgerError) -> Outcome {
     failed(&e.code, e.to_string())
 }
 
+/// A report the follow-up could not see end, to be looked at again next run.
+fn still_creating(report: &PendingReport, detail: Option<String>) -> ReportCheck {
+    ReportCheck {
+        report_id: report.report_id.clone(),
+        status: ReportStatus::Creating,
+        size_bytes: None,
+        detail,
+    }
+}
+
 impl RunContext<'_> {
-    async fn audit_region(&self, region: &str) -> (Vec<CaOutcome>, Option<RegionError>) {
-        let client = self.services.region(region);
+    async fn audit_target(
+        &self,
+        client: &TargetClient,
+        only: Option<&[CaArn]>,
+    ) -> (Vec<CaOutcome>, Option<RegionError>) {
+        let region = client.region.as_str();
+        let settings = &self.services.settings;
         let mut outcomes = Vec::new();
 
         let listed = match authorities::list(&client.acm_pca).await {
             Ok(listed) => listed,
             Err(e) => {
+                let message = format!(
+                    "listing CAs of account {} in {region}: {}",
+                    client.account, e.message
+                );
                 // A manual request names its CAs: each gets the error. A scheduled run cannot
-                // know which CAs it missed, so the region itself is reported.
-                return match &self.request.only {
+                // know which CAs it missed, so the account-region itself is reported.
+                return match only {
                     Some(arns) => (
                         arns.iter()
-                            .filter(|a| a.region() == region)
-                            .map(|a| {
-                                outcome(
-                                    a,
-                                    failed(
-                                        &e.code,
-                                        format!("listing CAs in {region}: {}", e.message),
-                                    ),
-                                )
-                            })
+                            .map(|a| outcome(a, failed(&e.code, message.clone())))
                             .collect(),
                         None,
                     ),
                     None => (
                         vec![],
                         Some(RegionError {
+                            account_id: client.account.label().to_owned(),
                             region: region.to_owned(),
                             error_code: e.code,
-                            error_message: e.message,
+                            error_message: message,
                         }),
                     ),
                 };
             }
         };
 
-        let authorities: Vec<Authority> = match &self.request.only {
+        let authorities: Vec<Authority> = match only {
             None => listed,
             Some(arns) => {
                 let mut by_arn: HashMap<&str, &Authority> =
                     listed.iter().map(|a| (a.arn.as_str(), a)).collect();
                 let mut chosen = Vec::new();
-                for arn in arns.iter().filter(|a| a.region() == region) {
+                for arn in arns {
                     match by_arn.remove(arn.as_str()) {
                         Some(a) => chosen.push(a.clone()),
                         // Said before any create, so an unknown ARN costs no quota.
@@ -237,7 +462,10 @@ impl RunContext<'_> {
                             arn,
                             failed(
                                 "ResourceNotFoundException",
-                                format!("no CA {arn} among the CAs this account owns in {region}"),
+                                format!(
+                                    "no CA {arn} among the CAs account {} owns in {region}",
+                                    client.account
+                                ),
                             ),
                         )),
                     }
@@ -248,16 +476,44 @@ impl RunContext<'_> {
 
         let mut candidates = Vec::new();
         for a in authorities {
-            match window::state_outcome(&a.status, &self.services.settings.audit_states) {
+            let skip = window::state_outcome(&a.status, &settings.audit_states)
+                .or_else(|| scope::outcome(a.arn.as_str(), &a.ca_type, &settings.scope));
+            match skip {
                 Some(skip) => outcomes.push(outcome(&a.arn, skip)),
                 None => candidates.push(a.arn),
+            }
+        }
+        if !settings.scope.required_tags.is_empty() {
+            let cutoff = self.invocation.cutoff();
+            let tagged: Vec<(CaArn, Result<authorities::Tags, ServiceError>)> =
+                futures::stream::iter(candidates)
+                    .map(|arn| async move {
+                        client.reads.wait_turn(cutoff).await;
+                        let tags = authorities::tags(&client.acm_pca, &arn).await;
+                        (arn, tags)
+                    })
+                    .buffered(4)
+                    .collect()
+                    .await;
+            candidates = Vec::new();
+            for (arn, tags) in tagged {
+                match tags {
+                    Ok(tags) => match scope::tag_outcome(&tags, &settings.scope.required_tags) {
+                        Some(skip) => outcomes.push(outcome(&arn, skip)),
+                        None => candidates.push(arn),
+                    },
+                    Err(e) => outcomes.push(outcome(
+                        &arn,
+                        failed(&e.code, format!("reading the CA's tags: {}", e.message)),
+                    )),
+                }
             }
         }
         if candidates.is_empty() {
             return (outcomes, None);
         }
 
-        let windows = match self.services.ledger.windows(&candidates).await {
+        let mut windows = match self.services.ledger.windows(&candidates).await {
             Ok(w) => w,
             Err(e) => {
                 // Without the ledger no window can be claimed: request nothing.
@@ -266,10 +522,29 @@ impl RunContext<'_> {
             }
         };
 
+        // Reports of earlier runs not yet seen to end are followed up first: a FAILED one
+        // reopens its CA's window, which may make the CA due again in this very run.
+        let mut checks: HashMap<String, ReportCheck> = HashMap::new();
+        if !self.request.dry_run {
+            for arn in &candidates {
+                let Some(w) = windows.get_mut(arn.as_str()) else {
+                    continue;
+                };
+                let Some(pending) = w.pending_report() else {
+                    continue;
+                };
+                let check = self.follow_up_once(client, arn, &pending).await;
+                if check.status == ReportStatus::Failed {
+                    w.next_eligible_at = Some(reopen_at(&pending));
+                }
+                checks.insert(arn.to_string(), check);
+            }
+        }
+
         let now = self.services.clock.now();
         let mut eligible: Vec<(CaArn, Window)> = Vec::new();
         for arn in candidates {
-            let w = windows.get(arn.as_str()).cloned().unwrap_or_default();
+            let w = windows.remove(arn.as_str()).unwrap_or_default();
             match w.blocked(now) {
                 Some(skip) => outcomes.push(outcome(&arn, skip)),
                 None => eligible.push((arn, w)),
@@ -286,28 +561,132 @@ impl RunContext<'_> {
                     .iter()
                     .map(|(a, _)| outcome(a, Outcome::WouldRequest)),
             );
-            return (outcomes, None);
-        }
-        if let Some(e) = &self.bucket_error {
+        } else if let Some(e) = &self.bucket_error {
             outcomes.extend(
                 eligible
                     .iter()
                     .map(|(a, _)| outcome(a, failed(&e.code, e.message.clone()))),
             );
-            return (outcomes, None);
+        } else {
+            // Creates go at the quota's pace; each accepted report goes to the follow-up,
+            // which looks at it a few seconds later while the next CAs are being requested.
+            let (reports, accepted) = mpsc::unbounded_channel();
+            let requesting = async move {
+                let served: Vec<CaOutcome> = futures::stream::iter(eligible.iter())
+                    .map(|(arn, _)| self.audit_ca(client, arn, &reports))
+                    .buffered(settings.max_concurrency)
+                    .collect()
+                    .await;
+                drop(reports);
+                served
+            };
+            let (served, followed) =
+                futures::future::join(requesting, self.follow_up(client, accepted)).await;
+            outcomes.extend(served);
+            checks.extend(followed);
         }
-
-        let served: Vec<CaOutcome> = futures::stream::iter(eligible.iter())
-            .map(|(arn, _)| self.audit_ca(&client, arn))
-            .buffered(self.services.settings.max_concurrency)
-            .collect()
-            .await;
-        outcomes.extend(served);
+        for o in &mut outcomes {
+            o.report = checks.remove(&o.certificate_authority_arn);
+        }
         (outcomes, None)
     }
 
-    /// Claim, request, record (or release) one CA.
-    async fn audit_ca(&self, client: &RegionClient, arn: &CaArn) -> CaOutcome {
+    /// One look at a report: what it came to is written to the ledger once it has ended.
+    async fn follow_up_once(
+        &self,
+        client: &TargetClient,
+        arn: &CaArn,
+        pending: &PendingReport,
+    ) -> ReportCheck {
+        client.reads.wait_turn(self.invocation.deadline).await;
+        let check = match verify::check(&client.acm_pca, &self.services.s3, arn, pending).await {
+            Ok(check) => check,
+            Err(e) => {
+                return still_creating(pending, Some(format!("could not follow it up: {e}")));
+            }
+        };
+        if check.status == ReportStatus::Creating {
+            return check;
+        }
+        let reopen = (check.status == ReportStatus::Failed).then(|| reopen_at(pending));
+        let now = self.services.clock.now();
+        match self
+            .services
+            .ledger
+            .verified(arn, pending, &check, reopen, now)
+            .await
+        {
+            Ok(()) => check,
+            // Seen but not written: the next run looks again.
+            Err(e) => ReportCheck {
+                detail: Some(format!(
+                    "{}; not recorded: {e}",
+                    check
+                        .detail
+                        .clone()
+                        .unwrap_or_else(|| check.status.as_str().into())
+                )),
+                ..check
+            },
+        }
+    }
+
+    /// Follows up the reports requested in this run as they come, until each has ended, or
+    /// the invocation is short of time, or FOLLOW_UP_LIMIT has passed since the last create.
+    async fn follow_up(
+        &self,
+        client: &TargetClient,
+        mut accepted: mpsc::UnboundedReceiver<(CaArn, PendingReport)>,
+    ) -> HashMap<String, ReportCheck> {
+        let mut waiting: VecDeque<(Instant, CaArn, PendingReport)> = VecDeque::new();
+        let mut done = HashMap::new();
+        let mut open = true;
+        let mut give_up = self.invocation.cutoff();
+        let far = Instant::now() + Duration::from_secs(86_400);
+        loop {
+            if !open && waiting.is_empty() {
+                break;
+            }
+            let next_due = waiting.front().map_or(far, |(due, _, _)| *due);
+            tokio::select! {
+                message = accepted.recv(), if open => match message {
+                    Some((arn, report)) => {
+                        waiting.push_back((Instant::now() + FIRST_CHECK, arn, report));
+                    }
+                    None => {
+                        open = false;
+                        give_up = give_up.min(Instant::now() + FOLLOW_UP_LIMIT);
+                    }
+                },
+                _ = tokio::time::sleep_until(next_due.min(give_up)), if !waiting.is_empty() => {
+                    if Instant::now() >= give_up {
+                        // Out of time: what is left is followed up first thing next run.
+                        for (_, arn, report) in waiting.drain(..) {
+                            done.insert(arn.to_string(), still_creating(&report, None));
+                        }
+                        continue;
+                    }
+                    let Some((_, arn, report)) = waiting.pop_front() else { continue };
+                    let check = self.follow_up_once(client, &arn, &report).await;
+                    if check.status == ReportStatus::Creating && check.detail.is_none() {
+                        waiting.push_back((Instant::now() + CHECK_INTERVAL, arn, report));
+                    } else {
+                        done.insert(arn.to_string(), check);
+                    }
+                }
+            }
+        }
+        done
+    }
+
+    /// Claim, then request and record (or release) one CA; or, when the claim took over from
+    /// a run that died, record the report that run left in the bucket.
+    async fn audit_ca(
+        &self,
+        client: &TargetClient,
+        arn: &CaArn,
+        reports: &mpsc::UnboundedSender<(CaArn, PendingReport)>,
+    ) -> CaOutcome {
         let services = self.services;
         let run_id = &self.invocation.run_id;
         if !self.invocation.time_left() {
@@ -333,11 +712,31 @@ impl RunContext<'_> {
             }
             Err(e) => return outcome(arn, ledger_failed(&e)),
         };
-
         let bucket = &services.settings.report_bucket;
+
+        if let Some(since) = claim.previous.unrecorded_since(now) {
+            // No API lists audit reports: the bucket is where a lost report id turns up.
+            let known = claim.previous.last_s3_key.as_deref();
+            match verify::find_unrecorded(&services.s3, bucket, arn, since, known).await {
+                Ok(Some(found)) => return self.recover(&claim, found).await,
+                Ok(None) => {}
+                Err(e) => {
+                    let fail = failed(
+                        &e.code,
+                        format!(
+                            "a run that died may have requested a report at {since}; the bucket \
+                             could not be searched for it, so none was requested: {}",
+                            e.message
+                        ),
+                    );
+                    return self.give_back(&claim, None, None, fail).await;
+                }
+            }
+        }
+
         let mut attempts = 0;
         let (requested_at, result) = loop {
-            if !client.pacer.wait_turn(self.invocation.cutoff()).await {
+            if !client.creates.wait_turn(self.invocation.cutoff()).await {
                 return self.give_back(&claim, None, None, deferred()).await;
             }
             attempts += 1;
@@ -361,20 +760,37 @@ impl RunContext<'_> {
                     format: self.format,
                     requested_at,
                     next_eligible_at: requested_at.plus(services.settings.min_interval.duration()),
+                    status: ReportStatus::Creating,
+                    size_bytes: None,
+                    recovered: false,
                 };
                 match services.ledger.record(&claim, run_id, &record).await {
-                    Ok(()) => outcome(
-                        arn,
-                        Outcome::Requested {
-                            report_id: record.report_id,
-                            s3_bucket: record.s3_bucket,
-                            s3_key: record.s3_key,
-                            format: record.format,
-                            requested_at,
-                        },
-                    ),
+                    Ok(()) => {
+                        // The follow-up may already be gone (out of time): the report then
+                        // stays CREATING in the ledger, for the next run.
+                        let _ = reports.send((
+                            arn.clone(),
+                            PendingReport {
+                                report_id: record.report_id.clone(),
+                                s3_bucket: record.s3_bucket.clone(),
+                                s3_key: record.s3_key.clone(),
+                                requested_at,
+                            },
+                        ));
+                        outcome(
+                            arn,
+                            Outcome::Requested {
+                                report_id: record.report_id,
+                                s3_bucket: record.s3_bucket,
+                                s3_key: record.s3_key,
+                                format: record.format,
+                                requested_at,
+                            },
+                        )
+                    }
                     // The report exists but the ledger does not say so. The claim stays until
-                    // its lease runs out, so no run requests the CA again meanwhile.
+                    // its lease runs out, so no run requests the CA again meanwhile; the run
+                    // after that finds the report in the bucket.
                     Err(e) => outcome(
                         arn,
                         failed(
@@ -424,12 +840,57 @@ impl RunContext<'_> {
         }
     }
 
+    /// Records a report a dead run left in the bucket, as if that run had recorded it.
+    async fn recover(&self, claim: &Claim, found: verify::FoundReport) -> CaOutcome {
+        let services = self.services;
+        let record = ReportRecord {
+            report_id: found.report_id,
+            s3_bucket: services.settings.report_bucket.clone(),
+            s3_key: found.s3_key,
+            format: found.format,
+            requested_at: found.written_at,
+            next_eligible_at: found
+                .written_at
+                .plus(services.settings.min_interval.duration()),
+            status: ReportStatus::Success,
+            size_bytes: Some(found.size_bytes),
+            recovered: true,
+        };
+        match services
+            .ledger
+            .record(claim, &self.invocation.run_id, &record)
+            .await
+        {
+            Ok(()) => outcome(
+                &claim.arn,
+                Outcome::Recovered {
+                    report_id: record.report_id,
+                    s3_bucket: record.s3_bucket,
+                    s3_key: record.s3_key,
+                    format: record.format,
+                    requested_at: record.requested_at,
+                    size_bytes: found.size_bytes,
+                },
+            ),
+            Err(e) => {
+                let fail = failed(
+                    &e.code,
+                    format!(
+                        "found audit report {} of a run that died, but could not record it: {e}",
+                        record.report_id
+                    ),
+                );
+                self.give_back(claim, None, None, fail).await
+            }
+        }
+    }
+
     /// Releases the claim and reports `then`, unless the release itself fails.
     async fn give_back(
         &self,
         claim: &Claim,
         error: Option<(&str, &str)>,
-        next: Option<crate::time::Timestamp>,
+        next: Option<Timestamp>,
         then: Outcome,
     ) -> CaOutcome {
         let now = self.services.clock.now();
@@ -449,6 +910,12 @@ impl RunContext<'_> {
             ),
         }
     }
+}
+
+/// A FAILED report leaves the CA without evidence: it is due again as soon as the service
+/// allows another report.
+fn reopen_at(report: &PendingReport) -> Timestamp {
+    report.requested_at.plus(SERVICE_WINDOW)
 }
 
 fn deferred() -> Outcome {

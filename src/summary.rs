@@ -20,6 +20,55 @@ pub enum SkipReason {
     ServiceWindow,
     /// The service refused the CA's state (InvalidStateException).
     ServiceRefusedState,
+    /// Listed in EXEMPT_CA_ARNS.
+    Exempt,
+    /// Its type (ROOT, SUBORDINATE) is not among AUDIT_CA_TYPES.
+    CaType,
+    /// It lacks a tag of REQUIRED_TAGS.
+    MissingTag,
+}
+
+/// Where a requested audit report stands, as the service and the bucket say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ReportStatus {
+    /// Not written yet: checked again first thing next run.
+    Creating,
+    /// Written, and the object is in the bucket.
+    Success,
+    /// The service could not write it, or the object is missing or empty.
+    Failed,
+}
+
+impl ReportStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Creating => "CREATING",
+            Self::Success => "SUCCESS",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "CREATING" => Some(Self::Creating),
+            "SUCCESS" => Some(Self::Success),
+            "FAILED" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// The follow-up of one audit report: DescribeCertificateAuthorityAuditReport, then the object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportCheck {
+    pub report_id: String,
+    pub status: ReportStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -46,6 +95,17 @@ pub enum Outcome {
     },
     /// Not started for lack of time (or quota); the next run takes it first.
     Deferred { detail: String },
+    /// A run died after requesting the report and before recording it: found in the bucket
+    /// and recorded now, without a new request.
+    Recovered {
+        report_id: String,
+        s3_bucket: String,
+        s3_key: String,
+        format: ReportFormat,
+        /// When the object was written (the request itself was a little earlier).
+        requested_at: Timestamp,
+        size_bytes: u64,
+    },
     Failed {
         error_code: String,
         error_message: String,
@@ -56,18 +116,59 @@ pub enum Outcome {
 #[serde(rename_all = "camelCase")]
 pub struct CaOutcome {
     pub certificate_authority_arn: String,
+    pub account_id: String,
     pub region: String,
     #[serde(flatten)]
     pub outcome: Outcome,
+    /// The follow-up of a report requested in this run or an earlier one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<ReportCheck>,
 }
 
-/// A region whose CAs could not be listed.
+impl CaOutcome {
+    /// A failed CA, for the counts, the metrics and the invocation's verdict: its outcome
+    /// failed, or a report of it ended FAILED.
+    pub fn is_failure(&self) -> bool {
+        matches!(self.outcome, Outcome::Failed { .. })
+            || self
+                .report
+                .as_ref()
+                .is_some_and(|r| r.status == ReportStatus::Failed)
+    }
+}
+
+/// An account-region whose CAs could not be listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RegionError {
+    pub account_id: String,
     pub region: String,
     pub error_code: String,
     pub error_message: String,
+}
+
+/// An account the function could not enter (its role could not be assumed), or the
+/// organization whose accounts could not be listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountError {
+    pub account_id: String,
+    pub error_code: String,
+    pub error_message: String,
+}
+
+/// One account-region handed to another invocation through the fan-out queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkItem {
+    pub account_id: String,
+    pub region: String,
+    /// The run that fanned out.
+    pub parent_run_id: String,
+    #[serde(default)]
+    pub dry_run: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<ReportFormat>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -77,7 +178,13 @@ pub struct Counts {
     pub would_request: usize,
     pub skipped: usize,
     pub deferred: usize,
+    /// CAs whose outcome failed or whose report ended FAILED.
     pub failed: usize,
+    pub recovered: usize,
+    /// Reports followed up in this run, by what they came to.
+    pub reports_succeeded: usize,
+    pub reports_failed: usize,
+    pub reports_pending: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -88,10 +195,17 @@ pub struct RunSummary {
     pub dry_run: bool,
     pub started_at: Timestamp,
     pub finished_at: Timestamp,
+    /// The accounts audited (the function's own is `self` when its id is not known).
+    pub accounts: Vec<String>,
     pub regions: Vec<String>,
     pub counts: Counts,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub account_errors: Vec<AccountError>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub region_errors: Vec<RegionError>,
+    /// Account-regions sent to the fan-out queue, each done by an invocation of its own.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fanned_out: Vec<WorkItem>,
     pub certificate_authorities: Vec<CaOutcome>,
 }
 
@@ -104,7 +218,17 @@ impl RunSummary {
                 Outcome::WouldRequest => c.would_request += 1,
                 Outcome::Skipped { .. } => c.skipped += 1,
                 Outcome::Deferred { .. } => c.deferred += 1,
-                Outcome::Failed { .. } => c.failed += 1,
+                Outcome::Recovered { .. } => c.recovered += 1,
+                Outcome::Failed { .. } => {}
+            }
+            if o.is_failure() {
+                c.failed += 1;
+            }
+            match o.report.as_ref().map(|r| r.status) {
+                Some(ReportStatus::Success) => c.reports_succeeded += 1,
+                Some(ReportStatus::Failed) => c.reports_failed += 1,
+                Some(ReportStatus::Creating) => c.reports_pending += 1,
+                None => {}
             }
         }
         c
@@ -113,7 +237,7 @@ impl RunSummary {
     pub fn failed(&self) -> impl Iterator<Item = &CaOutcome> {
         self.certificate_authorities
             .iter()
-            .filter(|o| matches!(o.outcome, Outcome::Failed { .. }))
+            .filter(|o| o.is_failure())
     }
 
     /// One structured line per CA, then one for the run.
@@ -122,6 +246,28 @@ impl RunSummary {
             let arn = ca.certificate_authority_arn.as_str();
             let region = ca.region.as_str();
             let run_id = self.run_id.as_str();
+            if let Some(r) = &ca.report {
+                let detail = r.detail.as_deref().unwrap_or("");
+                match r.status {
+                    ReportStatus::Failed => tracing::error!(
+                        run_id,
+                        ca_arn = arn,
+                        region,
+                        report_id = r.report_id,
+                        report_status = r.status.as_str(),
+                        "audit report failed: {detail}"
+                    ),
+                    _ => tracing::info!(
+                        run_id,
+                        ca_arn = arn,
+                        region,
+                        report_id = r.report_id,
+                        report_status = r.status.as_str(),
+                        size_bytes = r.size_bytes,
+                        "audit report checked"
+                    ),
+                }
+            }
             match &ca.outcome {
                 Outcome::Requested {
                     report_id, s3_key, ..
@@ -156,6 +302,17 @@ impl RunSummary {
                     next_eligible_at = next_eligible_at.map(|t| t.to_string()),
                     "{detail}"
                 ),
+                Outcome::Recovered {
+                    report_id, s3_key, ..
+                } => tracing::warn!(
+                    run_id,
+                    ca_arn = arn,
+                    region,
+                    outcome = "recovered",
+                    report_id,
+                    s3_key,
+                    "audit report of a run that died before recording it found in the bucket and recorded"
+                ),
                 Outcome::Deferred { detail } => {
                     tracing::warn!(
                         run_id,
@@ -178,9 +335,19 @@ impl RunSummary {
                 ),
             }
         }
+        for a in &self.account_errors {
+            tracing::error!(
+                run_id = self.run_id,
+                account_id = a.account_id,
+                error_code = a.error_code,
+                "account not audited: {}",
+                a.error_message
+            );
+        }
         for r in &self.region_errors {
             tracing::error!(
                 run_id = self.run_id,
+                account_id = r.account_id,
                 region = r.region,
                 error_code = r.error_code,
                 "listing CAs failed: {}",
@@ -196,7 +363,13 @@ impl RunSummary {
             skipped = c.skipped,
             deferred = c.deferred,
             failed = c.failed,
+            recovered = c.recovered,
+            reports_succeeded = c.reports_succeeded,
+            reports_failed = c.reports_failed,
+            reports_pending = c.reports_pending,
+            account_errors = self.account_errors.len(),
             region_errors = self.region_errors.len(),
+            fanned_out = self.fanned_out.len(),
             started_at = %self.started_at,
             finished_at = %self.finished_at,
             "run finished"
@@ -225,8 +398,9 @@ impl RunSummary {
             "Requested": c.requested,
             "Skipped": c.skipped,
             "Deferred": c.deferred,
-            // A region that could not be listed hides its CAs: count it as a failure too.
-            "Failed": c.failed + self.region_errors.len(),
+            // An account or region that could not be listed hides its CAs: count it as a
+            // failure too. A CA whose report ended FAILED is in `failed`.
+            "Failed": c.failed + self.region_errors.len() + self.account_errors.len(),
         })
     }
 }
@@ -239,7 +413,9 @@ mod tests {
     fn outcomes_serialise_flat_with_camel_case_fields() {
         let o = CaOutcome {
             certificate_authority_arn: "arn:x".into(),
+            account_id: "123456789012".into(),
             region: "us-east-1".into(),
+            report: None,
             outcome: Outcome::Skipped {
                 reason: SkipReason::InsideWindow,
                 detail: "last report 2026-11-25T01:00:00Z".into(),
@@ -260,6 +436,42 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_report_counts_as_a_failed_ca() {
+        let check = |status| ReportCheck {
+            report_id: "r-1".into(),
+            status,
+            size_bytes: None,
+            detail: None,
+        };
+        let skipped = Outcome::Skipped {
+            reason: SkipReason::InsideWindow,
+            detail: "d".into(),
+            next_eligible_at: None,
+        };
+        let ca = |report| CaOutcome {
+            certificate_authority_arn: "arn:x".into(),
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+            outcome: skipped.clone(),
+            report,
+        };
+        let c = RunSummary::count(&[
+            ca(Some(check(ReportStatus::Failed))),
+            ca(Some(check(ReportStatus::Success))),
+            ca(Some(check(ReportStatus::Creating))),
+            ca(None),
+        ]);
+        assert_eq!(c.skipped, 4);
+        assert_eq!(c.failed, 1);
+        assert_eq!(
+            (c.reports_succeeded, c.reports_failed, c.reports_pending),
+            (1, 1, 1)
+        );
+        let v = serde_json::to_value(ca(Some(check(ReportStatus::Failed)))).unwrap();
+        assert_eq!(v["report"]["status"], "FAILED");
+    }
+
+    #[test]
     fn metrics_document_counts_region_errors_as_failures() {
         let s = RunSummary {
             run_id: "r".into(),
@@ -267,13 +479,17 @@ mod tests {
             dry_run: false,
             started_at: Timestamp::from_epoch_seconds(10),
             finished_at: Timestamp::from_epoch_seconds(20),
+            accounts: vec!["self".into()],
             regions: vec!["us-east-1".into()],
             counts: Counts {
                 requested: 2,
                 failed: 1,
                 ..Counts::default()
             },
+            account_errors: vec![],
+            fanned_out: vec![],
             region_errors: vec![RegionError {
+                account_id: "123456789012".into(),
                 region: "eu-west-1".into(),
                 error_code: "AccessDenied".into(),
                 error_message: "no".into(),

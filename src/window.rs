@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::summary::{Outcome, SkipReason};
+use crate::summary::{Outcome, ReportStatus, SkipReason};
 use crate::time::Timestamp;
 
 /// The claim a run holds on a CA while it requests the report.
@@ -13,6 +13,8 @@ use crate::time::Timestamp;
 pub struct Lease {
     pub run_id: String,
     pub expires_at: Timestamp,
+    /// When the claim was won: a report the run requested is no older than this.
+    pub claimed_at: Option<Timestamp>,
 }
 
 /// A CA's window as the ledger holds it.
@@ -20,12 +22,56 @@ pub struct Lease {
 pub struct Window {
     pub last_requested_at: Option<Timestamp>,
     pub last_report_id: Option<String>,
+    pub last_s3_bucket: Option<String>,
+    pub last_s3_key: Option<String>,
+    /// Where the last report stands; CREATING until a run has followed it up.
+    pub last_status: Option<ReportStatus>,
     /// No report may be requested before this instant.
     pub next_eligible_at: Option<Timestamp>,
     pub lease: Option<Lease>,
+    /// A dead run's claim that was taken over without finding its report: the report may
+    /// still turn up in the bucket, written after this instant.
+    pub orphan_since: Option<Timestamp>,
+}
+
+/// The last report of a CA, still to be followed up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingReport {
+    pub report_id: String,
+    pub s3_bucket: String,
+    pub s3_key: String,
+    pub requested_at: Timestamp,
 }
 
 impl Window {
+    /// The last report, if no run has yet seen it end.
+    pub fn pending_report(&self) -> Option<PendingReport> {
+        if self.last_status != Some(ReportStatus::Creating) {
+            return None;
+        }
+        Some(PendingReport {
+            report_id: self.last_report_id.clone()?,
+            s3_bucket: self.last_s3_bucket.clone()?,
+            s3_key: self.last_s3_key.clone()?,
+            requested_at: self.last_requested_at?,
+        })
+    }
+
+    /// Since when a report of this CA may exist that no run recorded: the claim of a run
+    /// that died (its lease ran out, never released), or one taken over earlier without
+    /// finding the report. `None` when every request is accounted for.
+    pub fn unrecorded_since(&self, now: Timestamp) -> Option<Timestamp> {
+        let dead = self
+            .lease
+            .as_ref()
+            .filter(|l| l.expires_at < now)
+            .and_then(|l| l.claimed_at);
+        match (dead, self.orphan_since) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Why the CA may not be claimed at `now`, or `None` if it may.
     pub fn blocked(&self, now: Timestamp) -> Option<Outcome> {
         // A lease is live until its expiry instant (the claim condition is `lease_expires_at < :now`).
@@ -90,7 +136,7 @@ mod tests {
             last_requested_at: Some(t(0)),
             last_report_id: Some("r-1".into()),
             next_eligible_at: Some(t(1800)),
-            lease: None,
+            ..Window::default()
         };
         match w.blocked(t(1799)) {
             Some(Outcome::Skipped {
@@ -112,6 +158,7 @@ mod tests {
             lease: Some(Lease {
                 run_id: "run-a".into(),
                 expires_at: t(900),
+                claimed_at: Some(t(100)),
             }),
             ..Window::default()
         };
@@ -123,6 +170,49 @@ mod tests {
             })
         ));
         assert_eq!(w.blocked(t(901)), None);
+    }
+
+    #[test]
+    fn a_dead_runs_claim_marks_when_an_unrecorded_report_may_exist() {
+        let mut w = Window {
+            lease: Some(Lease {
+                run_id: "run-a".into(),
+                expires_at: t(900),
+                claimed_at: Some(t(100)),
+            }),
+            ..Window::default()
+        };
+        assert_eq!(
+            w.unrecorded_since(t(900)),
+            None,
+            "the run may still be alive"
+        );
+        assert_eq!(w.unrecorded_since(t(901)), Some(t(100)));
+        w.lease = None;
+        assert_eq!(w.unrecorded_since(t(901)), None);
+        w.orphan_since = Some(t(50));
+        assert_eq!(w.unrecorded_since(t(901)), Some(t(50)));
+    }
+
+    #[test]
+    fn only_a_report_still_creating_is_pending() {
+        let mut w = Window {
+            last_requested_at: Some(t(0)),
+            last_report_id: Some("r-1".into()),
+            last_s3_bucket: Some("b".into()),
+            last_s3_key: Some("audit-report/x/r-1.json".into()),
+            last_status: Some(ReportStatus::Creating),
+            ..Window::default()
+        };
+        assert_eq!(w.pending_report().map(|p| p.report_id), Some("r-1".into()));
+        w.last_status = Some(ReportStatus::Success);
+        assert_eq!(w.pending_report(), None);
+        w.last_status = None;
+        assert_eq!(
+            w.pending_report(),
+            None,
+            "items written before follow-ups existed"
+        );
     }
 
     #[test]

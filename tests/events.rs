@@ -30,9 +30,13 @@ async fn invoke(services: &Services, payload: Value) -> Result<RunSummary, Diagn
         .unwrap()
         .as_millis() as u64;
     context.deadline = now_ms + 300_000;
-    handler::handle(services, LambdaEvent::new(payload, context))
+    match handler::handle(services, LambdaEvent::new(payload, context))
         .await
-        .map_err(Diagnostic::from)
+        .map_err(Diagnostic::from)?
+    {
+        handler::Response::Run(summary) => Ok(*summary),
+        handler::Response::Batch(b) => panic!("a run's event answered as a batch: {b:?}"),
+    }
 }
 
 async fn world_with_cas(n: usize) -> (World, Vec<String>, Services) {

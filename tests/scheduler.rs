@@ -408,6 +408,7 @@ async fn running_short_of_time_defers_the_rest_and_the_next_run_takes_them_first
         run_id: "short".into(),
         deadline: tokio::time::Instant::now() + Duration::from_millis(1200),
         reserve: Duration::ZERO,
+        home_account: None,
     };
     let first = pca_audit_scheduler::scheduler::run(&services, &scheduled(), &short).await;
     assert!(

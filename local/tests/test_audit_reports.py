@@ -231,3 +231,19 @@ def test_describe_unknown_report(fast):
             CertificateAuthorityArn=ca["arn"], AuditReportId="00000000-0000-4000-8000-000000000000"
         )
     assert error_code(e) == "ResourceNotFoundException"
+
+
+def test_finish_reports_ends_the_reports_still_creating_of_one_account(account):
+    account.configure(report_delay_seconds=600)
+    ca = account.seed(state="ACTIVE", issued=1)[0]
+    bucket = account.bucket()
+    out = create(account, ca["arn"], bucket)
+    status = lambda: account.pca.describe_certificate_authority_audit_report(  # noqa: E731
+        CertificateAuthorityArn=ca["arn"], AuditReportId=out["AuditReportId"]
+    )["AuditReportStatus"]
+    assert status() == "CREATING"
+    other = control("POST", "/finish-reports", {"account_id": "000000000001"})
+    assert other["finished"] == 0 and status() == "CREATING"
+    assert control("POST", "/finish-reports", {"account_id": account.id})["finished"] == 1
+    assert status() == "SUCCESS"
+    assert account.s3.head_object(Bucket=bucket, Key=out["S3Key"])["ContentLength"] > 0

@@ -79,9 +79,7 @@ fn unique_suffix() -> String {
 
 /// A fresh account, created by assuming a role in it through the stack's STS: moto maps
 /// the returned keys to that account for every service.
-async fn account_config(
-    account_id: &str,
-) -> (SdkConfig, aws_sdk_dynamodb::config::Credentials) {
+async fn account_config(account_id: &str) -> (SdkConfig, aws_sdk_dynamodb::config::Credentials) {
     load_stack_env();
     let sts = std::env::var("AWS_ENDPOINT_URL_STS").expect("AWS_ENDPOINT_URL_STS");
     let form = [
@@ -128,6 +126,124 @@ async fn account_config(
         .load()
         .await;
     (sdk, creds)
+}
+
+/// A query-protocol call (IAM, STS) to the stack as `access_key` (moto reads the account from
+/// the key in the credential scope and does not check the signature); the answer's XML.
+pub async fn query_api(
+    endpoint_var: &str,
+    access_key: &str,
+    form: Vec<(&'static str, String)>,
+) -> String {
+    load_stack_env();
+    let url = std::env::var(endpoint_var).unwrap_or_else(|_| panic!("{endpoint_var}"));
+    let auth = format!(
+        "AWS4-HMAC-SHA256 Credential={access_key}/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0"
+    );
+    let what = format!("{endpoint_var} {form:?}");
+    tokio::task::spawn_blocking(move || {
+        let mut r = ureq::post(&url)
+            .header("Authorization", &auth)
+            .send_form(form.iter().map(|(k, v)| (*k, v.as_str())))
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        r.body_mut().read_to_string().expect("body")
+    })
+    .await
+    .unwrap()
+}
+
+/// A member account of a test's organisation: its own CAs, reached by the function through
+/// the member role (when the test made one).
+pub struct Member {
+    pub account_id: String,
+    pub sdk: SdkConfig,
+}
+
+impl Member {
+    /// A fresh account; with `role`, the member role in it, trusting the central account
+    /// with that external id (`Some("")` for none).
+    pub async fn new(central_account: &str, role: Option<&str>) -> Self {
+        let account_id = format!("{:012}", rand_u64() % 1_000_000_000_000);
+        let (sdk, creds) = account_config(&account_id).await;
+        if let Some(external_id) = role {
+            let mut statement = json!({
+                "Effect": "Allow",
+                "Principal": {"AWS": format!("arn:aws:iam::{central_account}:root")},
+                "Action": "sts:AssumeRole"
+            });
+            if !external_id.is_empty() {
+                statement["Condition"] = json!({"StringEquals": {"sts:ExternalId": external_id}});
+            }
+            let trust = json!({"Version": "2012-10-17", "Statement": [statement]});
+            let out = query_api(
+                "AWS_ENDPOINT_URL_IAM",
+                creds.access_key_id(),
+                vec![
+                    ("Action", "CreateRole".into()),
+                    ("Version", "2010-05-08".into()),
+                    (
+                        "RoleName",
+                        pca_audit_scheduler::config::DEFAULT_MEMBER_ROLE.into(),
+                    ),
+                    ("AssumeRolePolicyDocument", trust.to_string()),
+                ],
+            )
+            .await;
+            assert!(out.contains("<RoleName>"), "CreateRole: {out}");
+        }
+        Self { account_id, sdk }
+    }
+
+    pub fn configure_emulator(&self, config: Value) {
+        let mut body = config;
+        body["account_id"] = json!(self.account_id);
+        control("POST", "/config", Some(body));
+    }
+
+    pub fn seed_in(&self, region: &str, count: usize) -> Vec<String> {
+        seed_account(
+            &self.account_id,
+            region,
+            &[json!({"state": "ACTIVE", "count": count, "issued": 1, "revoked": 0})],
+        )
+    }
+
+    pub fn accepted_creates(&self) -> HashMap<String, usize> {
+        accepted_creates_of(&self.account_id)
+    }
+}
+
+/// CAs made in an account and region from `/seed` groups; their ARNs.
+pub fn seed_account(account_id: &str, region: &str, groups: &[Value]) -> Vec<String> {
+    let out = control(
+        "POST",
+        "/seed",
+        Some(json!({"account_id": account_id, "region": region, "cas": groups})),
+    );
+    out["certificate_authorities"]
+        .as_array()
+        .expect("seeded CAs")
+        .iter()
+        .map(|c| c["arn"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Create calls the emulator accepted for an account, per CA.
+pub fn accepted_creates_of(account_id: &str) -> HashMap<String, usize> {
+    let out = control(
+        "GET",
+        &format!("/audit-calls?account_id={account_id}"),
+        None,
+    );
+    let mut counts = HashMap::new();
+    for c in out["calls"].as_array().expect("calls") {
+        if c["outcome"] == "Accepted" {
+            *counts
+                .entry(c["ca_arn"].as_str().unwrap_or_default().to_string())
+                .or_insert(0) += 1;
+        }
+    }
+    counts
 }
 
 /// One test's world: an account, a ledger table, a report bucket.
@@ -214,6 +330,13 @@ impl World {
             .await
             .expect("create bucket");
         if with_policy {
+            self.allow_reports_from(&[&self.account_id]).await;
+        }
+    }
+
+    /// The bucket policy that lets ACM PCA write the reports of these accounts' CAs.
+    pub async fn allow_reports_from(&self, accounts: &[&str]) {
+        {
             let policy = json!({
                 "Version": "2012-10-17",
                 "Statement": [{
@@ -221,7 +344,7 @@ impl World {
                     "Principal": {"Service": "acm-pca.amazonaws.com"},
                     "Action": ["s3:PutObject", "s3:PutObjectAcl", "s3:GetBucketAcl", "s3:GetBucketLocation"],
                     "Resource": [format!("arn:aws:s3:::{}", self.bucket), format!("arn:aws:s3:::{}/*", self.bucket)],
-                    "Condition": {"StringEquals": {"aws:SourceAccount": self.account_id}}
+                    "Condition": {"StringEquals": {"aws:SourceAccount": accounts}}
                 }]
             });
             self.s3
@@ -258,7 +381,12 @@ impl World {
             "AWS_ENDPOINT_URL_ACM_PCA",
         ]
         .iter()
-        .map(|k| (k.to_string(), std::env::var(k).unwrap_or_else(|_| panic!("{k}"))))
+        .map(|k| {
+            (
+                k.to_string(),
+                std::env::var(k).unwrap_or_else(|_| panic!("{k}")),
+            )
+        })
         .collect();
         env.extend([
             ("AWS_REGION".into(), REGION.into()),
@@ -279,6 +407,26 @@ impl World {
         ]);
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         env
+    }
+
+    /// Objects in the report bucket under a prefix, with their sizes.
+    pub async fn objects(&self, prefix: &str) -> Vec<(String, i64)> {
+        self.s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .send()
+            .await
+            .expect("list objects")
+            .contents()
+            .iter()
+            .map(|o| {
+                (
+                    o.key().unwrap_or_default().to_owned(),
+                    o.size().unwrap_or(0),
+                )
+            })
+            .collect()
     }
 
     pub fn services(&self, clock: Arc<dyn Clock>) -> Services {
@@ -405,6 +553,7 @@ pub fn scheduled() -> RunRequest {
         only: None,
         dry_run: false,
         format: None,
+        target: None,
     }
 }
 
@@ -418,6 +567,7 @@ pub fn invocation(run_id: &str, time: Duration) -> Invocation {
         run_id: run_id.into(),
         deadline: tokio::time::Instant::now() + time,
         reserve: Invocation::DEFAULT_RESERVE,
+        home_account: None,
     }
 }
 

@@ -1,0 +1,236 @@
+//! The accounts whose CAs are audited, and how the function enters each one.
+//!
+//! The function's own account is reached with its own credentials; every other through the
+//! member role (`MEMBER_ROLE_NAME`, with `MEMBER_ROLE_EXTERNAL_ID` when set), assumed with
+//! aws-config's `AssumeRoleProvider`, whose credentials the clients cache and renew.
+
+use std::fmt;
+
+use aws_config::SdkConfig;
+use aws_config::sts::AssumeRoleProvider;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sdk_acmpca::config::Region;
+use aws_sdk_acmpca::error::DisplayErrorContext;
+use aws_sdk_organizations::types::{AccountState, AccountStatus, ChildType};
+
+use crate::authorities::ServiceError;
+use crate::config::{Accounts, MemberRole};
+use crate::summary::AccountError;
+
+/// One account whose CAs are audited.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Account {
+    /// The function's own account (its id may not be known: then it is called `self`).
+    Own,
+    Member(String),
+}
+
+impl Account {
+    /// How summaries, logs and work items name it.
+    pub fn label(&self) -> &str {
+        match self {
+            Self::Own => "self",
+            Self::Member(id) => id,
+        }
+    }
+
+    /// The account a work item or a CA ARN names, as this function reaches it.
+    pub fn of(id: &str, home: Option<&str>) -> Self {
+        if id == "self" || Some(id) == home {
+            Self::Own
+        } else {
+            Self::Member(id.to_owned())
+        }
+    }
+}
+
+impl fmt::Display for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// The partition of a region, for the member role's ARN.
+pub fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else if region.starts_with("us-iso") {
+        "aws-iso"
+    } else {
+        "aws"
+    }
+}
+
+fn org_error(e: ServiceError) -> AccountError {
+    AccountError {
+        account_id: "organization".into(),
+        error_code: e.code,
+        error_message: format!("listing the organization's accounts: {}", e.message),
+    }
+}
+
+/// The accounts a run audits, in a stable order: the settings' list, or the organization's
+/// active accounts (of the configured OUs and roots, nested OUs included).
+pub async fn audited(
+    accounts: &Accounts,
+    sdk: &SdkConfig,
+    home: Option<&str>,
+) -> Result<Vec<Account>, AccountError> {
+    let ids: Vec<String> = match accounts {
+        Accounts::Own => return Ok(vec![Account::Own]),
+        Accounts::List(ids) => ids.clone(),
+        Accounts::Organization { units } => {
+            // Organizations has one endpoint per partition, in us-east-1 for `aws`.
+            let conf = aws_sdk_organizations::config::Builder::from(sdk)
+                .region(Region::new("us-east-1"))
+                .build();
+            let client = aws_sdk_organizations::Client::from_conf(conf);
+            let mut ids = if units.is_empty() {
+                whole_organization(&client).await
+            } else {
+                under_units(&client, units).await
+            }
+            .map_err(org_error)?;
+            ids.sort();
+            ids.dedup();
+            ids
+        }
+    };
+    Ok(ids.iter().map(|id| Account::of(id, home)).collect())
+}
+
+#[allow(deprecated)] // `status` is what older organizations (and moto) still answer with.
+fn is_active(a: &aws_sdk_organizations::types::Account) -> bool {
+    match a.state() {
+        Some(state) => *state == AccountState::Active,
+        None => a.status() == Some(&AccountStatus::Active),
+    }
+}
+
+async fn whole_organization(
+    client: &aws_sdk_organizations::Client,
+) -> Result<Vec<String>, ServiceError> {
+    let mut pages = client.list_accounts().into_paginator().send();
+    let mut ids = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| ServiceError::from_sdk(&e))?;
+        ids.extend(
+            page.accounts()
+                .iter()
+                .filter(|a| is_active(a))
+                .filter_map(|a| a.id().map(str::to_owned)),
+        );
+    }
+    Ok(ids)
+}
+
+async fn under_units(
+    client: &aws_sdk_organizations::Client,
+    units: &[String],
+) -> Result<Vec<String>, ServiceError> {
+    let mut ids = Vec::new();
+    let mut parents: Vec<String> = units.to_vec();
+    while let Some(parent) = parents.pop() {
+        let mut accounts = client
+            .list_accounts_for_parent()
+            .parent_id(&parent)
+            .into_paginator()
+            .send();
+        while let Some(page) = accounts.next().await {
+            let page = page.map_err(|e| ServiceError::from_sdk(&e))?;
+            ids.extend(
+                page.accounts()
+                    .iter()
+                    .filter(|a| is_active(a))
+                    .filter_map(|a| a.id().map(str::to_owned)),
+            );
+        }
+        let mut children = client
+            .list_children()
+            .parent_id(&parent)
+            .child_type(ChildType::OrganizationalUnit)
+            .into_paginator()
+            .send();
+        while let Some(page) = children.next().await {
+            let page = page.map_err(|e| ServiceError::from_sdk(&e))?;
+            parents.extend(
+                page.children()
+                    .iter()
+                    .filter_map(|c| c.id().map(str::to_owned)),
+            );
+        }
+    }
+    Ok(ids)
+}
+
+/// The SDK configuration to act in a member account: the function's own, with the member
+/// role's credentials. The role is assumed once here, so an account that cannot be entered
+/// is one clear error, before any of its CAs is looked at.
+pub async fn enter(
+    sdk: &SdkConfig,
+    role: &MemberRole,
+    account: &str,
+) -> Result<SdkConfig, AccountError> {
+    let region = sdk.region().map_or("us-east-1", |r| r.as_ref());
+    let role_arn = role.arn(partition(region), account);
+    let mut builder = AssumeRoleProvider::builder(&role_arn)
+        .session_name("pca-audit-scheduler")
+        .configure(sdk);
+    if let Some(id) = &role.external_id {
+        builder = builder.external_id(id);
+    }
+    let provider = builder.build().await;
+    if let Err(e) = provider.provide_credentials().await {
+        return Err(AccountError {
+            account_id: account.to_owned(),
+            error_code: "AssumeRoleFailed".into(),
+            error_message: format!(
+                "could not assume {role_arn}: {} (is the member role deployed in this account, \
+                 trusting this function's role, with the same external id?)",
+                DisplayErrorContext(&e)
+            ),
+        });
+    }
+    Ok(sdk
+        .to_builder()
+        .credentials_provider(SharedCredentialsProvider::new(provider))
+        .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_home_account_is_entered_with_its_own_credentials() {
+        assert_eq!(
+            Account::of("111111111111", Some("111111111111")),
+            Account::Own
+        );
+        assert_eq!(Account::of("self", None), Account::Own);
+        assert_eq!(
+            Account::of("222222222222", Some("111111111111")),
+            Account::Member("222222222222".into())
+        );
+        assert_eq!(
+            Account::Member("222222222222".into()).label(),
+            "222222222222"
+        );
+    }
+
+    #[test]
+    fn the_role_arn_follows_the_partition() {
+        let role = MemberRole {
+            name: "Auditor".into(),
+            external_id: None,
+        };
+        assert_eq!(
+            role.arn(partition("cn-north-1"), "111111111111"),
+            "arn:aws-cn:iam::111111111111:role/Auditor"
+        );
+        assert_eq!(partition("eu-west-1"), "aws");
+        assert_eq!(partition("us-gov-west-1"), "aws-us-gov");
+    }
+}

@@ -1,0 +1,137 @@
+//! Which listed CAs are audited at all: exemptions, CA types and required tags (the settings'
+//! `Scope`). Pure decisions; the tags are read by `authorities`.
+
+use crate::config::{RequiredTag, Scope};
+use crate::summary::{Outcome, SkipReason};
+
+fn skipped(reason: SkipReason, detail: String) -> Outcome {
+    Outcome::Skipped {
+        reason,
+        detail,
+        next_eligible_at: None,
+    }
+}
+
+/// Why a CA is out of scope by its ARN or type, or `None` if it is in.
+pub fn outcome(arn: &str, ca_type: &str, scope: &Scope) -> Option<Outcome> {
+    if scope.exempt.contains(arn) {
+        return Some(skipped(
+            SkipReason::Exempt,
+            "listed in EXEMPT_CA_ARNS".into(),
+        ));
+    }
+    // A type the listing did not give is not a reason to leave a CA unaudited.
+    if !ca_type.is_empty() && !scope.types.contains(ca_type) {
+        return Some(skipped(
+            SkipReason::CaType,
+            format!(
+                "CA type is {ca_type}; audited types are {}",
+                scope.types.iter().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    None
+}
+
+/// Why a CA with these tags is out of scope, or `None` if it carries every required tag.
+pub fn tag_outcome(tags: &[(String, String)], required: &[RequiredTag]) -> Option<Outcome> {
+    let missing: Vec<String> = required
+        .iter()
+        .filter(|r| {
+            !tags
+                .iter()
+                .any(|(k, v)| *k == r.key && r.value.as_ref().is_none_or(|want| want == v))
+        })
+        .map(|r| match &r.value {
+            Some(v) => format!("{}={v}", r.key),
+            None => r.key.clone(),
+        })
+        .collect();
+    (!missing.is_empty()).then(|| {
+        skipped(
+            SkipReason::MissingTag,
+            format!("lacks the required tag(s) {}", missing.join(", ")),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CA: &str = "arn:aws:acm-pca:us-east-1:111111111111:certificate-authority/11111111-2222-3333-4444-555555555555";
+
+    fn scope() -> Scope {
+        Scope {
+            exempt: [CA.to_string()].into(),
+            required_tags: vec![
+                RequiredTag {
+                    key: "audit".into(),
+                    value: Some("yes".into()),
+                },
+                RequiredTag {
+                    key: "owner".into(),
+                    value: None,
+                },
+            ],
+            types: ["SUBORDINATE".to_string()].into(),
+        }
+    }
+
+    #[test]
+    fn exempt_and_unaudited_types_are_skipped_with_their_reason() {
+        let s = scope();
+        assert!(matches!(
+            outcome(CA, "SUBORDINATE", &s),
+            Some(Outcome::Skipped {
+                reason: SkipReason::Exempt,
+                ..
+            })
+        ));
+        let other = CA.replace("111111111111", "222222222222");
+        assert!(matches!(
+            outcome(&other, "ROOT", &s),
+            Some(Outcome::Skipped {
+                reason: SkipReason::CaType,
+                ..
+            })
+        ));
+        assert_eq!(outcome(&other, "SUBORDINATE", &s), None);
+    }
+
+    #[test]
+    fn every_required_tag_must_be_there_with_its_value() {
+        let s = scope();
+        let tags = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            tag_outcome(
+                &tags(&[("audit", "yes"), ("owner", "pki")]),
+                &s.required_tags
+            ),
+            None
+        );
+        match tag_outcome(
+            &tags(&[("audit", "no"), ("owner", "pki")]),
+            &s.required_tags,
+        ) {
+            Some(Outcome::Skipped {
+                reason: SkipReason::MissingTag,
+                detail,
+                ..
+            }) => assert!(detail.contains("audit=yes"), "{detail}"),
+            other => panic!("{other:?}"),
+        }
+        match tag_outcome(&[], &s.required_tags) {
+            Some(Outcome::Skipped { detail, .. }) => {
+                assert!(detail.contains("audit=yes, owner"), "{detail}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(tag_outcome(&[], &[]), None);
+    }
+}

@@ -1,0 +1,511 @@
+//! Organisation scale against the local stack: CAs of other accounts audited through the
+//! member role, scope, the follow-up of every report, orphans found in the bucket, fan-out.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{
+    Member, World, accepted_creates_of, attr, control, invocation, scheduled, seed_account,
+};
+use lambda_runtime::{Context, LambdaEvent};
+use pca_audit_scheduler::arn::CaArn;
+use pca_audit_scheduler::handler::{self, Response};
+use pca_audit_scheduler::scheduler::{self, Services};
+use pca_audit_scheduler::summary::{Outcome, ReportStatus, RunSummary, SkipReason};
+use pca_audit_scheduler::time::{Clock, SystemClock};
+use serde_json::json;
+
+const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
+const EXTERNAL_ID: &str = "pca-audit-test-ext";
+
+fn fast(world_account: &str) {
+    control(
+        "POST",
+        "/config",
+        Some(json!({"account_id": world_account, "create_rps": 1000, "report_delay_seconds": 0})),
+    );
+}
+
+async fn run_as(services: &Services, world: &World, run_id: &str) -> RunSummary {
+    let mut inv = invocation(run_id, Duration::from_secs(600));
+    inv.home_account = Some(world.account_id.clone());
+    scheduler::run(services, &scheduled(), &inv).await
+}
+
+fn outcomes_by_arn(
+    summary: &RunSummary,
+) -> HashMap<String, &pca_audit_scheduler::summary::CaOutcome> {
+    summary
+        .certificate_authorities
+        .iter()
+        .map(|o| (o.certificate_authority_arn.clone(), o))
+        .collect()
+}
+
+#[tokio::test]
+async fn three_accounts_in_two_regions_are_audited_once_and_an_account_without_the_role_is_one_error()
+ {
+    let world = World::new().await;
+    let b = Member::new(&world.account_id, Some(EXTERNAL_ID)).await;
+    let c = Member::new(&world.account_id, Some(EXTERNAL_ID)).await;
+    let locked = Member::new(&world.account_id, None).await;
+    for account in [
+        &world.account_id,
+        &b.account_id,
+        &c.account_id,
+        &locked.account_id,
+    ] {
+        fast(account);
+    }
+    world
+        .allow_reports_from(&[&world.account_id, &b.account_id, &c.account_id])
+        .await;
+    let mut seeded: HashMap<String, Vec<String>> = HashMap::new();
+    for region in REGIONS {
+        for account in [
+            &world.account_id,
+            &b.account_id,
+            &c.account_id,
+            &locked.account_id,
+        ] {
+            seeded
+                .entry(account.clone())
+                .or_default()
+                .extend(seed_account(
+                    account,
+                    region,
+                    &[json!({"state": "ACTIVE", "count": 2, "issued": 1, "revoked": 0})],
+                ));
+        }
+    }
+    let accounts = [
+        &world.account_id,
+        &b.account_id,
+        &c.account_id,
+        &locked.account_id,
+    ]
+    .map(|a| a.as_str())
+    .join(",");
+    let services = Services::new(
+        world.settings_with(&[
+            ("AUDIT_ACCOUNTS", &accounts),
+            ("AUDIT_REGIONS", &REGIONS.join(",")),
+            ("MEMBER_ROLE_EXTERNAL_ID", EXTERNAL_ID),
+        ]),
+        &world.sdk,
+        Arc::new(SystemClock::default()),
+    )
+    .with_create_period(Duration::ZERO);
+
+    let first = run_as(&services, &world, "org-1").await;
+    assert_eq!(first.counts.requested, 12, "{first:#?}");
+    assert_eq!(first.counts.failed, 0, "{first:#?}");
+    assert_eq!(first.account_errors.len(), 1, "{first:#?}");
+    let locked_error = &first.account_errors[0];
+    assert_eq!(locked_error.account_id, locked.account_id);
+    assert_eq!(locked_error.error_code, "AssumeRoleFailed");
+    assert!(
+        locked_error.error_message.contains("AccessDenied")
+            && locked_error
+                .error_message
+                .contains("PcaAuditSchedulerMember"),
+        "{}",
+        locked_error.error_message
+    );
+    // The locked account's CAs were never requested; the others' once each.
+    assert!(accepted_creates_of(&locked.account_id).is_empty());
+    for account in [&world.account_id, &b.account_id, &c.account_id] {
+        let creates = accepted_creates_of(account);
+        assert_eq!(creates.len(), 4, "account {account}: {creates:?}");
+        assert!(creates.values().all(|&n| n == 1), "{creates:?}");
+    }
+    // Every report was followed up in the same run, and landed in the central bucket.
+    assert_eq!(first.counts.reports_succeeded, 12, "{first:#?}");
+    for o in &first.certificate_authorities {
+        let report = o.report.as_ref().expect("followed up");
+        assert_eq!(report.status, ReportStatus::Success);
+        let Outcome::Requested { s3_key, .. } = &o.outcome else {
+            panic!("{o:?}")
+        };
+        let objects = world.objects(s3_key).await;
+        assert_eq!(objects.len(), 1, "{s3_key}");
+        assert_eq!(Some(objects[0].1 as u64), report.size_bytes);
+        let history = world.history(&o.certificate_authority_arn).await;
+        assert_eq!(attr(&history[0], "status"), Some("SUCCESS"));
+        assert!(history[0].contains_key("size_bytes"));
+        assert_eq!(
+            o.account_id,
+            CaArn::parse(&o.certificate_authority_arn)
+                .unwrap()
+                .account()
+        );
+    }
+    // The invocation fails, naming the account, so alarms see it.
+    let err = handler::verdict(first).unwrap_err().to_string();
+    assert!(err.contains(&locked.account_id), "{err}");
+
+    let second = run_as(&services, &world, "org-2").await;
+    assert_eq!(second.counts.requested, 0, "{second:#?}");
+    assert_eq!(second.counts.skipped, 12);
+    for account in [&world.account_id, &b.account_id, &c.account_id] {
+        assert!(accepted_creates_of(account).values().all(|&n| n == 1));
+    }
+}
+
+#[tokio::test]
+async fn exempt_other_types_and_untagged_cas_are_skipped_with_their_reason() {
+    let world = World::new().await;
+    fast(&world.account_id);
+    let tagged_sub = seed_account(
+        &world.account_id,
+        common::REGION,
+        &[
+            json!({"state": "ACTIVE", "count": 2, "issued": 1, "revoked": 0, "type": "SUBORDINATE", "tags": {"audit": "yes"}}),
+        ],
+    );
+    let untagged_sub = seed_account(
+        &world.account_id,
+        common::REGION,
+        &[
+            json!({"state": "ACTIVE", "count": 1, "issued": 1, "revoked": 0, "type": "SUBORDINATE", "tags": {"audit": "no"}}),
+        ],
+    );
+    let root = seed_account(
+        &world.account_id,
+        common::REGION,
+        &[
+            json!({"state": "ACTIVE", "count": 1, "issued": 1, "revoked": 0, "type": "ROOT", "tags": {"audit": "yes"}}),
+        ],
+    );
+    let services = Services::new(
+        world.settings_with(&[
+            ("EXEMPT_CA_ARNS", &tagged_sub[1]),
+            ("REQUIRED_TAGS", "audit=yes"),
+            ("AUDIT_CA_TYPES", "SUBORDINATE"),
+        ]),
+        &world.sdk,
+        Arc::new(SystemClock::default()),
+    )
+    .with_create_period(Duration::ZERO);
+    let summary = run_as(&services, &world, "scope").await;
+    let by_arn = outcomes_by_arn(&summary);
+    let reason = |arn: &str| match &by_arn[arn].outcome {
+        Outcome::Skipped { reason, .. } => Some(*reason),
+        _ => None,
+    };
+    assert!(matches!(
+        by_arn[&tagged_sub[0]].outcome,
+        Outcome::Requested { .. }
+    ));
+    assert_eq!(reason(&tagged_sub[1]), Some(SkipReason::Exempt));
+    assert_eq!(reason(&untagged_sub[0]), Some(SkipReason::MissingTag));
+    assert_eq!(reason(&root[0]), Some(SkipReason::CaType));
+    let creates = world.accepted_creates();
+    assert_eq!(creates.keys().collect::<Vec<_>>(), vec![&tagged_sub[0]]);
+}
+
+#[tokio::test]
+async fn a_report_that_ends_failed_fails_the_ca_and_reopens_its_window() {
+    let world = World::new().await;
+    fast(&world.account_id);
+    // A bucket whose policy does not let ACM PCA write: the create is accepted, the report fails.
+    world
+        .s3
+        .delete_bucket_policy()
+        .bucket(&world.bucket)
+        .send()
+        .await
+        .expect("delete policy");
+    let arn = world.seeded_arns(&[("ACTIVE", 1)]).remove(0);
+    let services = world
+        .services(Arc::new(SystemClock::default()))
+        .with_create_period(Duration::ZERO);
+    let summary = run_as(&services, &world, "failing").await;
+    let o = &summary.certificate_authorities[0];
+    let report = o.report.as_ref().expect("followed up");
+    assert_eq!(report.status, ReportStatus::Failed, "{summary:#?}");
+    let detail = report.detail.as_deref().unwrap_or_default();
+    assert!(
+        detail.contains("bucket policy") && detail.contains("SSE-KMS"),
+        "{detail}"
+    );
+    assert_eq!(summary.counts.failed, 1);
+    assert_eq!(summary.counts.reports_failed, 1);
+    assert_eq!(summary.metrics_document("fn")["Failed"], 1);
+    assert!(handler::verdict(summary.clone()).is_err());
+
+    let Outcome::Requested { requested_at, .. } = &o.outcome else {
+        panic!("{o:?}")
+    };
+    let window = world.window_item(&arn).await.unwrap();
+    assert_eq!(attr(&window, "last_report_status"), Some("FAILED"));
+    assert_eq!(attr(&window, "last_error_code"), Some("AuditReportFailed"));
+    assert_eq!(
+        attr(&window, "next_eligible_at"),
+        Some(
+            requested_at
+                .plus(Duration::from_secs(1800))
+                .to_string()
+                .as_str()
+        ),
+        "due again once the service allows another report, not after the whole interval"
+    );
+    assert_eq!(
+        attr(&world.history(&arn).await[0], "status"),
+        Some("FAILED")
+    );
+}
+
+#[tokio::test]
+async fn a_report_still_creating_is_followed_up_first_thing_next_run() {
+    let world = World::new().await;
+    world.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 600}));
+    let arn = world.seeded_arns(&[("ACTIVE", 1)]).remove(0);
+    let services = world
+        .services(Arc::new(SystemClock::default()))
+        .with_create_period(Duration::ZERO);
+    // Too little time to wait for the report: it stays CREATING.
+    let mut short = invocation("short", Duration::from_secs(14));
+    short.home_account = Some(world.account_id.clone());
+    let first = scheduler::run(&services, &scheduled(), &short).await;
+    assert_eq!(first.counts.requested, 1, "{first:#?}");
+    assert_eq!(first.counts.reports_pending, 1, "{first:#?}");
+    let window = world.window_item(&arn).await.unwrap();
+    assert_eq!(attr(&window, "last_report_status"), Some("CREATING"));
+
+    // The service writes it; the next run sees it end and records it.
+    world.configure_emulator(json!({"report_delay_seconds": 0}));
+    control(
+        "POST",
+        "/finish-reports",
+        Some(json!({"account_id": world.account_id})),
+    );
+    let second = run_as(&services, &world, "next").await;
+    let o = &second.certificate_authorities[0];
+    assert!(matches!(
+        o.outcome,
+        Outcome::Skipped {
+            reason: SkipReason::InsideWindow,
+            ..
+        }
+    ));
+    assert_eq!(
+        o.report.as_ref().map(|r| r.status),
+        Some(ReportStatus::Success),
+        "{second:#?}"
+    );
+    let window = world.window_item(&arn).await.unwrap();
+    assert_eq!(attr(&window, "last_report_status"), Some("SUCCESS"));
+    assert_eq!(world.accepted_creates()[&arn], 1);
+}
+
+#[tokio::test]
+async fn the_report_of_a_run_that_died_before_recording_it_is_recovered_from_the_bucket() {
+    let world = World::new().await;
+    fast(&world.account_id);
+    let arn = world.seeded_arns(&[("ACTIVE", 1)]).remove(0);
+    let ca = CaArn::parse(&arn).unwrap();
+    let services = world
+        .services(Arc::new(SystemClock::default()))
+        .with_create_period(Duration::ZERO);
+
+    // A run claims the CA, requests the report and dies before recording it.
+    let clock = SystemClock::default();
+    let now = clock.now();
+    let claim = services
+        .ledger
+        .claim(&ca, "dead-run", now, now.plus(Duration::from_secs(1)))
+        .await
+        .expect("claim");
+    assert!(matches!(
+        claim,
+        pca_audit_scheduler::ledger::ClaimResult::Won(_)
+    ));
+    let lost = world
+        .acm_pca
+        .create_certificate_authority_audit_report()
+        .certificate_authority_arn(&arn)
+        .s3_bucket_name(&world.bucket)
+        .audit_report_response_format(aws_sdk_acmpca::types::AuditReportResponseFormat::Json)
+        .send()
+        .await
+        .expect("the dead run's create");
+    let lost_id = lost.audit_report_id().unwrap().to_owned();
+    // Its lease runs out.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    let summary = run_as(&services, &world, "after").await;
+    let o = &summary.certificate_authorities[0];
+    match &o.outcome {
+        Outcome::Recovered {
+            report_id,
+            size_bytes,
+            ..
+        } => {
+            assert_eq!(report_id, &lost_id);
+            assert!(*size_bytes > 0);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(summary.counts.recovered, 1);
+    assert_eq!(
+        world.accepted_creates()[&arn],
+        1,
+        "no second report was requested"
+    );
+    let history = world.history(&arn).await;
+    assert_eq!(history.len(), 1);
+    assert_eq!(attr(&history[0], "report_id"), Some(lost_id.as_str()));
+    assert_eq!(
+        history[0].get("recovered").and_then(|v| v.as_bool().ok()),
+        Some(&true)
+    );
+    let window = world.window_item(&arn).await.unwrap();
+    assert_eq!(attr(&window, "last_report_id"), Some(lost_id.as_str()));
+    assert!(!window.contains_key("lease_run_id"), "no CA stays locked");
+
+    // And the next run finds the CA inside its window.
+    let again = run_as(&services, &world, "again").await;
+    assert_eq!(again.counts.skipped, 1, "{again:#?}");
+    assert_eq!(world.accepted_creates()[&arn], 1);
+}
+
+#[tokio::test]
+async fn a_large_round_fans_out_one_work_item_per_account_region_and_each_is_done_once() {
+    let world = World::new().await;
+    let b = Member::new(&world.account_id, Some("")).await;
+    let c = Member::new(&world.account_id, Some("")).await;
+    let members = [&world.account_id, &b.account_id, &c.account_id];
+    for a in members {
+        fast(a);
+    }
+    world.allow_reports_from(&members.map(|a| a.as_str())).await;
+    let mut all = Vec::new();
+    for region in REGIONS {
+        for a in members {
+            all.extend(seed_account(
+                a,
+                region,
+                &[json!({"state": "ACTIVE", "count": 2, "issued": 1, "revoked": 0})],
+            ));
+        }
+    }
+    let sqs = aws_sdk_sqs::Client::new(&world.sdk);
+    let queue = sqs
+        .create_queue()
+        .queue_name(format!("fan-out-{}", &world.table))
+        .send()
+        .await
+        .expect("queue")
+        .queue_url
+        .unwrap();
+    let services = Services::new(
+        world.settings_with(&[
+            ("AUDIT_ACCOUNTS", &members.map(|a| a.as_str()).join(",")),
+            ("AUDIT_REGIONS", &REGIONS.join(",")),
+            ("FANOUT_QUEUE_URL", &queue),
+            ("FANOUT_THRESHOLD", "4"),
+        ]),
+        &world.sdk,
+        Arc::new(SystemClock::default()),
+    )
+    .with_create_period(Duration::ZERO);
+
+    let round = run_as(&services, &world, "round").await;
+    assert_eq!(round.fanned_out.len(), 6, "{round:#?}");
+    assert!(
+        round.certificate_authorities.is_empty(),
+        "the round itself audits nothing"
+    );
+    for a in members {
+        assert!(accepted_creates_of(a).is_empty());
+    }
+
+    // Lambda's event source mapping: batches of the queue's messages, to the same handler.
+    let mut delivered = Vec::new();
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .expect("receive");
+        if out.messages().is_empty() {
+            break;
+        }
+        delivered.extend(out.messages().to_vec());
+        for m in out.messages() {
+            sqs.delete_message()
+                .queue_url(&queue)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+    assert_eq!(delivered.len(), 6);
+    let records: Vec<_> = delivered
+        .iter()
+        .map(|m| {
+            json!({"messageId": m.message_id(), "receiptHandle": m.receipt_handle(),
+                   "body": m.body(), "eventSource": "aws:sqs", "awsRegion": "us-east-1",
+                   "attributes": {}, "messageAttributes": {}})
+        })
+        .collect();
+    let invoke = |records: Vec<serde_json::Value>| {
+        let mut context = Context::default();
+        context.request_id = uuid::Uuid::new_v4().to_string();
+        context.invoked_function_arn = format!(
+            "arn:aws:lambda:us-east-1:{}:function:audit",
+            world.account_id
+        );
+        context.deadline = SystemClock::default().now().epoch_seconds() * 1000 + 300_000;
+        handler::handle(
+            &services,
+            LambdaEvent::new(json!({"Records": records}), context),
+        )
+    };
+    // Two batches of three, as the event source mapping may group them.
+    for batch in records.chunks(3) {
+        match invoke(batch.to_vec()).await.expect("batch") {
+            Response::Batch(b) => assert!(b.batch_item_failures.is_empty(), "{b:?}"),
+            Response::Run(s) => panic!("{s:?}"),
+        }
+    }
+    let mut requested = 0;
+    for a in members {
+        let creates = accepted_creates_of(a);
+        assert!(creates.values().all(|&n| n == 1), "{creates:?}");
+        requested += creates.len();
+    }
+    assert_eq!(
+        requested,
+        all.len(),
+        "every CA of every account-region, once"
+    );
+
+    // SQS delivers at least once: a work item given again requests nothing, and a malformed
+    // one is reported as a batch item failure, not lost.
+    let mut again = records[..1].to_vec();
+    again.push(
+        json!({"messageId": "bad-1", "body": "{\"accountId\": 5}", "eventSource": "aws:sqs"}),
+    );
+    match invoke(again).await.expect("batch") {
+        Response::Batch(b) => {
+            let failed: Vec<_> = b
+                .batch_item_failures
+                .iter()
+                .map(|f| f.item_identifier.as_str())
+                .collect();
+            assert_eq!(failed, vec!["bad-1"]);
+        }
+        Response::Run(s) => panic!("{s:?}"),
+    }
+    for a in members {
+        assert!(accepted_creates_of(a).values().all(|&n| n == 1));
+    }
+}
