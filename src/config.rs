@@ -515,12 +515,12 @@ impl Settings {
                 let threshold = match get("FANOUT_THRESHOLD") {
                     None => DEFAULT_FANOUT_THRESHOLD,
                     Some(v) => match v.parse::<usize>() {
-                        Ok(n @ 1..=10_000) => n,
+                        Ok(n @ 0..=10_000) => n,
                         _ => {
                             return Err(invalid(
                                 "FANOUT_THRESHOLD",
                                 &v,
-                                "must be a whole number of account-regions from 1 to 10000".into(),
+                                "must be a whole number of account-regions from 0 (always) to 10000".into(),
                             ));
                         }
                     },
