@@ -99,6 +99,9 @@ pub fn is_region(s: &str) -> bool {
         && parts[..parts.len() - 1]
             .iter()
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        // Digits only, no sign or leading zero (`parse` would take `+1` and `01`).
+        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
+        && !parts[parts.len() - 1].starts_with('0')
         && parts[parts.len() - 1]
             .parse::<u8>()
             .is_ok_and(|n| (1..=20).contains(&n))
@@ -115,7 +118,7 @@ fn is_lower_uuid(s: &str) -> bool {
 }
 
 /// Error messages quote what they were given, but never more than a screenful of it.
-fn shorten(text: &str) -> String {
+pub(crate) fn shorten(text: &str) -> String {
     const MAX: usize = 120;
     if text.chars().count() <= MAX {
         text.to_owned()

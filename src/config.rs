@@ -272,7 +272,17 @@ impl Settings {
                         "not a whole number of minutes".into(),
                     )
                 })?;
-                let d = Duration::from_secs(minutes.saturating_mul(60));
+                // Ten years: beyond that no audit cadence makes sense, and the instants
+                // the ledger writes stay well inside the year 9999.
+                const MAX_MINUTES: u64 = 3_660 * 24 * 60;
+                if minutes > MAX_MINUTES {
+                    return Err(invalid(
+                        "MIN_INTERVAL_MINUTES",
+                        &v,
+                        format!("at most {MAX_MINUTES} minutes (ten years)"),
+                    ));
+                }
+                let d = Duration::from_secs(minutes * 60);
                 Interval::new(d).map_err(|e| invalid("MIN_INTERVAL_MINUTES", &v, e))?
             }
         };

@@ -10,7 +10,7 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::arn::{CaArn, InvalidArn};
+use crate::arn::{CaArn, InvalidArn, shorten};
 use crate::config::ReportFormat;
 
 /// More ARNs than one invocation could request at one per second in 15 minutes is a mistake.
@@ -115,17 +115,31 @@ impl RunRequest {
             return Err(RequestError::NotAnObject(json_kind(&event)));
         };
         if fields.contains_key("detail-type") {
-            let envelope: EventBridgeEvent<Value> =
-                serde_json::from_value(event).map_err(|e| RequestError::Malformed {
+            // `EventBridgeEvent` ignores fields it does not know: a Scheduled Event with a
+            // manual request's fields in it would otherwise become a real run of every CA.
+            let extra: Vec<String> = fields
+                .keys()
+                .filter(|k| !ENVELOPE_FIELDS.contains(&k.as_str()))
+                .take(5)
+                .map(|k| format!("`{}`", shorten(k)))
+                .collect();
+            if !extra.is_empty() {
+                return Err(RequestError::Malformed {
                     shape: "EventBridge event",
-                    message: e.to_string(),
-                })?;
+                    message: format!(
+                        "unknown field {}: a Scheduled Event carries no request of its own; \
+                         send a manual request instead",
+                        extra.join(", ")
+                    ),
+                });
+            }
+            let envelope: EventBridgeEvent<Value> = read("EventBridge event", event)?;
             if !matches!(envelope.source.as_str(), "aws.events" | "aws.scheduler")
                 || envelope.detail_type != "Scheduled Event"
             {
                 return Err(RequestError::UnsupportedEvent {
-                    event_source: envelope.source,
-                    detail_type: envelope.detail_type,
+                    event_source: shorten(&envelope.source),
+                    detail_type: shorten(&envelope.detail_type),
                 });
             }
             return Ok(Self::scheduled(
@@ -135,14 +149,10 @@ impl RunRequest {
             ));
         }
         if fields.contains_key("source") {
-            let input: SchedulerInput =
-                serde_json::from_value(event).map_err(|e| RequestError::Malformed {
-                    shape: "EventBridge Scheduler input",
-                    message: e.to_string(),
-                })?;
+            let input: SchedulerInput = read("EventBridge Scheduler input", event)?;
             if input.source != "aws.scheduler" {
                 return Err(RequestError::UnsupportedEvent {
-                    event_source: input.source,
+                    event_source: shorten(&input.source),
                     detail_type: String::new(),
                 });
             }
@@ -152,11 +162,7 @@ impl RunRequest {
                 input.scheduled_time,
             ));
         }
-        let manual: ManualRequest =
-            serde_json::from_value(event).map_err(|e| RequestError::Malformed {
-                shape: "manual request",
-                message: e.to_string(),
-            })?;
+        let manual: ManualRequest = read("manual request", event)?;
         let only = match manual.certificate_authority_arns {
             None => None,
             Some(arns) if arns.is_empty() => return Err(RequestError::NoArns),
@@ -187,19 +193,20 @@ impl RunRequest {
     /// The run one fan-out message asks for.
     pub fn from_work_item(body: &str) -> Result<Self, RequestError> {
         let item: crate::summary::WorkItem =
-            serde_json::from_str(body).map_err(|e| RequestError::InvalidWorkItem(e.to_string()))?;
+            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(body))
+                .map_err(|e| RequestError::InvalidWorkItem(explain(&e)))?;
         let account_ok = item.account_id == "self"
             || (item.account_id.len() == 12 && item.account_id.bytes().all(|b| b.is_ascii_digit()));
         if !account_ok {
             return Err(RequestError::InvalidWorkItem(format!(
                 "accountId `{}` is not a 12-digit account id",
-                item.account_id
+                shorten(&item.account_id)
             )));
         }
         if !crate::arn::is_region(&item.region) {
             return Err(RequestError::InvalidWorkItem(format!(
                 "region `{}` is not a region name",
-                item.region
+                shorten(&item.region)
             )));
         }
         Ok(Self {
@@ -222,6 +229,69 @@ impl RunRequest {
             target: None,
         }
     }
+}
+
+/// The top-level fields of an EventBridge event (a rule's Scheduled Event, or Scheduler's
+/// envelope when the schedule has no Input).
+const ENVELOPE_FIELDS: [&str; 10] = [
+    "version",
+    "id",
+    "detail-type",
+    "source",
+    "account",
+    "time",
+    "region",
+    "resources",
+    "detail",
+    "replay-name",
+];
+
+/// Reads one shape strictly, naming the field at fault.
+fn read<T: serde::de::DeserializeOwned>(
+    shape: &'static str,
+    event: Value,
+) -> Result<T, RequestError> {
+    serde_path_to_error::deserialize(event).map_err(|e| RequestError::Malformed {
+        shape,
+        message: explain(&e),
+    })
+}
+
+/// serde's message with the path to the field it is about, and without the values it
+/// quotes: an event can carry anything, a secret in the wrong field included, and the
+/// message is logged.
+fn explain<E: std::fmt::Display>(e: &serde_path_to_error::Error<E>) -> String {
+    let message = without_values(&e.inner().to_string());
+    let path = e.path().to_string();
+    if path == "." || message.contains(&format!("`{path}`")) {
+        message
+    } else {
+        format!("`{}`: {message}", shorten(&path))
+    }
+}
+
+/// Replaces each `string "…"` serde quotes with `a string`, and keeps the message short.
+fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(300));
+    let mut rest = message;
+    while let Some(at) = rest.find("string \"") {
+        out.push_str(&rest[..at]);
+        out.push_str("a string");
+        let quoted = &rest[at + "string \"".len()..];
+        let mut escaped = false;
+        let end = quoted.char_indices().find_map(|(i, c)| {
+            let closes = c == '"' && !escaped;
+            escaped = c == '\\' && !escaped;
+            closes.then_some(i)
+        });
+        rest = end.map_or("", |i| &quoted[i + 1..]);
+    }
+    out.push_str(rest);
+    const MAX: usize = 300;
+    if out.chars().count() > MAX {
+        out = out.chars().take(MAX).collect::<String>() + "…";
+    }
+    out
 }
 
 fn json_kind(v: &Value) -> &'static str {
@@ -300,6 +370,32 @@ mod tests {
         assert!(r.dry_run);
         assert_eq!(r.format, Some(ReportFormat::Csv));
         assert_eq!(parse("{}").unwrap().only, None);
+    }
+
+    #[test]
+    fn refusals_name_the_field_and_never_quote_its_value() {
+        let e = parse(r#"{"dryRun":"hunter2"}"#).unwrap_err().to_string();
+        assert!(
+            e.contains("`dryRun`") && e.contains("expected a boolean"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = parse(r#"{"source":null}"#).unwrap_err().to_string();
+        assert!(e.contains("`source`"), "{e}");
+        assert_eq!(
+            without_values(r#"invalid value: string "a \"b\" c", expected x"#),
+            "invalid value: a string, expected x"
+        );
+    }
+
+    #[test]
+    fn a_scheduled_event_with_a_requests_fields_is_refused() {
+        let e = parse(
+            r#"{"detail-type":"Scheduled Event","source":"aws.events","detail":{},"dryRun":true}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown field `dryRun`"), "{e}");
     }
 
     #[test]

@@ -9,17 +9,21 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize, Serializer};
 
-/// A UTC instant with whole-second precision.
+/// A UTC instant with whole-second precision, from 1970 to the end of 9999 (the fixed-width
+/// form has four digits for the year; later instants are held at its last second).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(u64);
 
+/// 9999-12-31T23:59:59Z.
+const LAST: u64 = 253_402_300_799;
+
 impl Timestamp {
     pub fn from_system_time(t: SystemTime) -> Self {
-        Self(t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+        Self::from_epoch_seconds(t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
     }
 
     pub fn from_epoch_seconds(secs: u64) -> Self {
-        Self(secs)
+        Self(secs.min(LAST))
     }
 
     pub fn epoch_seconds(self) -> u64 {
@@ -34,7 +38,7 @@ impl Timestamp {
     }
 
     pub fn plus(self, d: Duration) -> Self {
-        Self(self.0.saturating_add(d.as_secs()))
+        Self::from_epoch_seconds(self.0.saturating_add(d.as_secs()))
     }
 
     pub fn minus(self, d: Duration) -> Self {
@@ -97,6 +101,13 @@ mod tests {
         let b = Timestamp::from_epoch_seconds(1_000_000_000);
         assert!(a < b);
         assert!(a.to_string() < b.to_string());
+    }
+
+    #[test]
+    fn instants_past_9999_are_held_at_its_last_second() {
+        let t = Timestamp::from_epoch_seconds(0).plus(Duration::from_secs(u64::MAX));
+        assert_eq!(t.to_string(), "9999-12-31T23:59:59Z");
+        assert_eq!(Timestamp::from_epoch_seconds(u64::MAX), t);
     }
 
     #[test]
