@@ -223,10 +223,15 @@ fn count(summary: &Value, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no counts.{name} in the answer: {summary}"))
 }
 
-/// Creates the emulator accepted per CA, and how many it refused, for this account.
+/// Creates the emulator accepted per CA, and how many it refused for another reason than
+/// the quota (a create wasted on a CA inside its window, or worse), for this account.
+/// Throttled creates are retried in the next slot and counted apart.
 fn creates(world: &World) -> (HashMap<String, usize>, usize) {
     let calls = world.create_calls();
-    let refused = calls.iter().filter(|(_, o)| o != "Accepted").count();
+    let refused = calls
+        .iter()
+        .filter(|(_, o)| o != "Accepted" && o != "ThrottlingException")
+        .count();
     (world.accepted_creates(), refused)
 }
 
@@ -309,8 +314,9 @@ impl Bench {
                 && duplicates == 0
                 && requested as usize == per_region,
             format!(
-                "{requested} requested, {failed} failed; creates accepted {}, refused {refused} \
-                 (throttled {}, retried in the next slot); calls: {}",
+                "{requested} requested, {failed} failed; creates accepted {}, wasted (refused \
+                 other than by the quota) {refused}; throttled {} (each retried in the next \
+                 slot); calls: {}",
                 accepted.values().sum::<usize>(),
                 calls.throttled_total(),
                 calls.describe()
@@ -347,8 +353,9 @@ impl Bench {
                 && duplicates == 0
                 && requested as usize == total,
             format!(
-                "{requested} requested, {failed} failed; creates accepted {}, refused {refused} \
-                 (throttled {}); calls: {}",
+                "{requested} requested, {failed} failed; creates accepted {}, wasted (refused \
+                 other than by the quota) {refused}; throttled {} (each retried in the next \
+                 slot); calls: {}",
                 accepted.values().sum::<usize>(),
                 calls.throttled_total(),
                 calls.describe()
@@ -488,7 +495,8 @@ impl Bench {
             twice == 0 && missing == 0 && refused == 0 && failed == 0 && ordered_ok,
             format!(
                 "{per_run}. CAs requested twice: {twice}; never requested: {missing}; creates \
-                 refused: {refused}; deferred CAs first in the next run: {}",
+                 wasted (refused other than by the quota): {refused}; deferred CAs first in \
+                 the next run: {}",
                 if ordered_ok { "yes" } else { "NO" }
             ),
         );

@@ -175,13 +175,25 @@ pub async fn request_report(
     }
 }
 
-/// Spaces create calls in one account and region at the service's quota: one per second.
-/// Slots are handed out in the order they are asked for, so the CAs that waited longest
-/// (asked first) are requested first.
+/// Spaces calls of one operation in one account and region at the service's quota (creates:
+/// one a second). Slots are handed out in the order they are asked for, so the CAs that
+/// waited longest (asked first) are requested first.
+///
+/// The quota is counted where the service receives the calls, so calls spaced exactly here
+/// can arrive closer there when one is delayed on the way. A throttled call widens the
+/// spacing a little (`throttled`), and accepted calls narrow it back (`accepted`), so a
+/// path with jitter costs a few milliseconds a call rather than a whole slot per throttle.
 #[derive(Debug)]
 pub struct Pacer {
     period: Duration,
-    next_slot: Mutex<Option<Instant>>,
+    state: Mutex<PacerState>,
+}
+
+#[derive(Debug, Default)]
+struct PacerState {
+    next_slot: Option<Instant>,
+    /// Added to `period` after throttling; shrinks again as calls are accepted.
+    extra: Duration,
 }
 
 /// Attempts of one CA's create when the quota still throttles it (each in a slot of its own).
@@ -191,15 +203,21 @@ pub const CREATE_ATTEMPTS: u32 = 5;
 /// ListTags): 16 a second, under the service's 20 a second for each.
 pub const READ_PERIOD: Duration = Duration::from_millis(60);
 
-/// A little over one second: the quota is counted where the service receives the calls,
-/// so calls spaced exactly one second apart here could arrive closer together there.
+/// A little over one second: the margin absorbs most of the jitter between here and the
+/// service; `Pacer::throttled` takes care of the rest.
 pub const CREATE_PERIOD: Duration = Duration::from_millis(1020);
+
+/// How much a throttled call widens the spacing, how far it can widen, and how much each
+/// accepted call narrows it back.
+const WIDEN: Duration = Duration::from_millis(20);
+const MAX_EXTRA: Duration = Duration::from_millis(200);
+const NARROW: Duration = Duration::from_millis(1);
 
 impl Pacer {
     pub fn new(period: Duration) -> Self {
         Self {
             period,
-            next_slot: Mutex::new(None),
+            state: Mutex::new(PacerState::default()),
         }
     }
 
@@ -207,17 +225,29 @@ impl Pacer {
     /// come after `cutoff`.
     pub async fn wait_turn(&self, cutoff: Instant) -> bool {
         let slot = {
-            let mut next = self.next_slot.lock().await;
+            let mut state = self.state.lock().await;
             let now = Instant::now();
-            let slot = next.map_or(now, |n| n.max(now));
+            let slot = state.next_slot.map_or(now, |n| n.max(now));
             if slot > cutoff {
                 return false;
             }
-            *next = Some(slot + self.period);
+            state.next_slot = Some(slot + self.period + state.extra);
             slot
         };
         tokio::time::sleep_until(slot).await;
         true
+    }
+
+    /// The service throttled a call made in a slot of this pacer: space the next ones wider.
+    pub async fn throttled(&self) {
+        let mut state = self.state.lock().await;
+        state.extra = (state.extra + WIDEN).min(MAX_EXTRA);
+    }
+
+    /// The service accepted a call: narrow the spacing back towards `period`.
+    pub async fn accepted(&self) {
+        let mut state = self.state.lock().await;
+        state.extra = state.extra.saturating_sub(NARROW);
     }
 }
 
@@ -253,5 +283,32 @@ mod tests {
             Duration::from_secs(2),
             "a refused turn does not wait"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_widens_the_spacing_and_acceptance_narrows_it_back() {
+        let pacer = Pacer::new(Duration::from_secs(1));
+        let far = Instant::now() + Duration::from_secs(60);
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        assert!(pacer.wait_turn(far).await);
+        pacer.throttled().await;
+        pacer.throttled().await;
+        // The slot handed out before the throttling keeps its place; the ones after widen.
+        assert!(pacer.wait_turn(far).await);
+        assert_eq!(Instant::now(), at(1000));
+        assert!(pacer.wait_turn(far).await);
+        assert_eq!(Instant::now(), at(2040));
+        for _ in 0..100 {
+            pacer.accepted().await;
+        }
+        assert!(pacer.wait_turn(far).await);
+        assert_eq!(Instant::now(), at(3080));
+        assert!(pacer.wait_turn(far).await);
+        assert_eq!(Instant::now(), at(4080), "back to the period");
+        for _ in 0..100 {
+            pacer.throttled().await;
+        }
+        assert_eq!(pacer.state.lock().await.extra, MAX_EXTRA);
     }
 }

@@ -181,7 +181,10 @@ pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocat
     };
     let accounts: Vec<String> = targets
         .iter()
-        .map(|t| t.account.label().to_owned())
+        .map(|t| match (&t.account, home) {
+            (Account::Own, Some(h)) => h.to_owned(),
+            (a, _) => a.label().to_owned(),
+        })
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -741,15 +744,20 @@ impl RunContext<'_> {
             }
             attempts += 1;
             let at = services.clock.now();
-            match authorities::request_report(&client.acm_pca, arn, bucket, self.format).await {
-                Err(e)
-                    if authorities::refusal(&e.code) == Refusal::Throttled
-                        && attempts < authorities::CREATE_ATTEMPTS =>
-                {
-                    tracing::debug!(ca_arn = %arn, attempts, "create throttled; retrying in the next slot");
+            let result =
+                authorities::request_report(&client.acm_pca, arn, bucket, self.format).await;
+            match &result {
+                Err(e) if authorities::refusal(&e.code) == Refusal::Throttled => {
+                    client.creates.throttled().await;
+                    if attempts < authorities::CREATE_ATTEMPTS {
+                        tracing::debug!(ca_arn = %arn, attempts, "create throttled; retrying in the next slot");
+                        continue;
+                    }
                 }
-                result => break (at, result),
+                Ok(_) => client.creates.accepted().await,
+                Err(_) => {}
             }
+            break (at, result);
         };
         match result {
             Ok(report) => {

@@ -195,7 +195,7 @@ pub struct RunSummary {
     pub dry_run: bool,
     pub started_at: Timestamp,
     pub finished_at: Timestamp,
-    /// The accounts audited (the function's own is `self` when its id is not known).
+    /// The accounts audited, by id (the function's own is `self` when its id is not known).
     pub accounts: Vec<String>,
     pub regions: Vec<String>,
     pub counts: Counts,
