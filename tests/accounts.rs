@@ -509,3 +509,96 @@ async fn a_large_round_fans_out_one_work_item_per_account_region_and_each_is_don
         assert!(accepted_creates_of(a).values().all(|&n| n == 1));
     }
 }
+
+#[tokio::test]
+async fn organization_discovery_audits_the_accounts_under_the_chosen_units_only() {
+    // The world's account is the organization's management account.
+    let world = World::new().await;
+    let org = aws_sdk_organizations::Client::new(&world.sdk);
+    org.create_organization()
+        .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+        .send()
+        .await
+        .expect("organization");
+    let root = org.list_roots().send().await.expect("roots").roots()[0]
+        .id()
+        .unwrap()
+        .to_owned();
+    let unit = |name: &'static str, parent: String| {
+        let org = org.clone();
+        async move {
+            org.create_organizational_unit()
+                .parent_id(parent)
+                .name(name)
+                .send()
+                .await
+                .expect("OU")
+                .organizational_unit
+                .unwrap()
+                .id
+                .unwrap()
+        }
+    };
+    let pki = unit("pki", root.clone()).await;
+    let nested = unit("pki-prod", pki.clone()).await;
+    let other = unit("sandbox", root.clone()).await;
+    let account = |name: &'static str, parent: String| {
+        let org = org.clone();
+        let root = root.clone();
+        async move {
+            let id = org
+                .create_account()
+                .account_name(name)
+                .email(format!("{name}@example.com"))
+                .send()
+                .await
+                .expect("account")
+                .create_account_status
+                .unwrap()
+                .account_id
+                .unwrap();
+            org.move_account()
+                .account_id(&id)
+                .source_parent_id(root)
+                .destination_parent_id(parent)
+                .send()
+                .await
+                .expect("move");
+            id
+        }
+    };
+    let in_pki = account("pki", pki.clone()).await;
+    let in_nested = account("pki-prod", nested).await;
+    let in_sandbox = account("sandbox", other).await;
+    let mut members = Vec::new();
+    for id in [&in_pki, &in_nested, &in_sandbox] {
+        let m = Member::existing(id, &world.account_id).await;
+        m.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 0}));
+        m.seed_in(common::REGION, 1);
+        members.push(m);
+    }
+    world
+        .allow_reports_from(&[&world.account_id, &in_pki, &in_nested, &in_sandbox])
+        .await;
+    let services = Services::new(
+        world.settings_with(&[
+            ("AUDIT_ACCOUNTS", "ORGANIZATION"),
+            ("AUDIT_ORGANIZATIONAL_UNITS", &pki),
+        ]),
+        &world.sdk,
+        Arc::new(SystemClock::default()),
+    )
+    .with_create_period(Duration::ZERO);
+    let summary = run_as(&services, &world, "org").await;
+    let mut audited = summary.accounts.clone();
+    audited.sort();
+    let mut expected = vec![in_pki.clone(), in_nested.clone()];
+    expected.sort();
+    assert_eq!(
+        audited, expected,
+        "the OU and the OU nested in it, nothing else: {summary:#?}"
+    );
+    assert_eq!(summary.counts.requested, 2, "{summary:#?}");
+    assert!(accepted_creates_of(&in_sandbox).is_empty());
+    assert_eq!(accepted_creates_of(&in_nested).len(), 1);
+}

@@ -160,10 +160,19 @@ pub struct Member {
 }
 
 impl Member {
+    /// An account that already exists (one Organizations made), with the member role in it.
+    pub async fn existing(account_id: &str, central_account: &str) -> Self {
+        Self::make(account_id.to_owned(), central_account, Some("")).await
+    }
+
     /// A fresh account; with `role`, the member role in it, trusting the central account
     /// with that external id (`Some("")` for none).
     pub async fn new(central_account: &str, role: Option<&str>) -> Self {
         let account_id = format!("{:012}", rand_u64() % 1_000_000_000_000);
+        Self::make(account_id, central_account, role).await
+    }
+
+    async fn make(account_id: String, central_account: &str, role: Option<&str>) -> Self {
         let (sdk, creds) = account_config(&account_id).await;
         if let Some(external_id) = role {
             let mut statement = json!({
