@@ -621,6 +621,27 @@ def test_put_object_is_limited_to_audit_reports(rendered):
         assert statement["Resource"]["Fn::Sub"].endswith("/audit-report/*"), name
 
 
+def test_no_role_can_read_what_a_report_says(rendered, member_template):
+    """Reports are evidence, read by auditors: the scheduler only learns that a report exists
+    and its size (ListObjectsV2), never its content (GetObject, or the KMS Decrypt it needs)."""
+    reading = {"s3:GetObject", "s3:GetObjectVersion", "kms:Decrypt"}
+    documents = [
+        (f"{scenario}/{name}", document)
+        for scenario, r in rendered.items()
+        for name, document in role_policy_documents(r["Resources"]).items()
+    ]
+    documents += [
+        ("member-role", policy["PolicyDocument"])
+        for resource in member_template["Resources"].values()
+        if resource["Type"] == "AWS::IAM::Role"
+        for policy in resource["Properties"].get("Policies", [])
+    ]
+    assert documents
+    for name, document in documents:
+        for statement in statements(document):
+            assert not set(as_list(statement["Action"])) & reading, f"{name}: {statement}"
+
+
 # --------------------------------------------------------------------------------------------
 # The function
 # --------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import json
 import logging
 import random
 import re
+import socket
 import threading
 import time
 import uuid
@@ -28,7 +29,7 @@ PREFIX = "/_pca_local"
 SERVICES = ("dynamodb", "s3", "acm-pca", "sts", "iam", "organizations", "sqs")
 # Services speaking the query protocol: errors are XML documents.
 QUERY_SERVICES = ("sts", "iam")
-KINDS = ("throttle", "500", "slow")
+KINDS = ("throttle", "500", "slow", "reset")
 
 
 # --- faults on demand ---------------------------------------------------------------------------
@@ -48,6 +49,9 @@ class Faults:
         kind = str(rule.get("kind", ""))
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}")
+        if kind == "reset" and service != "dynamodb":
+            # moto's services sit behind a WSGI server, which cannot drop a connection unanswered.
+            raise ValueError("kind reset (connection dropped unanswered) is for dynamodb only")
         rate = float(rule.get("rate", 1.0))
         if not 0.0 <= rate <= 1.0:
             raise ValueError("rate must be between 0 and 1")
@@ -93,7 +97,7 @@ class Faults:
                     continue
                 if rule["account_id"] and rule["account_id"] != account_id:
                     continue
-                if rule["table"] and rule["table"] != table:
+                if rule["table"] and rule["table"] not in (table if isinstance(table, (set, list, tuple)) else {table}):
                     continue
                 rule["seen"] += 1
                 if rule["_random"].random() < rule["rate"]:
@@ -311,6 +315,26 @@ class Frontend:
 # --- the DynamoDB proxy -------------------------------------------------------------------------
 
 
+def tables_of(body: bytes) -> set:
+    """The tables a DynamoDB request touches: `TableName`, the keys of a batch's
+    `RequestItems`, and each item of a transaction."""
+    try:
+        request = json.loads(body or b"{}")
+    except ValueError:
+        return set()
+    if not isinstance(request, dict):
+        return set()
+    tables = {request["TableName"]} if isinstance(request.get("TableName"), str) else set()
+    if isinstance(request.get("RequestItems"), dict):
+        tables |= set(request["RequestItems"])
+    for item in request.get("TransactItems") or []:
+        if isinstance(item, dict):
+            for action in item.values():
+                if isinstance(action, dict) and isinstance(action.get("TableName"), str):
+                    tables.add(action["TableName"])
+    return tables
+
+
 def dynamodb_proxy(port: int, upstream: int) -> http.server.ThreadingHTTPServer:
     local = threading.local()
 
@@ -325,14 +349,17 @@ def dynamodb_proxy(port: int, upstream: int) -> http.server.ThreadingHTTPServer:
             operation = (self.headers.get("X-Amz-Target") or "").split(".")[-1]
             REQUESTS.count("dynamodb", operation)
             if FAULTS.rules:
-                try:
-                    table = json.loads(body or b"{}").get("TableName")
-                except ValueError:
-                    table = None
-                _, access_key = request_service({"HTTP_AUTHORIZATION": self.headers.get("Authorization", "")})
-                rule = FAULTS.pick("dynamodb", operation, None, table)
+                rule = FAULTS.pick("dynamodb", operation, None, tables_of(body))
                 if rule and rule["kind"] == "slow":
                     time.sleep(rule["delay_ms"] / 1000)
+                elif rule and rule["kind"] == "reset":
+                    # As if DynamoDB were unreachable: the connection closes with no answer.
+                    self.close_connection = True
+                    try:
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    return
                 elif rule:
                     status, headers, data = fault_response("dynamodb", rule["kind"])
                     self.send_response(status)

@@ -144,6 +144,38 @@ def test_dynamodb_faults_through_the_proxy(stack):
         clear(rule)
 
 
+def test_dynamodb_faults_reach_batches_and_transactions_and_reset_drops_the_connection(stack):
+    table = f"b-{time.time_ns()}"
+    ddb = boto3.client("dynamodb", config=Config(retries={"total_max_attempts": 1}))
+    ddb.create_table(
+        TableName=table,
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    rule = fault(service="dynamodb", table=table, rate=1, kind="throttle")
+    try:
+        # A table-scoped rule reaches a batch's RequestItems and a transaction's items too.
+        with pytest.raises(ClientError) as e:
+            ddb.batch_get_item(RequestItems={table: {"Keys": [{"k": {"S": "1"}}]}})
+        assert e.value.response["Error"]["Code"] == "ThrottlingException"
+        with pytest.raises(ClientError) as e:
+            ddb.transact_write_items(TransactItems=[{"Put": {"TableName": table, "Item": {"k": {"S": "1"}}}}])
+        assert e.value.response["Error"]["Code"] == "ThrottlingException"
+    finally:
+        clear(rule)
+    rule = fault(service="dynamodb", table=table, rate=1, kind="reset")
+    try:
+        with pytest.raises(Exception) as e:
+            ddb.get_item(TableName=table, Key={"k": {"S": "1"}})
+        assert not isinstance(e.value, ClientError), "no answer at all, not an error answer"
+    finally:
+        clear(rule)
+    assert "Item" not in ddb.get_item(TableName=table, Key={"k": {"S": "1"}})
+    with pytest.raises(Exception):
+        fault(service="s3", rate=1, kind="reset")
+
+
 def test_conditional_writes_are_amazons(stack):
     """The window depends on DynamoDB Local's conditional writes and their ALL_OLD return."""
     table = f"c-{time.time_ns()}"

@@ -1,0 +1,416 @@
+//! Reliability under the conditions production brings: overlapping invocations, faults of
+//! every service, outages, a bucket deleted mid-run. Small in the default test command;
+//! `scripts/reliability` runs them at full size (RELIABILITY_FULL=1) and writes the figures
+//! each one measured into RELIABILITY.md (RELIABILITY_FIGURES names the folder for them).
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use pca_audit_scheduler::scheduler::{self, Invocation, Services};
+use pca_audit_scheduler::summary::{Outcome, RunSummary, SkipReason};
+use pca_audit_scheduler::time::{Clock, SystemClock};
+use serde_json::{Value, json};
+
+fn full() -> bool {
+    std::env::var("RELIABILITY_FULL").is_ok_and(|v| v == "1")
+}
+
+/// Writes a test's figures where `scripts/reliability` collects them.
+fn figures(name: &str, markdown: &str) {
+    if let Ok(dir) = std::env::var("RELIABILITY_FIGURES") {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(format!("{dir}/{name}.md"), markdown).unwrap();
+    }
+}
+
+fn clock_at(offset: Duration) -> Arc<dyn Clock> {
+    Arc::new(SystemClock { offset })
+}
+
+fn short(run_id: &str, seconds: u64) -> Invocation {
+    Invocation {
+        run_id: run_id.into(),
+        deadline: tokio::time::Instant::now() + Duration::from_secs(seconds),
+        reserve: Duration::from_secs(1),
+        home_account: None,
+    }
+}
+
+/// Report ids the emulator accepted for this account, per CA.
+fn accepted_reports(world: &World) -> HashMap<String, Vec<String>> {
+    let out = control(
+        "GET",
+        &format!("/audit-calls?account_id={}", world.account_id),
+        None,
+    );
+    let mut by_ca: HashMap<String, Vec<String>> = HashMap::new();
+    for c in out["calls"].as_array().unwrap() {
+        if c["outcome"] == "Accepted" {
+            by_ca
+                .entry(c["ca_arn"].as_str().unwrap().to_owned())
+                .or_default()
+                .push(c["report_id"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    by_ca
+}
+
+fn fault(rule: Value) -> String {
+    control("POST", "/faults", Some(rule))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn clear_fault(id: &str) {
+    control("DELETE", &format!("/faults/{id}"), None);
+}
+
+#[tokio::test]
+async fn overlapping_invocations_never_request_a_ca_twice_in_a_window() {
+    let (rounds, invocations) = if full() { (20u64, 8usize) } else { (2, 8) };
+    const CAS: usize = 50;
+    let world = World::new().await;
+    // Each round replays a later window on a shifted clock; the emulator's own 30 minutes
+    // are off so that only the ledger stands between the runs and a second report.
+    world.configure_emulator(
+        json!({"create_rps": 1000, "report_delay_seconds": 0, "window_seconds": 0}),
+    );
+    let arns: HashSet<String> = world.seeded_arns(&[("ACTIVE", CAS)]).into_iter().collect();
+    let begun = Instant::now();
+    let mut lost_claims = 0;
+    let mut slowest_round = Duration::ZERO;
+    for round in 0..rounds {
+        let offset = Duration::from_secs(round * 31 * 60);
+        let services: Vec<Services> = (0..invocations)
+            .map(|_| {
+                world
+                    .services(clock_at(offset))
+                    .with_create_period(Duration::ZERO)
+            })
+            .collect();
+        let request = scheduled();
+        let ids: Vec<String> = (0..invocations).map(|i| format!("r{round}-i{i}")).collect();
+        let started = Instant::now();
+        let summaries: Vec<RunSummary> = futures::future::join_all(
+            services
+                .iter()
+                .zip(&ids)
+                .map(|(s, id)| run(s, &request, id)),
+        )
+        .await;
+        slowest_round = slowest_round.max(started.elapsed());
+        let requested: usize = summaries.iter().map(|s| s.counts.requested).sum();
+        assert_eq!(requested, CAS, "round {round}: {summaries:#?}");
+        assert!(summaries.iter().all(|s| s.counts.failed == 0));
+        lost_claims += summaries
+            .iter()
+            .flat_map(|s| &s.certificate_authorities)
+            .filter(|o| {
+                matches!(
+                    o.outcome,
+                    Outcome::Skipped {
+                        reason: SkipReason::ClaimedByAnotherRun,
+                        ..
+                    }
+                )
+            })
+            .count();
+        let accepted = world.accepted_creates();
+        assert_eq!(accepted.keys().cloned().collect::<HashSet<_>>(), arns);
+        assert!(
+            accepted.values().all(|&n| n == round as usize + 1),
+            "round {round}: a CA was requested twice in one window: {accepted:?}"
+        );
+    }
+    let creates = world.create_calls().len();
+    assert_eq!(
+        creates,
+        CAS * rounds as usize,
+        "no create call beyond one per CA and window"
+    );
+    figures(
+        "overlap",
+        &format!(
+            "| rounds × invocations started together | {rounds} × {invocations} over {CAS} CAs |\n\
+             | create calls at the emulator | {creates} (= {CAS} × {rounds}) |\n\
+             | duplicate creates in a window | 0 |\n\
+             | claims lost to another invocation (skipped, not requested) | {lost_claims} |\n\
+             | slowest round / all rounds | {:.1} s / {:.1} s |\n",
+            slowest_round.as_secs_f64(),
+            begun.elapsed().as_secs_f64()
+        ),
+    );
+}
+
+#[tokio::test]
+async fn under_a_fifth_of_calls_failing_every_ca_is_served_once_and_the_ledger_holds_only_what_happened()
+ {
+    let cas = if full() { 60 } else { 20 };
+    const MAX_RUNS: usize = 8;
+    let world = World::new().await;
+    world.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 0}));
+    let arns: Vec<String> = world.seeded_arns(&[("ACTIVE", cas)]);
+
+    // A fifth of each service's calls fail: a third of them throttled, a third HTTP 500, a
+    // third slow (the rules are tried in order, so the rates compound to 1/15 each).
+    let mut rules = Vec::new();
+    for (service, scope) in [
+        ("dynamodb", json!({"table": world.table})),
+        ("s3", json!({"account_id": world.account_id})),
+        ("acm-pca", json!({"account_id": world.account_id})),
+    ] {
+        for (kind, rate) in [
+            ("throttle", 1.0 / 15.0),
+            ("500", 1.0 / 14.0),
+            ("slow", 1.0 / 13.0),
+        ] {
+            let mut rule = json!({"service": service, "kind": kind, "rate": rate,
+                                  "delay_ms": 400, "seed": rules.len()});
+            for (k, v) in scope.as_object().unwrap() {
+                rule[k] = v.clone();
+            }
+            rules.push(fault(rule));
+        }
+    }
+
+    let services = world
+        .services(Arc::new(SystemClock::default()))
+        .with_create_period(Duration::ZERO);
+    let begun = Instant::now();
+    let mut runs = 0;
+    let mut per_run = Vec::new();
+    loop {
+        runs += 1;
+        // Short invocations, so that a claim left by a failed ledger write runs out quickly.
+        let summary =
+            scheduler::run(&services, &scheduled(), &short(&format!("fault-{runs}"), 8)).await;
+        per_run.push(format!(
+            "run {runs}: {} requested, {} recovered, {} failed, {} skipped, {} deferred, {} region errors",
+            summary.counts.requested,
+            summary.counts.recovered,
+            summary.counts.failed,
+            summary.counts.skipped,
+            summary.counts.deferred,
+            summary.region_errors.len()
+        ));
+        // Served: the ledger records a report for every CA.
+        let mut served = 0;
+        for arn in &arns {
+            // Reads of the check go through the faults too: retry them.
+            let w = loop {
+                if let Ok(out) = world
+                    .dynamodb
+                    .get_item()
+                    .table_name(&world.table)
+                    .key(
+                        "certificate_authority_arn",
+                        aws_sdk_dynamodb::types::AttributeValue::S(arn.clone()),
+                    )
+                    .key(
+                        "record",
+                        aws_sdk_dynamodb::types::AttributeValue::S("window".into()),
+                    )
+                    .consistent_read(true)
+                    .send()
+                    .await
+                {
+                    break out.item;
+                }
+            };
+            if w.as_ref().is_some_and(|w| w.contains_key("last_report_id")) {
+                served += 1;
+            }
+        }
+        if served == arns.len() || runs == MAX_RUNS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let injected: u64 = control("GET", "/faults", None)["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| rules.contains(&r["id"].as_str().unwrap().to_owned()))
+        .map(|r| r["injected"].as_u64().unwrap())
+        .sum();
+    let seen: u64 = control("GET", "/faults", None)["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["kind"] == "throttle" && rules.contains(&r["id"].as_str().unwrap().to_owned())
+        })
+        .map(|r| r["seen"].as_u64().unwrap())
+        .sum();
+    for id in &rules {
+        clear_fault(id);
+    }
+    // One more run without faults follows up whatever the faults left CREATING or claimed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let settle = scheduler::run(&services, &scheduled(), &short("settle", 20)).await;
+    assert_eq!(settle.counts.failed, 0, "{settle:#?}");
+
+    // Once per window, counted at the emulator.
+    let accepted = accepted_reports(&world);
+    for arn in &arns {
+        let ids = accepted.get(arn).cloned().unwrap_or_default();
+        assert_eq!(
+            ids.len(),
+            1,
+            "{arn}: served once, not {ids:?} ({per_run:#?})"
+        );
+    }
+    // Nothing recorded that did not happen, nothing that happened left unrecorded: the
+    // ledger's report of each CA is the one the emulator accepted, with its object.
+    for arn in &arns {
+        let window = world.window_item(arn).await.expect("window");
+        let id = attr(&window, "last_report_id").expect("recorded");
+        assert_eq!(id, accepted[arn][0], "{arn}");
+        assert!(!window.contains_key("lease_run_id"), "{arn} still claimed");
+        let history = world.history(arn).await;
+        assert_eq!(history.len(), 1, "{arn}: {history:?}");
+        assert_eq!(attr(&history[0], "report_id"), Some(id));
+        let key = attr(&window, "last_s3_key").unwrap();
+        assert_eq!(world.objects(key).await.len(), 1, "{key}");
+    }
+    let mut md = format!(
+        "| CAs | {cas} |\n| fault rules | DynamoDB (the ledger table), S3 and ACM PCA (the account): 1/15 throttled, 1/15 HTTP 500, 1/15 slow (400 ms) each, ≈ 20 % of calls |\n\
+         | faults injected | {injected} (throttling rules saw {seen} calls) |\n\
+         | runs until every CA was served | {runs} (bound asserted: {MAX_RUNS}) |\n\
+         | CAs requested twice | 0 |\n| reports accepted but not in the ledger | 0 |\n\
+         | ledger reports the emulator never accepted | 0 |\n| claims left | 0 |\n\
+         | wall time | {:.1} s |\n\n",
+        begun.elapsed().as_secs_f64()
+    );
+    for line in &per_run {
+        md.push_str(&format!("- {line}\n"));
+    }
+    figures("faults", &md);
+}
+
+#[tokio::test]
+async fn with_dynamodb_unreachable_no_report_is_requested_and_the_run_says_why() {
+    let world = World::new().await;
+    world.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 0}));
+    let arns = world.seeded_arns(&[("ACTIVE", 5)]);
+    let rule =
+        fault(json!({"service": "dynamodb", "table": world.table, "rate": 1, "kind": "reset"}));
+    let services = world
+        .services(Arc::new(SystemClock::default()))
+        .with_create_period(Duration::ZERO);
+    let summary = scheduler::run(&services, &scheduled(), &short("no-ledger", 60)).await;
+    clear_fault(&rule);
+    assert_eq!(summary.counts.failed, arns.len(), "{summary:#?}");
+    for o in &summary.certificate_authorities {
+        match &o.outcome {
+            Outcome::Failed { error_message, .. } => {
+                assert!(error_message.contains(&world.table), "{error_message}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(world.create_calls().is_empty(), "no create without a claim");
+    let err = pca_audit_scheduler::handler::verdict(summary)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("5 of 5"), "{err}");
+}
+
+#[tokio::test]
+async fn with_acm_pca_unreachable_claims_are_released_and_windows_untouched() {
+    let world = World::new().await;
+    world.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 0}));
+    let arns = world.seeded_arns(&[("ACTIVE", 4)]);
+    let services = world
+        .services(Arc::new(SystemClock::default()))
+        .with_create_period(Duration::ZERO);
+
+    // Listing works, every create fails (after the SDK's own retries).
+    let rule = fault(
+        json!({"service": "acm-pca", "operation": "CreateCertificateAuthorityAuditReport",
+                            "account_id": world.account_id, "rate": 1, "kind": "500"}),
+    );
+    let summary = scheduler::run(&services, &scheduled(), &short("pca-down", 60)).await;
+    clear_fault(&rule);
+    assert_eq!(summary.counts.failed, 4, "{summary:#?}");
+    for arn in &arns {
+        let w = world.window_item(arn).await.expect("the claim was written");
+        assert!(!w.contains_key("lease_run_id"), "claim released");
+        assert!(!w.contains_key("next_eligible_at"), "window untouched");
+        assert!(!w.contains_key("last_report_id"));
+        assert_eq!(attr(&w, "last_error_code"), Some("InternalFailure"));
+    }
+    assert!(world.accepted_creates().is_empty());
+
+    // The whole service down: not even listed, nothing claimed.
+    let world2 = World::new().await;
+    let arns2 = world2.seeded_arns(&[("ACTIVE", 2)]);
+    let rule = fault(
+        json!({"service": "acm-pca", "account_id": world2.account_id, "rate": 1, "kind": "500"}),
+    );
+    let services2 = world2
+        .services(Arc::new(SystemClock::default()))
+        .with_create_period(Duration::ZERO);
+    let summary = scheduler::run(&services2, &scheduled(), &short("pca-gone", 60)).await;
+    clear_fault(&rule);
+    assert_eq!(summary.region_errors.len(), 1, "{summary:#?}");
+    assert_eq!(summary.region_errors[0].error_code, "InternalFailure");
+    for arn in &arns2 {
+        assert!(world2.window_item(arn).await.is_none(), "nothing claimed");
+    }
+
+    // Back up: the next run serves them all.
+    let after = scheduler::run(&services, &scheduled(), &short("pca-back", 60)).await;
+    assert_eq!(after.counts.requested, 4, "{after:#?}");
+}
+
+#[tokio::test]
+async fn a_bucket_deleted_mid_run_fails_the_remaining_cas_clearly() {
+    let world = World::new().await;
+    // Reports are written late, so the bucket stays empty and can be deleted mid-run.
+    world.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 120}));
+    let arns = world.seeded_arns(&[("ACTIVE", 8)]);
+    let services = world
+        .services(Arc::new(SystemClock::default()))
+        .with_create_period(Duration::from_millis(400));
+    let (request, invocation) = (scheduled(), short("bucket-gone", 12));
+    let run = scheduler::run(&services, &request, &invocation);
+    let delete = async {
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        world
+            .s3
+            .delete_bucket()
+            .bucket(&world.bucket)
+            .send()
+            .await
+            .expect("delete the bucket");
+    };
+    let (summary, ()) = tokio::join!(run, delete);
+    let requested = summary.counts.requested;
+    let failed: Vec<_> = summary
+        .certificate_authorities
+        .iter()
+        .filter(|o| matches!(o.outcome, Outcome::Failed { .. }))
+        .collect();
+    assert!(requested >= 1 && !failed.is_empty(), "{summary:#?}");
+    assert_eq!(requested + failed.len(), arns.len(), "{summary:#?}");
+    for o in &failed {
+        let Outcome::Failed { error_message, .. } = &o.outcome else {
+            unreachable!()
+        };
+        assert!(
+            error_message.contains(&world.bucket) && error_message.contains("does not exist"),
+            "{error_message}"
+        );
+        let w = world
+            .window_item(&o.certificate_authority_arn)
+            .await
+            .unwrap();
+        assert!(!w.contains_key("lease_run_id") && !w.contains_key("next_eligible_at"));
+    }
+}
