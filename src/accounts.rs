@@ -34,6 +34,14 @@ impl Account {
         }
     }
 
+    /// Its id where known: the member's, or the home account's for the function's own.
+    pub fn id<'a>(&'a self, home: Option<&'a str>) -> &'a str {
+        match (self, home) {
+            (Self::Own, Some(h)) => h,
+            (a, _) => a.label(),
+        }
+    }
+
     /// The account a work item or a CA ARN names, as this function reaches it.
     pub fn of(id: &str, home: Option<&str>) -> Self {
         if id == "self" || Some(id) == home {

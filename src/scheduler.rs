@@ -181,10 +181,7 @@ pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocat
     };
     let accounts: Vec<String> = targets
         .iter()
-        .map(|t| match (&t.account, home) {
-            (Account::Own, Some(h)) => h.to_owned(),
-            (a, _) => a.label().to_owned(),
-        })
+        .map(|t| t.account.id(home).to_owned())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -206,14 +203,7 @@ pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocat
         if whole_round && to_audit.len() > f.threshold {
             let items: Vec<_> = to_audit
                 .iter()
-                .map(|t| {
-                    // The work item names the account by id wherever it is known.
-                    let account = match (&t.account, home) {
-                        (Account::Own, Some(h)) => h,
-                        (a, _) => a.label(),
-                    };
-                    fan_out::item(invocation, request, account, &t.region)
-                })
+                .map(|t| fan_out::item(invocation, request, t.account.id(home), &t.region))
                 .collect();
             let (sent, errors) = fan_out::send(&services.sqs, &f.queue_url, items).await;
             fanned_out = sent;

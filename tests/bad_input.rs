@@ -565,9 +565,9 @@ fn an_invalid_external_id_is_named_but_never_shown() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Known gaps in src, each documented by what should happen (these fail until fixed).
+// Gaps the corpus found (now closed): each test says what must happen.
 
-/// `is_region` reads the number with `str::parse::<u8>`, which takes `+1` and `01`.
+/// A region's number is digits only: `str::parse::<u8>` alone would take `+1` and `01`.
 #[test]
 fn region_names_with_a_sign_or_a_leading_zero_are_refused() {
     for region in ["us-east-+1", "us-east-01", "eu-west-+20"] {
@@ -595,8 +595,8 @@ fn region_names_with_a_sign_or_a_leading_zero_are_refused() {
     }
 }
 
-/// An interval with no upper bound reaches past the year 9999, where `Timestamp`'s Display
-/// (src/time.rs) panics; the ledger writes `next_eligible_at` with it after each create.
+/// An interval without an upper bound would reach past the year 9999, which the ledger's
+/// fixed-width instants cannot hold; it would be found only after a create, too late.
 #[test]
 fn an_interval_past_the_year_9999_is_refused_at_start_up() {
     for minutes in ["10000000000", "18446744073709551615"] {
@@ -619,8 +619,8 @@ fn an_interval_past_the_year_9999_is_refused_at_start_up() {
     }
 }
 
-/// serde's messages from `from_value` carry no path: `invalid type: string "yes", expected
-/// a boolean` does not say which field was wrong.
+/// serde's own messages carry no path (`invalid type: string "yes", expected a boolean`):
+/// the refusal must say which field was wrong.
 #[test]
 fn a_wrong_typed_field_is_named_in_the_refusal() {
     for (event, field) in [
@@ -642,8 +642,8 @@ fn a_wrong_typed_field_is_named_in_the_refusal() {
     }
 }
 
-/// `RequestError::UnsupportedEvent` and serde's `invalid type` messages quote the input
-/// whole (arn.rs shortens to 120 characters; request.rs does not), and the handler logs them.
+/// Refusals are logged: they quote no more than a screenful of what they were given (an
+/// event can carry anything, a secret in the wrong field included).
 #[test]
 fn refusals_quote_at_most_a_screenful_of_the_input() {
     let long = "x".repeat(5000);
@@ -830,8 +830,8 @@ async fn refused_events_request_nothing_and_write_nothing() {
     assert!(world.window_item(&arn).await.is_none());
 }
 
-/// `EventBridgeEvent` ignores fields it does not know, so a Scheduled Event envelope that
-/// also carries a manual request's fields runs as a full, real scheduled run.
+/// `EventBridgeEvent` ignores fields it does not know: a Scheduled Event envelope that also
+/// carries a manual request's fields must be refused, not run as a full, real scheduled run.
 #[tokio::test]
 async fn a_scheduled_envelope_carrying_a_dry_run_is_refused_and_requests_nothing() {
     let (world, arn, services) = fast_world_with_one_ca().await;
