@@ -282,37 +282,41 @@ impl Bench {
         arns
     }
 
-    /// Rows 1 to 3 and the memory of row 5: full runs at the quota, then the idle run.
-    async fn full_runs(&mut self) {
+    /// A full run of every CA of `regions` by a cold function, against the bound of one
+    /// create per second per region (the regions run side by side); the function is kept
+    /// for what comes next.
+    async fn full_run(
+        &mut self,
+        name: &str,
+        world: &World,
+        regions: &[&str],
+        log: &str,
+    ) -> Function {
         let per_region = 200 / self.scale;
         let bound = per_region as f64 / CREATE_QUOTA_PER_SECOND;
         let limit = 1.05 * bound + 2.0;
-
-        // Row 1: one region.
-        let world = World::new().await;
-        self.seed(&world, REGIONS[0], per_region);
         let mut function = Function::emulator();
         function.start(
-            &world.function_env(&[("AUDIT_REGIONS", REGIONS[0])]),
-            &self.logs.join("row1.log"),
+            &world.function_env(&[("AUDIT_REGIONS", &regions.join(","))]),
+            &self.logs.join(log),
         );
         Calls::reset();
         let (summary, wall) = function.invoke(&scheduled_event());
         let calls = Calls::read();
-        let (accepted, refused) = creates(&world);
+        let (accepted, refused) = creates(world);
         let requested = count(&summary, "requested");
         let failed = count(&summary, "failed");
         let duplicates = accepted.values().filter(|&&n| n > 1).count();
         let secs = wall.as_secs_f64();
         self.row(
-            &format!("1. Full run, one region, {per_region} CAs"),
+            name,
             format!("{secs:.1} s (bound {bound:.0} s, {:.3}× it)", secs / bound),
             format!("≤ {limit:.0} s, 0 failed, no wasted create"),
             secs <= limit
                 && failed == 0
                 && refused == 0
                 && duplicates == 0
-                && requested as usize == per_region,
+                && requested as usize == per_region * regions.len(),
             format!(
                 "{requested} requested, {failed} failed; creates accepted {}, wasted (refused \
                  other than by the quota) {refused}; throttled {} (each retried in the next \
@@ -322,6 +326,24 @@ impl Bench {
                 calls.describe()
             ),
         );
+        function
+    }
+
+    /// Rows 1 to 3 and the memory of row 5: full runs at the quota, then the idle run.
+    async fn full_runs(&mut self) {
+        let per_region = 200 / self.scale;
+
+        // Row 1: one region.
+        let world = World::new().await;
+        self.seed(&world, REGIONS[0], per_region);
+        let function = self
+            .full_run(
+                &format!("1. Full run, one region, {per_region} CAs"),
+                &world,
+                &REGIONS[..1],
+                "row1.log",
+            )
+            .await;
         drop(function);
 
         // Row 2: four regions side by side.
@@ -330,37 +352,14 @@ impl Bench {
             self.seed(&world, region, per_region);
         }
         let total = per_region * REGIONS.len();
-        let mut function = Function::emulator();
-        function.start(
-            &world.function_env(&[("AUDIT_REGIONS", &REGIONS.join(","))]),
-            &self.logs.join("row2-3.log"),
-        );
-        Calls::reset();
-        let (summary, wall) = function.invoke(&scheduled_event());
-        let calls = Calls::read();
-        let (accepted, refused) = creates(&world);
-        let requested = count(&summary, "requested");
-        let failed = count(&summary, "failed");
-        let duplicates = accepted.values().filter(|&&n| n > 1).count();
-        let secs = wall.as_secs_f64();
-        self.row(
-            &format!("2. Full run, four regions × {per_region} CAs"),
-            format!("{secs:.1} s (bound {bound:.0} s, {:.3}× it)", secs / bound),
-            format!("≤ {limit:.0} s, 0 failed, no wasted create"),
-            secs <= limit
-                && failed == 0
-                && refused == 0
-                && duplicates == 0
-                && requested as usize == total,
-            format!(
-                "{requested} requested, {failed} failed; creates accepted {}, wasted (refused \
-                 other than by the quota) {refused}; throttled {} (each retried in the next \
-                 slot); calls: {}",
-                accepted.values().sum::<usize>(),
-                calls.throttled_total(),
-                calls.describe()
-            ),
-        );
+        let function = self
+            .full_run(
+                &format!("2. Full run, four regions × {per_region} CAs"),
+                &world,
+                &REGIONS,
+                "row2-3.log",
+            )
+            .await;
 
         // Row 3: the same CAs right after, in the same (warm) function.
         Calls::reset();

@@ -117,6 +117,13 @@ fn is_active(a: &aws_sdk_organizations::types::Account) -> bool {
     }
 }
 
+fn active_ids(accounts: &[aws_sdk_organizations::types::Account]) -> impl Iterator<Item = String> {
+    accounts
+        .iter()
+        .filter(|a| is_active(a))
+        .filter_map(|a| a.id().map(str::to_owned))
+}
+
 async fn whole_organization(
     client: &aws_sdk_organizations::Client,
 ) -> Result<Vec<String>, ServiceError> {
@@ -124,12 +131,7 @@ async fn whole_organization(
     let mut ids = Vec::new();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| ServiceError::from_sdk(&e))?;
-        ids.extend(
-            page.accounts()
-                .iter()
-                .filter(|a| is_active(a))
-                .filter_map(|a| a.id().map(str::to_owned)),
-        );
+        ids.extend(active_ids(page.accounts()));
     }
     Ok(ids)
 }
@@ -148,12 +150,7 @@ async fn under_units(
             .send();
         while let Some(page) = accounts.next().await {
             let page = page.map_err(|e| ServiceError::from_sdk(&e))?;
-            ids.extend(
-                page.accounts()
-                    .iter()
-                    .filter(|a| is_active(a))
-                    .filter_map(|a| a.id().map(str::to_owned)),
-            );
+            ids.extend(active_ids(page.accounts()));
         }
         let mut children = client
             .list_children()
