@@ -109,7 +109,12 @@ def summary(path):
     for ca in result["certificateAuthorities"]:
         detail = ca.get("s3Key") or ca.get("detail") or ca.get("errorMessage") or ""
         when = f" (next eligible {ca['nextEligibleAt']})" if ca.get("nextEligibleAt") else ""
-        print(f"  {ca['outcome']:<10} {ca['certificateAuthorityArn'].rsplit('/', 1)[1]}  {detail}{when}")
+        report = ca.get("report")
+        checked = ""
+        if report:
+            size = f", {report['sizeBytes']} bytes in the bucket" if report.get("sizeBytes") else ""
+            checked = f"  [report {report['status']}{size}]"
+        print(f"  {ca['outcome']:<10} {ca['certificateAuthorityArn'].rsplit('/', 1)[1]}  {detail}{when}{checked}")
 
 
 def evidence():
