@@ -502,9 +502,9 @@ impl Bench {
     }
 
     /// Row 5: cold start of a small account, and the sizes.
-    async fn cold_start_and_size(&mut self) {
-        let world = World::new().await;
-        self.seed(&world, REGIONS[0], 1);
+    /// A cold process of the function answering a dry run over one CA: the time from its
+    /// start to the answer, the invocation already waiting as Lambda's does.
+    async fn cold_start(&self, world: &World) -> (Duration, u64) {
         let mut function = Function::emulator();
         let pending = function.invoke_async(&json!({"dryRun": true}));
         std::thread::sleep(Duration::from_millis(200));
@@ -513,9 +513,13 @@ impl Bench {
             &self.logs.join("row5-cold.log"),
         );
         let (summary, arrived) = pending.join().unwrap();
-        let cold_one = arrived - started;
-        let would = count(&summary, "wouldRequest");
-        drop(function);
+        (arrived - started, count(&summary, "wouldRequest"))
+    }
+
+    async fn cold_start_and_size(&mut self) {
+        let world = World::new().await;
+        self.seed(&world, REGIONS[0], 1);
+        let (cold_one, would) = self.cold_start(&world).await;
 
         let cold = self.cold.take().expect("full runs first");
         let peak = cold.peak_after_full.max(cold.peak_dry);
@@ -620,6 +624,29 @@ async fn main() {
         rows: Vec::new(),
         cold: None,
     };
+    // `BENCH_COLD_ONLY=N`: only the cold start, N times, for comparing builds (the release
+    // profile's opt-level); prints the median and writes nothing.
+    if let Some(n) = std::env::var("BENCH_COLD_ONLY")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        let world = World::new().await;
+        bench.seed(&world, REGIONS[0], 1);
+        let mut times: Vec<f64> = Vec::new();
+        for _ in 0..n.max(1) {
+            times.push(bench.cold_start(&world).await.0.as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "cold start of {}: median {:.1} ms, min {:.1} ms, max {:.1} ms over {} starts",
+            env("BENCH_FUNCTION"),
+            times[times.len() / 2],
+            times[0],
+            times[times.len() - 1],
+            times.len()
+        );
+        return;
+    }
     let begun = Instant::now();
     bench.full_runs().await;
     bench.beyond_one_invocation().await;
