@@ -136,7 +136,8 @@ async fn overlapping_invocations_never_request_a_ca_twice_in_a_window() {
     figures(
         "overlap",
         &format!(
-            "| rounds × invocations started together | {rounds} × {invocations} over {CAS} CAs |\n\
+            "| figure | value |\n|---|---|\n\
+             | rounds × invocations started together | {rounds} × {invocations} over {CAS} CAs |\n\
              | create calls at the emulator | {creates} (= {CAS} × {rounds}) |\n\
              | duplicate creates in a window | 0 |\n\
              | claims lost to another invocation (skipped, not requested) | {lost_claims} |\n\
@@ -238,6 +239,7 @@ async fn under_a_fifth_of_calls_failing_every_ca_is_served_once_and_the_ledger_h
         .filter(|r| rules.contains(&r["id"].as_str().unwrap().to_owned()))
         .map(|r| r["injected"].as_u64().unwrap())
         .sum();
+    // Each service's throttling rule is tried first, so it sees every call of its service.
     let seen: u64 = control("GET", "/faults", None)["faults"]
         .as_array()
         .unwrap()
@@ -279,12 +281,13 @@ async fn under_a_fifth_of_calls_failing_every_ca_is_served_once_and_the_ledger_h
         assert_eq!(world.objects(key).await.len(), 1, "{key}");
     }
     let mut md = format!(
-        "| CAs | {cas} |\n| fault rules | DynamoDB (the ledger table), S3 and ACM PCA (the account): 1/15 throttled, 1/15 HTTP 500, 1/15 slow (400 ms) each, ≈ 20 % of calls |\n\
-         | faults injected | {injected} (throttling rules saw {seen} calls) |\n\
+        "| figure | value |\n|---|---|\n| CAs | {cas} |\n| fault rules | DynamoDB (the ledger table), S3 and ACM PCA (the account): 1/15 throttled, 1/15 HTTP 500, 1/15 slow (400 ms) each, ≈ 20 % of calls |\n\
+         | calls to the three services / faults injected | {seen} / {injected} ({:.1} %) |\n\
          | runs until every CA was served | {runs} (bound asserted: {MAX_RUNS}) |\n\
          | CAs requested twice | 0 |\n| reports accepted but not in the ledger | 0 |\n\
          | ledger reports the emulator never accepted | 0 |\n| claims left | 0 |\n\
          | wall time | {:.1} s |\n\n",
+        100.0 * injected as f64 / seen.max(1) as f64,
         begun.elapsed().as_secs_f64()
     );
     for line in &per_run {
