@@ -44,15 +44,22 @@ pub async fn send(
     for chunk in items.chunks(BATCH) {
         let mut entries = Vec::with_capacity(chunk.len());
         for (i, item) in chunk.iter().enumerate() {
-            let body = serde_json::to_string(item).expect("a work item serialises");
-            match SendMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .message_body(body)
-                .build()
-            {
+            let entry = serde_json::to_string(item)
+                .map_err(|e| e.to_string())
+                .and_then(|body| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body)
+                        .build()
+                        .map_err(|e| e.to_string())
+                });
+            match entry {
                 Ok(e) => entries.push(e),
-                Err(e) => errors.push(not_sent(item, "InvalidRequest", &e.to_string())),
+                Err(e) => errors.push(not_sent(item, "InvalidRequest", &e)),
             }
+        }
+        if entries.is_empty() {
+            continue;
         }
         match sqs
             .send_message_batch()
