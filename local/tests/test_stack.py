@@ -116,15 +116,20 @@ def test_slow_fault_delays_the_answer(fast):
         clear(rule)
 
 
-def test_dynamodb_faults_through_the_proxy(stack):
-    table = f"t-{time.time_ns()}"
-    ddb = boto3.client("dynamodb", config=Config(retries={"total_max_attempts": 1}))
+def key_table(ddb, table: str) -> None:
+    """A table with one string hash key `k`."""
     ddb.create_table(
         TableName=table,
         AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
         KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
         BillingMode="PAY_PER_REQUEST",
     )
+
+
+def test_dynamodb_faults_through_the_proxy(stack):
+    table = f"t-{time.time_ns()}"
+    ddb = boto3.client("dynamodb", config=Config(retries={"total_max_attempts": 1}))
+    key_table(ddb, table)
     ddb.put_item(TableName=table, Item={"k": {"S": "1"}})
     rule = fault(service="dynamodb", table=table, operation="GetItem", rate=1, kind="throttle")
     try:
@@ -147,12 +152,7 @@ def test_dynamodb_faults_through_the_proxy(stack):
 def test_dynamodb_faults_reach_batches_and_transactions_and_reset_drops_the_connection(stack):
     table = f"b-{time.time_ns()}"
     ddb = boto3.client("dynamodb", config=Config(retries={"total_max_attempts": 1}))
-    ddb.create_table(
-        TableName=table,
-        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    key_table(ddb, table)
     rule = fault(service="dynamodb", table=table, rate=1, kind="throttle")
     try:
         # A table-scoped rule reaches a batch's RequestItems and a transaction's items too.
@@ -180,12 +180,7 @@ def test_conditional_writes_are_amazons(stack):
     """The window depends on DynamoDB Local's conditional writes and their ALL_OLD return."""
     table = f"c-{time.time_ns()}"
     ddb = boto3.client("dynamodb")
-    ddb.create_table(
-        TableName=table,
-        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    key_table(ddb, table)
     claim = dict(
         TableName=table,
         Key={"k": {"S": "ca"}},
