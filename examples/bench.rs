@@ -439,6 +439,7 @@ impl Bench {
                 deadline: tokio::time::Instant::now() + timeout,
                 reserve: Invocation::DEFAULT_RESERVE,
                 home_account: None,
+                partition: None,
             };
             let summary = scheduler::run(&services, &request, &invocation).await;
             let requested: Vec<String> = summary

@@ -9,10 +9,10 @@ use std::fmt;
 use aws_config::SdkConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sdk_acmpca::config::Region;
 use aws_sdk_acmpca::error::DisplayErrorContext;
 use aws_sdk_organizations::types::{AccountState, AccountStatus, ChildType};
 
+use crate::arn::partition_of_region;
 use crate::authorities::ServiceError;
 use crate::config::{Accounts, MemberRole};
 use crate::summary::AccountError;
@@ -58,19 +58,6 @@ impl fmt::Display for Account {
     }
 }
 
-/// The partition of a region, for the member role's ARN.
-pub fn partition(region: &str) -> &'static str {
-    if region.starts_with("cn-") {
-        "aws-cn"
-    } else if region.starts_with("us-gov-") {
-        "aws-us-gov"
-    } else if region.starts_with("us-iso") {
-        "aws-iso"
-    } else {
-        "aws"
-    }
-}
-
 fn org_error(e: ServiceError) -> AccountError {
     AccountError {
         account_id: "organization".into(),
@@ -90,11 +77,9 @@ pub async fn audited(
         Accounts::Own => return Ok(vec![Account::Own]),
         Accounts::List(ids) => ids.clone(),
         Accounts::Organization { units } => {
-            // Organizations has one endpoint per partition, in us-east-1 for `aws`.
-            let conf = aws_sdk_organizations::config::Builder::from(sdk)
-                .region(Region::new("us-east-1"))
-                .build();
-            let client = aws_sdk_organizations::Client::from_conf(conf);
+            // Organizations has one endpoint per partition: the SDK's endpoint rules resolve
+            // it (and its signing region) from the function's own region, in every partition.
+            let client = aws_sdk_organizations::Client::new(sdk);
             let mut ids = if units.is_empty() {
                 whole_organization(&client).await
             } else {
@@ -176,10 +161,22 @@ async fn under_units(
 pub async fn enter(
     sdk: &SdkConfig,
     role: &MemberRole,
+    partition: Option<&str>,
     account: &str,
 ) -> Result<SdkConfig, AccountError> {
-    let region = sdk.region().map_or("us-east-1", |r| r.as_ref());
-    let role_arn = role.arn(partition(region), account);
+    // The function's own partition, from its ARN; without one (run outside Lambda), the
+    // partition of its region.
+    let region = sdk.region().map_or("", |r| r.as_ref());
+    let Some(partition) = partition.or_else(|| partition_of_region(region)) else {
+        return Err(AccountError {
+            account_id: account.to_owned(),
+            error_code: "UnknownPartition".into(),
+            error_message: format!(
+                "cannot tell the partition of region `{region}` to name the member role in"
+            ),
+        });
+    };
+    let role_arn = role.arn(partition, account);
     let mut builder = AssumeRoleProvider::builder(&role_arn)
         .session_name("pca-audit-scheduler")
         .configure(sdk);
@@ -232,10 +229,51 @@ mod tests {
             external_id: None,
         };
         assert_eq!(
-            role.arn(partition("cn-north-1"), "111111111111"),
+            role.arn("aws-cn", "111111111111"),
             "arn:aws-cn:iam::111111111111:role/Auditor"
         );
-        assert_eq!(partition("eu-west-1"), "aws");
-        assert_eq!(partition("us-gov-west-1"), "aws-us-gov");
+    }
+
+    #[tokio::test]
+    async fn organizations_endpoint_follows_the_functions_region_partition() {
+        use aws_sdk_organizations::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
+        for (region, url) in [
+            ("eu-west-1", "https://organizations.us-east-1.amazonaws.com"),
+            ("us-east-1", "https://organizations.us-east-1.amazonaws.com"),
+            (
+                "cn-north-1",
+                "https://organizations.cn-northwest-1.amazonaws.com.cn",
+            ),
+            (
+                "us-gov-east-1",
+                "https://organizations.us-gov-west-1.amazonaws.com",
+            ),
+        ] {
+            let params = Params::builder().region(region).build().unwrap();
+            let endpoint = DefaultResolver::new()
+                .resolve_endpoint(&params)
+                .await
+                .unwrap_or_else(|e| panic!("{region}: {e}"));
+            assert_eq!(endpoint.url(), url, "{region}");
+        }
+    }
+
+    #[test]
+    fn every_partition_is_told_by_its_regions() {
+        for (region, partition) in [
+            ("eu-west-1", Some("aws")),
+            ("il-central-1", Some("aws")),
+            ("mx-central-1", Some("aws")),
+            ("cn-northwest-1", Some("aws-cn")),
+            ("us-gov-west-1", Some("aws-us-gov")),
+            ("us-iso-east-1", Some("aws-iso")),
+            ("us-isob-east-1", Some("aws-iso-b")),
+            ("us-isof-south-1", Some("aws-iso-f")),
+            ("eu-isoe-west-1", Some("aws-iso-e")),
+            ("eusc-de-east-1", Some("aws-eusc")),
+            ("xx-east-1", None),
+        ] {
+            assert_eq!(partition_of_region(region), partition, "{region}");
+        }
     }
 }

@@ -24,7 +24,38 @@ pub struct InvalidArn {
     pub reason: &'static str,
 }
 
-const PARTITIONS: [&str; 5] = ["aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b"];
+/// Every partition AWS lists (the SDK's endpoint partitions: `partitions.json`).
+pub const PARTITIONS: [&str; 8] = [
+    "aws",
+    "aws-cn",
+    "aws-us-gov",
+    "aws-iso",
+    "aws-iso-b",
+    "aws-iso-e",
+    "aws-iso-f",
+    "aws-eusc",
+];
+
+/// The partition a region belongs to, by the SDK's own region patterns (`partitions.json`),
+/// for when the function's ARN does not say: `None` for a region no partition claims.
+pub fn partition_of_region(region: &str) -> Option<&'static str> {
+    let parts: Vec<&str> = region.split('-').collect();
+    match parts.as_slice() {
+        ["cn", _, _] => Some("aws-cn"),
+        ["us", "gov", _, _] => Some("aws-us-gov"),
+        ["us", "iso", _, _] => Some("aws-iso"),
+        ["us", "isob", _, _] => Some("aws-iso-b"),
+        ["us", "isof", _, _] => Some("aws-iso-f"),
+        ["eu", "isoe", _, _] => Some("aws-iso-e"),
+        ["eusc", "de", _, _] => Some("aws-eusc"),
+        [
+            "us" | "eu" | "ap" | "sa" | "ca" | "me" | "af" | "il" | "mx",
+            _,
+            _,
+        ] => Some("aws"),
+        _ => None,
+    }
+}
 
 impl CaArn {
     pub fn parse(text: &str) -> Result<Self, InvalidArn> {
@@ -95,7 +126,8 @@ impl CaArn {
 pub fn is_region(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.len() >= 3
-        && parts[0].len() == 2
+        // Two letters (`eu-west-1`), or four for the European Sovereign Cloud (`eusc-de-east-1`).
+        && matches!(parts[0].len(), 2 | 4)
         && parts[..parts.len() - 1]
             .iter()
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))

@@ -18,6 +18,10 @@ use crate::config::ReportFormat;
 pub struct ServiceError {
     pub code: String,
     pub message: String,
+    /// The request may have been carried out all the same: the service answered 5xx, the
+    /// call timed out, or the connection was lost after the request went out. Only the
+    /// service knows; for a create, the bucket tells later (`verify::find_unrecorded`).
+    pub ambiguous: bool,
 }
 
 impl ServiceError {
@@ -25,7 +29,16 @@ impl ServiceError {
         e: &SdkError<E>,
     ) -> Self {
         let service = e.as_service_error();
+        let ambiguous = match e {
+            SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+            // A connection lost may have carried the request; a request never built (bad
+            // credentials, bad input) is certain.
+            SdkError::DispatchFailure(d) => d.is_io() || d.is_timeout(),
+            SdkError::ServiceError(s) => s.raw().status().is_server_error(),
+            _ => false,
+        };
         Self {
+            ambiguous,
             code: service
                 .and_then(|s| s.code())
                 .unwrap_or(match e {
@@ -121,25 +134,40 @@ pub struct AuditReport {
 pub enum Refusal {
     /// The CA is inside the service's own 30 minutes: try again later, not a failure.
     TooSoon,
-    /// Quota still exceeded after the SDK's retries: the CA waits for the next run.
+    /// Over the quota: retried in the pacer's next slot, then the CA waits for the next run.
     Throttled,
     /// The service will not audit the CA in its current state.
     State,
-    /// Anything else: the CA failed this run.
+    /// No answer that says what happened (5xx, timeout, connection lost): the report may
+    /// exist. Retried in the next slot; a "too soon" after it means it does.
+    Ambiguous,
+    /// The CA can never get a report as it is (LimitExceededException): fail it, loudly,
+    /// every run, rather than skip it quietly.
+    Limit,
+    /// Any other certain refusal: the CA failed this run.
     Failed,
 }
 
 /// Which error means what. No public source says which error a second request inside the
-/// 30 minutes gets (AWS_FACTS.md): RequestInProgressException is the likely one, and
-/// LimitExceededException is also taken as "too soon", so either answer skips the CA.
-pub fn refusal(code: &str) -> Refusal {
-    match code {
-        "RequestInProgressException" | "LimitExceededException" => Refusal::TooSoon,
+/// 30 minutes gets (AWS_FACTS.md): RequestInProgressException is the likely one.
+/// LimitExceededException is not among the operation's modelled errors; the documented
+/// limit it would stand for (no audit report for a CA that issued more than 100 million
+/// certificates) is permanent, so it fails the CA.
+pub fn refusal(e: &ServiceError) -> Refusal {
+    match e.code.as_str() {
+        "RequestInProgressException" => Refusal::TooSoon,
         "ThrottlingException" | "TooManyRequestsException" | "Throttling" => Refusal::Throttled,
         "InvalidStateException" => Refusal::State,
+        "LimitExceededException" => Refusal::Limit,
+        _ if e.ambiguous => Refusal::Ambiguous,
         _ => Refusal::Failed,
     }
 }
+
+/// What a `Limit` refusal most likely means, for the CA's failure message.
+pub const LIMIT_CAUSE: &str = "the service refuses this CA's audit reports with a limit: \
+    AWS Private CA makes no audit report for a CA that has issued more than 100 million \
+    certificates (user guide, audit reports); this will not pass by itself";
 
 pub async fn request_report(
     client: &Client,
@@ -171,6 +199,8 @@ pub async fn request_report(
         _ => Err(ServiceError {
             code: "IncompleteResponse".into(),
             message: "the service accepted the request but returned no report id or S3 key".into(),
+            // Accepted, so a report may exist: the bucket will show it.
+            ambiguous: true,
         }),
     }
 }
@@ -196,8 +226,10 @@ struct PacerState {
     extra: Duration,
 }
 
-/// Attempts of one CA's create when the quota still throttles it (each in a slot of its own).
-pub const CREATE_ATTEMPTS: u32 = 5;
+/// Attempts of one CA's create while the quota throttles it or its answers are lost (each in
+/// a slot of its own). Eight: with three answers in ten lost, all eight are lost for one CA
+/// in 15,000.
+pub const CREATE_ATTEMPTS: u32 = 8;
 
 /// Spacing of the read calls of one account and region (DescribeCertificateAuthorityAuditReport,
 /// ListTags): 16 a second, under the service's 20 a second for each.
@@ -255,14 +287,45 @@ impl Pacer {
 mod tests {
     use super::*;
 
+    fn error(code: &str, ambiguous: bool) -> ServiceError {
+        ServiceError {
+            code: code.into(),
+            message: String::new(),
+            ambiguous,
+        }
+    }
+
     #[test]
-    fn too_soon_answers_skip_rather_than_fail() {
-        assert_eq!(refusal("RequestInProgressException"), Refusal::TooSoon);
-        assert_eq!(refusal("LimitExceededException"), Refusal::TooSoon);
-        assert_eq!(refusal("ThrottlingException"), Refusal::Throttled);
-        assert_eq!(refusal("InvalidStateException"), Refusal::State);
-        assert_eq!(refusal("ResourceNotFoundException"), Refusal::Failed);
-        assert_eq!(refusal("AccessDeniedException"), Refusal::Failed);
+    fn each_answer_means_what_the_service_documents() {
+        let refused = |code| refusal(&error(code, false));
+        assert_eq!(refused("RequestInProgressException"), Refusal::TooSoon);
+        assert_eq!(refused("ThrottlingException"), Refusal::Throttled);
+        assert_eq!(refused("InvalidStateException"), Refusal::State);
+        assert_eq!(refused("ResourceNotFoundException"), Refusal::Failed);
+        assert_eq!(refused("AccessDeniedException"), Refusal::Failed);
+    }
+
+    #[test]
+    fn a_limit_is_a_failure_never_a_quiet_skip() {
+        assert_eq!(
+            refusal(&error("LimitExceededException", false)),
+            Refusal::Limit
+        );
+    }
+
+    #[test]
+    fn only_answers_that_say_nothing_are_ambiguous() {
+        assert_eq!(refusal(&error("InternalFailure", true)), Refusal::Ambiguous);
+        assert_eq!(refusal(&error("Timeout", true)), Refusal::Ambiguous);
+        // A certain 4xx stays certain, and "too soon" keeps its meaning after a 5xx.
+        assert_eq!(
+            refusal(&error("InvalidArgsException", false)),
+            Refusal::Failed
+        );
+        assert_eq!(
+            refusal(&error("RequestInProgressException", false)),
+            Refusal::TooSoon
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -103,8 +103,10 @@ pub const CA_STATES: [&str; 7] = [
     "FAILED",
 ];
 
-/// States a report can be made for (AWS_FACTS.md: ACTIVE and DISABLED documented, EXPIRED assumed).
-const DEFAULT_STATES: [&str; 3] = ["ACTIVE", "DISABLED", "EXPIRED"];
+/// The only states the service makes an audit report for (Private CA user guide, "Understand
+/// AWS Private CA CA status", column "Generate audits"): ACTIVE and DISABLED. Any other,
+/// EXPIRED included, is refused with InvalidStateException, a create slot spent for nothing.
+pub const AUDITABLE_STATES: [&str; 2] = ["ACTIVE", "DISABLED"];
 
 /// Bucket names as S3 allows them (3–63 of lowercase letters, digits, dots and hyphens).
 pub fn is_bucket_name(s: &str) -> bool {
@@ -321,7 +323,7 @@ impl Settings {
         };
 
         let audit_states = match get("AUDIT_CA_STATES") {
-            None => DEFAULT_STATES.iter().map(|s| s.to_string()).collect(),
+            None => AUDITABLE_STATES.iter().map(|s| s.to_string()).collect(),
             Some(v) => {
                 let mut states = BTreeSet::new();
                 for s in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -331,6 +333,18 @@ impl Settings {
                             "AUDIT_CA_STATES",
                             &v,
                             format!("`{s}` is not a CA state (one of {})", CA_STATES.join(", ")),
+                        ));
+                    }
+                    if !AUDITABLE_STATES.contains(&upper.as_str()) {
+                        return Err(invalid(
+                            "AUDIT_CA_STATES",
+                            &v,
+                            format!(
+                                "AWS Private CA makes no audit report of a CA in state {upper} \
+                                 (only {}: user guide, \"Understand AWS Private CA CA status\"), \
+                                 so auditing it would only spend the create quota on a refusal",
+                                AUDITABLE_STATES.join(" and ")
+                            ),
                         ));
                     }
                     states.insert(upper);
@@ -586,9 +600,38 @@ mod tests {
         assert_eq!(s.regions, vec!["eu-west-1"]);
         assert_eq!(
             s.audit_states.iter().cloned().collect::<Vec<_>>(),
-            vec!["ACTIVE", "DISABLED", "EXPIRED"]
+            vec!["ACTIVE", "DISABLED"]
         );
         assert_eq!(s.max_concurrency, 8);
+    }
+
+    #[test]
+    fn states_the_service_cannot_audit_are_refused_with_why() {
+        for state in ["EXPIRED", "expired", "PENDING_CERTIFICATE", "DELETED"] {
+            let mut pairs = BASE.to_vec();
+            let value = format!("ACTIVE,{state}");
+            pairs.push(("AUDIT_CA_STATES", &value));
+            let err = settings(&pairs).expect_err(state).to_string();
+            assert!(err.contains("AUDIT_CA_STATES"), "{err}");
+            assert!(
+                err.contains(&format!(
+                    "no audit report of a CA in state {}",
+                    state.to_uppercase()
+                )),
+                "{err}"
+            );
+            assert!(err.contains("only ACTIVE and DISABLED"), "{err}");
+        }
+        let mut pairs = BASE.to_vec();
+        pairs.push(("AUDIT_CA_STATES", "DISABLED"));
+        assert_eq!(
+            settings(&pairs)
+                .unwrap()
+                .audit_states
+                .iter()
+                .collect::<Vec<_>>(),
+            vec!["DISABLED"]
+        );
     }
 
     #[test]

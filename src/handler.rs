@@ -93,6 +93,19 @@ pub fn home_account(invoked_function_arn: &str) -> Option<String> {
     (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())).then(|| account.to_owned())
 }
 
+/// The partition of the function's own ARN (`aws`, `aws-cn`, `aws-us-gov`, ...): the member
+/// roles it assumes are in the same one.
+pub fn home_partition(invoked_function_arn: &str) -> Option<String> {
+    let mut parts = invoked_function_arn.split(':');
+    let partition = match (parts.next(), parts.next(), parts.next()) {
+        (Some("arn"), Some(p), Some("lambda")) => p,
+        _ => return None,
+    };
+    crate::arn::PARTITIONS
+        .contains(&partition)
+        .then(|| partition.to_owned())
+}
+
 /// Whether the event is a batch from an SQS event source mapping (the fan-out queue).
 fn is_sqs_batch(event: &Value) -> bool {
     event
@@ -124,6 +137,7 @@ pub async fn handle(services: &Services, event: LambdaEvent<Value>) -> Result<Re
         deadline: Instant::now() + std::time::Duration::from_millis(remaining_ms),
         reserve: Invocation::DEFAULT_RESERVE,
         home_account: home_account(&context.invoked_function_arn),
+        partition: home_partition(&context.invoked_function_arn),
     };
     if is_sqs_batch(&payload) {
         let batch: SqsEvent = serde_json::from_value(payload).map_err(|e| {
@@ -225,6 +239,21 @@ mod tests {
             "a passed deadline leaves nothing"
         );
         assert_eq!(remaining_ms(600_000, now), 600_000);
+    }
+
+    #[test]
+    fn the_partition_comes_from_the_function_arn() {
+        assert_eq!(
+            home_partition("arn:aws-cn:lambda:cn-north-1:123456789012:function:audit").as_deref(),
+            Some("aws-cn")
+        );
+        assert_eq!(
+            home_partition("arn:aws-iso-b:lambda:us-isob-east-1:123456789012:function:a")
+                .as_deref(),
+            Some("aws-iso-b")
+        );
+        assert_eq!(home_partition(""), None);
+        assert_eq!(home_partition("arn:nope:lambda:x:1:function:a"), None);
     }
 
     #[test]

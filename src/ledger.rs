@@ -141,6 +141,16 @@ impl Ledger {
         &self.table
     }
 
+    /// The create slots of one account-region, kept in this table for every invocation.
+    pub fn create_pacer(
+        &self,
+        account_id: &str,
+        region: &str,
+        period: Duration,
+    ) -> crate::quota::SharedPacer {
+        crate::quota::SharedPacer::new(self.client.clone(), &self.table, account_id, region, period)
+    }
+
     fn error<E: ProvideErrorMetadata + std::error::Error + 'static>(
         &self,
         e: &SdkError<E>,

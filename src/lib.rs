@@ -6,6 +6,13 @@
 //! records in the [`ledger`], and returns a [`summary::RunSummary`]; [`handler`] is the
 //! Lambda boundary and [`config`] the settings read at cold start.
 
+/// The AWS SDK's behaviour version, pinned: `latest` would let an SDK upgrade change the
+/// retry and timeout defaults under code that tunes them (creates without SDK retries, the
+/// pacers). Moving it on is a change of its own, made with the tests and figures re-run.
+pub fn behavior_version() -> aws_config::BehaviorVersion {
+    aws_config::BehaviorVersion::v2026_01_12()
+}
+
 pub mod accounts;
 pub mod arn;
 pub mod authorities;
@@ -14,6 +21,7 @@ pub mod config;
 pub mod fan_out;
 pub mod handler;
 pub mod ledger;
+pub mod quota;
 pub mod request;
 pub mod scheduler;
 pub mod scope;

@@ -1,6 +1,5 @@
 use std::sync::Arc;
 
-use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use pca_audit_scheduler::config::Settings;
@@ -15,7 +14,7 @@ async fn main() -> Result<(), Error> {
     let settings = Settings::from_env().inspect_err(|e| tracing::error!("{e}"))?;
     // Adaptive retry slows the client down when the service throttles, on top of the
     // pacing of creates, so the quota turns into waiting rather than failed CAs.
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
+    let sdk = aws_config::defaults(pca_audit_scheduler::behavior_version())
         .retry_config(RetryConfig::adaptive().with_max_attempts(5))
         .load()
         .await;

@@ -18,6 +18,7 @@ use crate::bucket;
 use crate::config::{Accounts, ReportFormat, SERVICE_WINDOW, Settings};
 use crate::fan_out;
 use crate::ledger::{Claim, ClaimResult, Ledger, LedgerError, ReportRecord};
+use crate::quota::SharedPacer;
 use crate::request::{RunRequest, Trigger};
 use crate::scope;
 use crate::summary::{
@@ -33,8 +34,9 @@ struct TargetClient {
     account: Account,
     region: String,
     acm_pca: aws_sdk_acmpca::Client,
-    /// CreateCertificateAuthorityAuditReport: one a second.
-    creates: Pacer,
+    /// CreateCertificateAuthorityAuditReport: one a second, shared with every other
+    /// invocation auditing this account-region.
+    creates: SharedPacer,
     /// DescribeCertificateAuthorityAuditReport and ListTags.
     reads: Pacer,
 }
@@ -84,7 +86,11 @@ impl Services {
     }
 
     /// The SDK configuration of an account: the function's own, or the member role's.
-    async fn account_sdk(&self, account: &Account) -> Result<SdkConfig, AccountError> {
+    async fn account_sdk(
+        &self,
+        account: &Account,
+        partition: Option<&str>,
+    ) -> Result<SdkConfig, AccountError> {
         let Account::Member(id) = account else {
             return Ok(self.sdk.clone());
         };
@@ -93,12 +99,18 @@ impl Services {
         }
         // Not held across the call: accounts are entered side by side. A failure is not
         // kept, so the next run tries the account again.
-        let sdk = accounts::enter(&self.sdk, &self.settings.member_role, id).await?;
+        let sdk = accounts::enter(&self.sdk, &self.settings.member_role, partition, id).await?;
         self.members.lock().await.insert(id.clone(), sdk.clone());
         Ok(sdk)
     }
 
-    fn target(&self, account: &Account, region: &str, sdk: &SdkConfig) -> Arc<TargetClient> {
+    fn target(
+        &self,
+        account: &Account,
+        account_id: &str,
+        region: &str,
+        sdk: &SdkConfig,
+    ) -> Arc<TargetClient> {
         let mut targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
         targets
             .entry((account.clone(), region.to_owned()))
@@ -110,7 +122,9 @@ impl Services {
                     account: account.clone(),
                     region: region.to_owned(),
                     acm_pca: aws_sdk_acmpca::Client::from_conf(conf),
-                    creates: Pacer::new(self.create_period),
+                    creates: self
+                        .ledger
+                        .create_pacer(account_id, region, self.create_period),
                     reads: Pacer::new(authorities::READ_PERIOD),
                 })
             })
@@ -130,6 +144,8 @@ pub struct Invocation {
     pub reserve: Duration,
     /// The function's own account (from its ARN), when known: entered with its own credentials.
     pub home_account: Option<String>,
+    /// The partition of the function's ARN, when known: member roles are in the same one.
+    pub partition: Option<String>,
 }
 
 impl Invocation {
@@ -153,6 +169,9 @@ const CHECK_INTERVAL: Duration = Duration::from_secs(3);
 /// How long a run waits for its reports after its last create: the rest are followed up
 /// first thing next run.
 const FOLLOW_UP_LIMIT: Duration = Duration::from_secs(300);
+/// How long a CA waits, holding its claim, for the report of a create whose answer was lost
+/// to appear in the bucket: the service writes reports within seconds.
+const LOST_REPORT_WAIT: Duration = Duration::from_secs(30);
 
 /// One account-region of a run, and for a manual request the CAs asked for there.
 struct Target {
@@ -216,11 +235,10 @@ pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocat
     // error, and its account-regions are left out.
     let mut entered: HashMap<Account, SdkConfig> = HashMap::new();
     let distinct: BTreeSet<Account> = to_audit.iter().map(|t| t.account.clone()).collect();
-    let results = futures::future::join_all(
-        distinct
-            .iter()
-            .map(|a| async move { (a.clone(), services.account_sdk(a).await) }),
-    )
+    let results = futures::future::join_all(distinct.iter().map(|a| async move {
+        let partition = invocation.partition.as_deref();
+        (a.clone(), services.account_sdk(a, partition).await)
+    }))
     .await;
     for (account, result) in results {
         match result {
@@ -258,7 +276,12 @@ pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocat
         bucket_error,
     };
     let results = futures::future::join_all(to_audit.iter().map(|t| {
-        let client = services.target(&t.account, &t.region, &entered[&t.account]);
+        let client = services.target(
+            &t.account,
+            t.account.id(home),
+            &t.region,
+            &entered[&t.account],
+        );
         let ctx = &ctx;
         async move { ctx.audit_target(&client, t.only.as_deref()).await }
     }))
@@ -711,7 +734,13 @@ impl RunContext<'_> {
             // No API lists audit reports: the bucket is where a lost report id turns up.
             let known = claim.previous.last_s3_key.as_deref();
             match verify::find_unrecorded(&services.s3, bucket, arn, since, known).await {
-                Ok(Some(found)) => return self.recover(&claim, found).await,
+                Ok(Some(found)) => {
+                    let why = format!(
+                        "a run claimed the CA at {since} and did not record a report (it died, \
+                         or the service's answer was lost)"
+                    );
+                    return self.recover(&claim, found, why).await;
+                }
                 Ok(None) => {}
                 Err(e) => {
                     let fail = failed(
@@ -728,118 +757,254 @@ impl RunContext<'_> {
         }
 
         let mut attempts = 0;
+        // The first create whose answer was lost: from then on a report may exist.
+        let mut lost_at: Option<Timestamp> = None;
         let (requested_at, result) = loop {
             if !client.creates.wait_turn(self.invocation.cutoff()).await {
+                let claim = marked(&claim, lost_at);
                 return self.give_back(&claim, None, None, deferred()).await;
             }
             attempts += 1;
             let at = services.clock.now();
             let result =
                 authorities::request_report(&client.acm_pca, arn, bucket, self.format).await;
-            match &result {
-                Err(e) if authorities::refusal(&e.code) == Refusal::Throttled => {
-                    client.creates.throttled().await;
-                    if attempts < authorities::CREATE_ATTEMPTS {
-                        tracing::debug!(ca_arn = %arn, attempts, "create throttled; retrying in the next slot");
-                        continue;
-                    }
+            let again = match &result {
+                Ok(_) => {
+                    client.creates.accepted().await;
+                    false
                 }
-                Ok(_) => client.creates.accepted().await,
-                Err(_) => {}
+                Err(e) => match authorities::refusal(e) {
+                    Refusal::Throttled => {
+                        client.creates.throttled().await;
+                        true
+                    }
+                    Refusal::Ambiguous => {
+                        lost_at.get_or_insert(at);
+                        true
+                    }
+                    _ => false,
+                },
+            };
+            if again && attempts < authorities::CREATE_ATTEMPTS {
+                tracing::debug!(ca_arn = %arn, attempts, error = %result.as_ref().err().map(ToString::to_string).unwrap_or_default(), "create retried in the next slot");
+                continue;
             }
             break (at, result);
         };
         match result {
-            Ok(report) => {
-                let record = ReportRecord {
-                    report_id: report.id,
-                    s3_bucket: bucket.clone(),
-                    s3_key: report.s3_key,
-                    format: self.format,
-                    requested_at,
-                    next_eligible_at: requested_at.plus(services.settings.min_interval.duration()),
-                    status: ReportStatus::Creating,
-                    size_bytes: None,
-                    recovered: false,
-                };
-                match services.ledger.record(&claim, run_id, &record).await {
-                    Ok(()) => {
-                        // The follow-up may already be gone (out of time): the report then
-                        // stays CREATING in the ledger, for the next run.
-                        let _ = reports.send((
-                            arn.clone(),
-                            PendingReport {
-                                report_id: record.report_id.clone(),
-                                s3_bucket: record.s3_bucket.clone(),
-                                s3_key: record.s3_key.clone(),
-                                requested_at,
-                            },
-                        ));
-                        outcome(
-                            arn,
-                            Outcome::Requested {
-                                report_id: record.report_id,
-                                s3_bucket: record.s3_bucket,
-                                s3_key: record.s3_key,
-                                format: record.format,
-                                requested_at,
-                            },
-                        )
-                    }
-                    // The report exists but the ledger does not say so. The claim stays until
-                    // its lease runs out, so no run requests the CA again meanwhile; the run
-                    // after that finds the report in the bucket.
-                    Err(e) => outcome(
-                        arn,
-                        failed(
-                            "LedgerWriteFailed",
-                            format!(
-                                "audit report {} ({}) was requested but not recorded: {e}",
-                                record.report_id, record.s3_key
-                            ),
-                        ),
-                    ),
-                }
-            }
-            Err(e) => match authorities::refusal(&e.code) {
-                Refusal::TooSoon => {
-                    let next = requested_at.plus(SERVICE_WINDOW);
-                    let skip = Outcome::Skipped {
-                        reason: SkipReason::ServiceWindow,
-                        detail: format!(
-                            "the service has a report of this CA from the last 30 minutes ({e})"
-                        ),
-                        next_eligible_at: Some(next),
-                    };
-                    self.give_back(&claim, None, Some(next), skip).await
-                }
-                Refusal::State => {
-                    let next = requested_at.plus(services.settings.min_interval.duration());
-                    let skip = Outcome::Skipped {
-                        reason: SkipReason::ServiceRefusedState,
-                        detail: e.to_string(),
-                        next_eligible_at: Some(next),
-                    };
-                    self.give_back(&claim, Some((&e.code, &e.message)), Some(next), skip)
-                        .await
-                }
-                Refusal::Throttled => {
-                    let later = Outcome::Deferred {
-                        detail: format!("still throttled after the SDK's retries: {e}"),
-                    };
-                    self.give_back(&claim, None, None, later).await
-                }
-                Refusal::Failed => {
-                    let fail = failed(&e.code, e.message.clone());
-                    self.give_back(&claim, Some((&e.code, &e.message)), None, fail)
-                        .await
-                }
-            },
+            Ok(report) => self.record_new(&claim, requested_at, report, reports).await,
+            Err(e) => self.refused(&claim, requested_at, lost_at, e).await,
         }
     }
 
-    /// Records a report a dead run left in the bucket, as if that run had recorded it.
-    async fn recover(&self, claim: &Claim, found: verify::FoundReport) -> CaOutcome {
+    /// Records the report the service accepted and hands it to the follow-up.
+    async fn record_new(
+        &self,
+        claim: &Claim,
+        requested_at: Timestamp,
+        report: authorities::AuditReport,
+        reports: &mpsc::UnboundedSender<(CaArn, PendingReport)>,
+    ) -> CaOutcome {
+        let services = self.services;
+        let arn = &claim.arn;
+        let record = ReportRecord {
+            report_id: report.id,
+            s3_bucket: services.settings.report_bucket.clone(),
+            s3_key: report.s3_key,
+            format: self.format,
+            requested_at,
+            next_eligible_at: requested_at.plus(services.settings.min_interval.duration()),
+            status: ReportStatus::Creating,
+            size_bytes: None,
+            recovered: false,
+        };
+        match services
+            .ledger
+            .record(claim, &self.invocation.run_id, &record)
+            .await
+        {
+            Ok(()) => {
+                // The follow-up may already be gone (out of time): the report then
+                // stays CREATING in the ledger, for the next run.
+                let _ = reports.send((
+                    arn.clone(),
+                    PendingReport {
+                        report_id: record.report_id.clone(),
+                        s3_bucket: record.s3_bucket.clone(),
+                        s3_key: record.s3_key.clone(),
+                        requested_at,
+                    },
+                ));
+                outcome(
+                    arn,
+                    Outcome::Requested {
+                        report_id: record.report_id,
+                        s3_bucket: record.s3_bucket,
+                        s3_key: record.s3_key,
+                        format: record.format,
+                        requested_at,
+                    },
+                )
+            }
+            // The report exists but the ledger does not say so. The claim stays until
+            // its lease runs out, so no run requests the CA again meanwhile; the run
+            // after that finds the report in the bucket.
+            Err(e) => outcome(
+                arn,
+                failed(
+                    "LedgerWriteFailed",
+                    format!(
+                        "audit report {} ({}) was requested but not recorded: {e}",
+                        record.report_id, record.s3_key
+                    ),
+                ),
+            ),
+        }
+    }
+
+    /// What a create the service did not accept (or whose answer was lost) means for the CA.
+    async fn refused(
+        &self,
+        claim: &Claim,
+        requested_at: Timestamp,
+        lost_at: Option<Timestamp>,
+        e: ServiceError,
+    ) -> CaOutcome {
+        let settings = &self.services.settings;
+        match authorities::refusal(&e) {
+            Refusal::TooSoon => {
+                // After a lost answer (this run's, or an earlier run's still unaccounted for)
+                // "too soon" most likely means that request made a report: find it.
+                let now = self.services.clock.now();
+                if let Some(since) = lost_at.or(claim.previous.unrecorded_since(now)) {
+                    return self.find_lost_report(claim, since, &e).await;
+                }
+                let next = requested_at.plus(SERVICE_WINDOW);
+                let skip = Outcome::Skipped {
+                    reason: SkipReason::ServiceWindow,
+                    detail: format!(
+                        "the service has a report of this CA from the last 30 minutes ({e})"
+                    ),
+                    next_eligible_at: Some(next),
+                };
+                self.give_back(claim, None, Some(next), skip).await
+            }
+            Refusal::State => {
+                let next = requested_at.plus(settings.min_interval.duration());
+                let skip = Outcome::Skipped {
+                    reason: SkipReason::ServiceRefusedState,
+                    detail: e.to_string(),
+                    next_eligible_at: Some(next),
+                };
+                let claim = marked(claim, lost_at);
+                self.give_back(&claim, Some((&e.code, &e.message)), Some(next), skip)
+                    .await
+            }
+            Refusal::Throttled => {
+                let later = Outcome::Deferred {
+                    detail: format!(
+                        "still throttled after {} attempts, each in its own slot: {e}",
+                        authorities::CREATE_ATTEMPTS
+                    ),
+                };
+                let claim = marked(claim, lost_at);
+                self.give_back(&claim, None, None, later).await
+            }
+            Refusal::Limit => {
+                let message = format!("{}: {}", authorities::LIMIT_CAUSE, e.message);
+                let fail = failed(&e.code, message.clone());
+                self.give_back(claim, Some((&e.code, &message)), None, fail)
+                    .await
+            }
+            Refusal::Ambiguous | Refusal::Failed => {
+                // Every attempt's answer lost: the service may hold a report all the same.
+                // Search for it now; failing that, the next claim searches again.
+                if let Some(since) = lost_at {
+                    let bucket = &settings.report_bucket;
+                    let known = claim.previous.last_s3_key.as_deref();
+                    if let Ok(Some(found)) =
+                        verify::find_unrecorded(&self.services.s3, bucket, &claim.arn, since, known)
+                            .await
+                    {
+                        let why = format!(
+                            "the service's answers to this run's creates were lost ({e}); the \
+                             report one of them made was found in the bucket"
+                        );
+                        return self.recover(claim, found, why).await;
+                    }
+                }
+                let message = match lost_at {
+                    Some(_) => format!(
+                        "no certain answer after {} attempts ({}); a report made meanwhile is \
+                         looked for in the bucket before the next request",
+                        authorities::CREATE_ATTEMPTS,
+                        e.message
+                    ),
+                    None => e.message.clone(),
+                };
+                let fail = failed(&e.code, message.clone());
+                let claim = marked(claim, lost_at);
+                self.give_back(&claim, Some((&e.code, &message)), None, fail)
+                    .await
+            }
+        }
+    }
+
+    /// A create refused as too soon after one whose answer was lost: the report that one made
+    /// is looked for in the bucket until it is written (the service writes asynchronously,
+    /// usually within seconds), then recorded. Not found in time, the CA keeps the mark, and
+    /// the next run looks again before any new request.
+    async fn find_lost_report(
+        &self,
+        claim: &Claim,
+        since: Timestamp,
+        e: &ServiceError,
+    ) -> CaOutcome {
+        let services = self.services;
+        let bucket = &services.settings.report_bucket;
+        let known = claim.previous.last_s3_key.as_deref();
+        let give_up = (Instant::now() + LOST_REPORT_WAIT).min(self.invocation.cutoff());
+        loop {
+            match verify::find_unrecorded(&services.s3, bucket, &claim.arn, since, known).await {
+                Ok(Some(found)) => {
+                    let why = format!(
+                        "the service accepted a create at or after {since} whose answer was \
+                         lost; a later create was refused as too soon ({}), and the report was \
+                         found in the bucket",
+                        e.code
+                    );
+                    return self.recover(claim, found, why).await;
+                }
+                Ok(None) if Instant::now() + CHECK_INTERVAL < give_up => {
+                    tokio::time::sleep(CHECK_INTERVAL).await;
+                }
+                result => {
+                    let searched = match result {
+                        Err(se) => format!("the bucket could not be searched ({se})"),
+                        _ => "it is not in the bucket yet".to_owned(),
+                    };
+                    let skip = Outcome::Skipped {
+                        reason: SkipReason::LostReportPending,
+                        detail: format!(
+                            "the service accepted a create at or after {since} whose answer was \
+                             lost (a later one was refused as too soon: {}); {searched}, so the \
+                             next run looks for it before any new request",
+                            e.code
+                        ),
+                        next_eligible_at: Some(since.plus(SERVICE_WINDOW)),
+                    };
+                    let claim = marked(claim, Some(since));
+                    return self
+                        .give_back(&claim, None, Some(since.plus(SERVICE_WINDOW)), skip)
+                        .await;
+                }
+            }
+        }
+    }
+
+    /// Records a report whose id was lost (`why`), found in the bucket, as if the run that
+    /// requested it had recorded it.
+    async fn recover(&self, claim: &Claim, found: verify::FoundReport, why: String) -> CaOutcome {
         let services = self.services;
         let record = ReportRecord {
             report_id: found.report_id,
@@ -862,6 +1027,7 @@ impl RunContext<'_> {
             Ok(()) => outcome(
                 &claim.arn,
                 Outcome::Recovered {
+                    detail: why,
                     report_id: record.report_id,
                     s3_bucket: record.s3_bucket,
                     s3_key: record.s3_key,
@@ -908,6 +1074,17 @@ impl RunContext<'_> {
             ),
         }
     }
+}
+
+/// The claim as released after a create whose answer was lost at `lost_at`: the report it may
+/// have made is looked for before the CA's next request (`Window::unrecorded_since`).
+fn marked(claim: &Claim, lost_at: Option<Timestamp>) -> Claim {
+    let mut claim = claim.clone();
+    if let Some(at) = lost_at {
+        let since = claim.previous.orphan_since.map_or(at, |o| o.min(at));
+        claim.previous.orphan_since = Some(since);
+    }
+    claim
 }
 
 /// A FAILED report leaves the CA without evidence: it is due again as soon as the service

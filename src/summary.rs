@@ -26,6 +26,9 @@ pub enum SkipReason {
     CaType,
     /// It lacks a tag of REQUIRED_TAGS.
     MissingTag,
+    /// The service accepted a create whose answer was lost, and the report is not in the
+    /// bucket yet: the next run looks for it there before any new request.
+    LostReportPending,
 }
 
 /// Where a requested audit report stands, as the service and the bucket say.
@@ -95,9 +98,12 @@ pub enum Outcome {
     },
     /// Not started for lack of time (or quota); the next run takes it first.
     Deferred { detail: String },
-    /// A run died after requesting the report and before recording it: found in the bucket
-    /// and recorded now, without a new request.
+    /// A report whose id was never recorded (a run died after requesting it, or the
+    /// service's answer to the create was lost): found in the bucket and recorded now,
+    /// without a new request.
     Recovered {
+        /// How the report's id came to be lost.
+        detail: String,
         report_id: String,
         s3_bucket: String,
         s3_key: String,
@@ -303,7 +309,10 @@ impl RunSummary {
                     "{detail}"
                 ),
                 Outcome::Recovered {
-                    report_id, s3_key, ..
+                    report_id,
+                    s3_key,
+                    detail,
+                    ..
                 } => tracing::warn!(
                     run_id,
                     ca_arn = arn,
@@ -311,7 +320,7 @@ impl RunSummary {
                     outcome = "recovered",
                     report_id,
                     s3_key,
-                    "audit report of a run that died before recording it found in the bucket and recorded"
+                    "audit report found in the bucket and recorded: {detail}"
                 ),
                 Outcome::Deferred { detail } => {
                     tracing::warn!(

@@ -101,12 +101,21 @@ impl Window {
 
 /// Whether a CA in `state` is audited at all.
 pub fn state_outcome(state: &str, audited: &BTreeSet<String>) -> Option<Outcome> {
-    (!audited.contains(state)).then(|| Outcome::Skipped {
+    if audited.contains(state) {
+        return None;
+    }
+    let audited_list = audited.iter().cloned().collect::<Vec<_>>().join(", ");
+    let detail = if crate::config::AUDITABLE_STATES.contains(&state) {
+        format!("CA is {state}; AUDIT_CA_STATES audits only {audited_list}")
+    } else {
+        format!(
+            "CA is {state}: AWS Private CA makes audit reports only of ACTIVE and DISABLED CAs \
+             (audited here: {audited_list})"
+        )
+    };
+    Some(Outcome::Skipped {
         reason: SkipReason::CaState,
-        detail: format!(
-            "CA is {state}; audited states are {}",
-            audited.iter().cloned().collect::<Vec<_>>().join(", ")
-        ),
+        detail,
         next_eligible_at: None,
     })
 }

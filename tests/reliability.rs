@@ -37,6 +37,7 @@ fn short(run_id: &str, seconds: u64) -> Invocation {
         deadline: tokio::time::Instant::now() + Duration::from_secs(seconds),
         reserve: Duration::from_secs(1),
         home_account: None,
+        partition: None,
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     ScalarAttributeType, TimeToLiveSpecification,
@@ -120,7 +120,7 @@ async fn account_config(account_id: &str) -> (SdkConfig, aws_sdk_dynamodb::confi
         None,
         "local-stack",
     );
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
+    let sdk = aws_config::defaults(pca_audit_scheduler::behavior_version())
         .region(Region::new(REGION))
         .credentials_provider(creds.clone())
         .load()
@@ -577,6 +577,7 @@ pub fn invocation(run_id: &str, time: Duration) -> Invocation {
         deadline: tokio::time::Instant::now() + time,
         reserve: Invocation::DEFAULT_RESERVE,
         home_account: None,
+        partition: None,
     }
 }
 
