@@ -611,14 +611,23 @@ def test_lambda_platform_policy_is_logs_and_the_failure_queue(role_policies):
     }
 
 
+# The objects Private CA writes into a report bucket for audit reports (user guide, "Encrypting
+# your audit reports": its permission test objects at the bucket's root, and the reports).
+AUDIT_REPORT_OBJECTS = ("/audit-report/*", "/acm-pca-permission-test-key", "/acm-pca-permission-test-key-private")
+
+
 def test_put_object_is_limited_to_audit_reports(rendered):
+    """The write the service checks on the caller: the objects Private CA writes for audit
+    reports, in the report bucket, and nothing else."""
     for name, r in rendered.items():
         (statement,) = [
             s
             for s in statements(role_policy_documents(r["Resources"])["audit-calls"])
             if "s3:PutObject" in as_list(s["Action"])
         ]
-        assert statement["Resource"]["Fn::Sub"].endswith("/audit-report/*"), name
+        resources = [item["Fn::Sub"] for item in as_list(statement["Resource"])]
+        bucket = "${ReportBucket.Arn}" if "existing bucket" not in name else "arn:${AWS::Partition}:s3:::${ExistingReportBucketName}"
+        assert resources == [bucket + suffix for suffix in AUDIT_REPORT_OBJECTS], name
 
 
 def test_no_role_can_read_what_a_report_says(rendered, member_template):
@@ -953,7 +962,7 @@ def test_member_roles_pass_the_write_check_for_audit_reports_only(rendered, scen
     assert member["Effect"] == "Allow"
     assert member["Principal"] == "*"
     assert member["Action"] == "s3:PutObject"
-    assert member["Resource"] == {"Fn::Sub": "${ReportBucket.Arn}/audit-report/*"}
+    assert member["Resource"] == [{"Fn::Sub": "${ReportBucket.Arn}" + suffix} for suffix in AUDIT_REPORT_OBJECTS]
     # Only roles of the member role's name, and (StringEquals, tested above) only of the
     # audited accounts: a fixed account or organization keeps the policy non-public.
     assert member["Condition"]["ArnLike"] == {
@@ -989,11 +998,18 @@ def test_key_policy_lets_acm_pca_encrypt_only_this_buckets_objects(resources):
         if s["Principal"] == {"Service": "acm-pca.amazonaws.com"}
     ]
     assert set(statement["Action"]) == {"kms:GenerateDataKey", "kms:Decrypt"}
-    context = statement["Condition"]["StringLike"]["kms:EncryptionContext:aws:s3:arn"]
-    key_arn_pattern = context["Fn::Sub"][0]
-    bucket_name = resources["ReportBucket"]["Properties"]["BucketName"]["Fn::Sub"][0]
-    # The key policy names the bucket by the same computed name the bucket is given.
-    assert key_arn_pattern == "arn:${AWS::Partition}:s3:::" + bucket_name + "/*"
+    assert set(statement["Condition"]) == {"StringLike"}
+    contexts = statement["Condition"]["StringLike"]["kms:EncryptionContext:aws:s3:arn"]
+    bucket_name = resources["ReportBucket"]["Properties"]["BucketName"]["Fn::Sub"]
+    # The key policy names the bucket by the same computed name the bucket is given: the
+    # bucket's ARN (the encryption context S3 passes with an S3 Bucket Key, which the bucket
+    # has) and the objects Private CA writes (the context without one). Not bucket/*: nothing
+    # else of the bucket is the service's to encrypt.
+    bucket_arn = "arn:${AWS::Partition}:s3:::" + bucket_name[0]
+    assert [c["Fn::Sub"][0] for c in contexts] == [bucket_arn] + [bucket_arn + suffix for suffix in AUDIT_REPORT_OBJECTS]
+    assert all(c["Fn::Sub"][1] == bucket_name[1] for c in contexts)
+    encryption = resources["ReportBucket"]["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert encryption["BucketKeyEnabled"] == {"Fn::If": ["CreateReportKey", True, {"Ref": "AWS::NoValue"}]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -1055,7 +1071,7 @@ def test_member_role_grants_exactly_the_audit_calls_on_this_accounts_cas(member_
         ("acm-pca:ListTags", own_cas),
         (
             "s3:PutObject",
-            json.dumps({"Fn::Sub": "arn:${AWS::Partition}:s3:::${ReportBucketName}/audit-report/*"}),
+            json.dumps([{"Fn::Sub": "arn:${AWS::Partition}:s3:::${ReportBucketName}" + suffix} for suffix in AUDIT_REPORT_OBJECTS]),
         ),
     }
 

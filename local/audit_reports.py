@@ -6,7 +6,13 @@ moto's ACM PCA, in moto's own style: backend state next to the CAs, response met
 The report is built from moto's real CA state (its issued certificates and revocations) and
 written into moto's S3 backend of the account that owns the bucket (the CA's own, or a central
 account's: bucket names are global), if that bucket's policy lets the service write it for
-this CA (`aws:SourceAccount`, `aws:SourceArn`, `aws:SourceOrgID`; see `policy.py`).
+this CA (`aws:SourceAccount`, `aws:SourceArn`, `aws:SourceOrgID`; see `policy.py`) and, for
+SSE-KMS, the key's policy lets the service use the key with the encryption context S3 sets.
+The caller's own permission to write the bucket is checked on the create call when the
+account opts in (setting `check_caller_write`; docs/local-stack.md says why).
+
+Every rule below cites the AWS page it follows, or says it is assumed and why; the table in
+docs/local-stack.md lists them all.
 
 Service facts (../shared/AWS_FACTS.md): the key is `audit-report/<CA uuid>/<report id>.json|csv`;
 the content lists every certificate issued and revoked; one report per CA every 30 minutes;
@@ -26,16 +32,37 @@ from cryptography import x509
 from moto.acmpca import models as acmpca_models
 from moto.acmpca.models import ACMPCABackend, CertificateAuthority, acmpca_backends
 from moto.acmpca.responses import ACMPCAResponse
+import logging
+
 from moto.core.exceptions import JsonRESTError
+from moto.iam.models import iam_backends
+from moto.kms.models import kms_backends
 from moto.s3.models import s3_backends
 
-from . import policy, settings
+from . import policy, settings, trust
+
+log = logging.getLogger("local.audit_reports")
 
 ARN_PATTERN = re.compile(
     r"^arn:aws[a-z-]*:acm-pca:[a-z0-9-]+:\d{12}:certificate-authority/"
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 )
-AUDITABLE_STATES = {"ACTIVE", "DISABLED", "EXPIRED"}
+# Private CA user guide, "Understand AWS Private CA CA status", column "Generate audits"
+# (https://docs.aws.amazon.com/privateca/latest/userguide/PcaUpdateStatus.html): Yes for
+# ACTIVE and DISABLED only; EXPIRED, CREATING, PENDING_CERTIFICATE, FAILED, DELETED: No.
+AUDITABLE_STATES = {"ACTIVE", "DISABLED"}
+# Private CA user guide, "Use audit reports with your private CA" (PcaAuditReport.html): "Audit
+# report generation is not supported for certificate authorities that have issued more than
+# 100 million certificates"; its Java sample page (JavaApi-CreateCertificateAuthorityAuditReport
+# .html): "If you call this operation for such a CA, the service returns a
+# LimitExceededException".
+MAX_AUDITABLE_CERTIFICATES = 100_000_000
+# Objects Private CA writes into a report bucket: its permission test objects at the bucket's
+# root and the report. Private CA user guide, "Encrypting your audit reports" (PcaAuditReport.html
+# #audit-report-encryption), key-policy statement for a bucket without S3 Bucket Key:
+# bucket/acm-pca-permission-test-key, bucket/acm-pca-permission-test-key-private,
+# bucket/audit-report/* (and bucket/crl/* for CRLs).
+PERMISSION_TEST_KEYS = ("acm-pca-permission-test-key", "acm-pca-permission-test-key-private")
 SERVICE_PRINCIPAL = "acm-pca.amazonaws.com"
 DEFAULT_TEMPLATE = "arn:aws:acm-pca:::template/EndEntityCertificate/V1"
 CSV_COLUMNS = [
@@ -82,6 +109,23 @@ class RequestInProgressException(JsonRESTError):
         super().__init__(
             "RequestInProgressException",
             f"An audit report for {arn} was requested less than 30 minutes ago.",
+        )
+
+
+class LimitExceededException(JsonRESTError):
+    def __init__(self, arn: str, count: int):
+        super().__init__(
+            "LimitExceededException",
+            f"The certificate authority {arn} has issued {count} certificates; audit reports are not "
+            f"supported for certificate authorities that have issued more than {MAX_AUDITABLE_CERTIFICATES}.",
+        )
+
+
+class AccessDeniedException(JsonRESTError):
+    def __init__(self, caller_arn: str, resource: str):
+        super().__init__(
+            "AccessDeniedException",
+            f"User: {caller_arn} is not authorized to perform: s3:PutObject on resource: {resource}",
         )
 
 
@@ -136,6 +180,25 @@ def reset() -> None:
         CALLS.clear()
         THROTTLED.clear()
         _buckets.clear()
+        _certificate_counts.clear()
+
+
+# --- how many certificates a CA has issued, as the service counts them ------------------------
+
+# Set through the control API (POST /certificate-count): a CA cannot be made to issue 100
+# million certificates locally, so the count the service would hold is set instead.
+_certificate_counts: dict[str, int] = {}
+
+
+def set_certificate_count(arn: str, count: int) -> None:
+    with _lock:
+        _certificate_counts[arn] = count
+
+
+def certificate_count(ca: CertificateAuthority) -> int:
+    with _lock:
+        forced = _certificate_counts.get(ca.arn)
+    return forced if forced is not None else len(ca.issued_certificates)
 
 
 # --- what moto does not keep: when each certificate was issued, with which template ---------
@@ -232,6 +295,91 @@ def _policy_allows_service(bucket, key: str, ca: CertificateAuthority) -> bool:
     return verdict == "Allow"
 
 
+def _default_encryption(bucket) -> dict:
+    """The bucket's default encryption rule as moto keeps it (S3 PutBucketEncryption's XML):
+    `ApplyServerSideEncryptionByDefault` and `BucketKeyEnabled`. No configuration is SSE-S3:
+    every bucket has it by default (S3 user guide, "Setting default server-side encryption
+    behavior for Amazon S3 buckets", https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucket-encryption.html)."""
+    config = getattr(bucket, "encryption", None) or {}
+    rule = config.get("Rule") or {}
+    if isinstance(rule, list):
+        rule = rule[0] if rule else {}
+    return rule
+
+
+def _kms_key(key_id: str, bucket):
+    """The KMS key a bucket's KMSMasterKeyID names, in moto's KMS: a key ARN or alias ARN is
+    looked up in the account and region it names; a bare key id or alias in the bucket owner's
+    account and the bucket's region (S3 resolves it there). None if there is no such key."""
+    parts = key_id.split(":")
+    if key_id.startswith("arn:") and len(parts) >= 6:
+        account_id, region = parts[4], parts[3]
+        ident = parts[5]
+    else:
+        account_id, region, ident = bucket.account_id, bucket.region_name, key_id
+    if account_id not in kms_backends or region not in kms_backends[account_id]:
+        return None, region
+    backend = kms_backends[account_id][region]
+    if ident.startswith("alias/"):
+        # Look the alias up without moto making the AWS managed key it reserves.
+        found = next((k for k in backend.keys.values() if ident in k.aliases), None)
+        return found, region
+    return backend.keys.get(ident.removeprefix("key/")), region
+
+
+def _encryption_allows_service(bucket, key: str, ca: CertificateAuthority) -> bool:
+    """Whether the service can encrypt the report with the bucket's default encryption.
+
+    SSE-S3 needs nothing (Private CA user guide, "Encrypting your audit reports",
+    PcaAuditReport.html#audit-report-encryption). SSE-KMS needs a customer managed key ("ACM
+    Private CA does not support using default KMS keys generated automatically by S3": the AWS
+    managed aws/s3 key fails), enabled (KMS developer guide, "Key states of AWS KMS keys"), in
+    the bucket's region (S3 user guide, "Specifying server-side encryption with AWS KMS":
+    the key must be in the bucket's region), whose key policy lets acm-pca.amazonaws.com
+    kms:GenerateDataKey and kms:Decrypt (the two actions the guide's statements grant) with
+    kms:EncryptionContext:aws:s3:arn set as S3 sets it: the bucket ARN with an S3 Bucket Key,
+    the object ARN without (S3 user guide, "Configuring your bucket to use an S3 Bucket Key with
+    SSE-KMS for new objects", configuring-bucket-key.html). ASSUMED: that a key policy granting
+    GenerateDataKey without Decrypt fails the report (the guide grants both; failing is the loud
+    reading); no other condition key (aws:SourceAccount...) is set on this KMS call (none is
+    documented, so a policy requiring one fails)."""
+    rule = _default_encryption(bucket)
+    default = rule.get("ApplyServerSideEncryptionByDefault") or {}
+    algorithm = default.get("SSEAlgorithm", "AES256")
+    if algorithm == "AES256":
+        return True
+    if algorithm not in ("aws:kms", "aws:kms:dsse"):
+        log.warning("bucket %s: encryption %s is not modelled by the local stack: report FAILED", bucket.name, algorithm)
+        return False
+    key_id = default.get("KMSMasterKeyID")
+    if not key_id:
+        # aws:kms without a key id is the AWS managed aws/s3 key, which Private CA refuses.
+        return False
+    kms_key, region = _kms_key(str(key_id), bucket)
+    if kms_key is None:
+        log.warning("bucket %s: KMS key %s does not exist: report FAILED", bucket.name, key_id)
+        return False
+    if kms_key.key_manager != "CUSTOMER" or any(a.startswith("alias/aws/") for a in kms_key.aliases):
+        return False
+    if kms_key.key_state != "Enabled" or region != bucket.region_name:
+        return False
+    bucket_key = str(rule.get("BucketKeyEnabled", "false")).lower() == "true"
+    context = {
+        "kms:EncryptionContext:aws:s3:arn": f"arn:aws:s3:::{bucket.name}" if bucket_key else f"arn:aws:s3:::{bucket.name}/{key}"
+    }
+    for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+        verdict = policy.evaluate(
+            kms_key.policy,
+            action=action,
+            resource=kms_key.arn,
+            principal=lambda block: any(p in ("*", SERVICE_PRINCIPAL) for p in policy.principal_values(block, "Service")),
+            context=context,
+        )
+        if verdict != "Allow":
+            return False
+    return True
+
+
 def bucket_backend(bucket_name: str):
     """The S3 backend of the account that owns the bucket (names are global; moto keeps S3
     per account), or None when no account has it."""
@@ -244,12 +392,12 @@ def bucket_backend(bucket_name: str):
 
 
 class AuditReport:
-    def __init__(self, ca: CertificateAuthority, bucket_name: str, fmt: str, delay: float):
-        self.id = str(uuid.uuid4())
+    def __init__(self, ca: CertificateAuthority, bucket_name: str, fmt: str, delay: float, report_id: str | None = None):
+        self.id = report_id or str(uuid.uuid4())
         self.ca = ca
         self.bucket_name = bucket_name
         self.format = fmt
-        self.key = f"audit-report/{ca.id}/{self.id}.{fmt.lower()}"
+        self.key = report_key(ca, self.id, fmt)
         self.created_at = time.time()
         self.ready_at = self.created_at + delay
         self.status = "CREATING"
@@ -269,9 +417,86 @@ class AuditReport:
                 # AWS reports permission problems on the bucket asynchronously, as FAILED.
                 self.status = "FAILED"
                 return
+            if not _encryption_allows_service(bucket, self.key, self.ca):
+                # The same for a key the service may not use: FAILED, nothing written
+                # (AWS_FACTS.md: "A permission or encryption problem with the bucket shows up as
+                # FAILED"; ASSUMED that it is never an error of the create call).
+                self.status = "FAILED"
+                return
             body = render(report_rows(self.ca), self.format)
             backend.put_object(self.bucket_name, self.key, body)
             self.status = "SUCCESS"
+
+
+def report_key(ca: CertificateAuthority, report_id: str, fmt: str) -> str:
+    return f"audit-report/{ca.id}/{report_id}.{fmt.lower()}"
+
+
+def _caller_identity_policies(role) -> list:
+    """The role's identity policies in moto's IAM: inline, and the default version of each
+    attached managed policy."""
+    documents = list(role.policies.values())
+    for managed in role.managed_policies.values():
+        documents += [v.document for v in managed.versions if v.is_default]
+    return documents
+
+
+def check_caller_write(caller, bucket_name: str, keys: list[str]) -> None:
+    """Raises AccessDeniedException unless the caller (moto's AssumedRole) may s3:PutObject
+    every one of these keys of the bucket.
+
+    API reference, CreateCertificateAuthorityAuditReport: "Both AWS Private CA and the IAM
+    principal must have permission to write to the S3 bucket that you specify. If the IAM
+    principal making the call does not have permission to write to the bucket, then an
+    exception is thrown." Evaluated as IAM does (IAM user guide, "Policy evaluation logic" and
+    "Cross-account policy evaluation logic"): an explicit Deny in the role's policies or the
+    bucket policy refuses; in the bucket owner's account an Allow in either suffices; from
+    another account both must allow. ASSUMED: which objects the check writes is not documented,
+    so every object Private CA writes for an audit report is checked (the permission test
+    objects at the bucket's root and the report's key: the fail-loud reading); the error code
+    (AccessDeniedException, not a modelled error of the operation) and message are assumed too.
+    A caller role missing from moto's IAM is refused (it can hold no permission)."""
+    role = None
+    match = trust.ROLE_ARN.match(caller.role_arn or "")
+    if match:
+        try:
+            role = iam_backends[match.group(2)][match.group(1)].get_role_by_arn(caller.role_arn)
+        except Exception:
+            role = None
+    backend = bucket_backend(bucket_name)
+    bucket = backend.buckets[bucket_name] if backend is not None else None
+    bucket_account = backend.account_id if backend is not None else None
+    identities = {"*", caller.account_id, f"arn:aws:iam::{caller.account_id}:root", caller.role_arn, caller.arn}
+    context = {
+        "aws:PrincipalAccount": caller.account_id,
+        "aws:PrincipalArn": caller.role_arn,
+        "aws:PrincipalOrgID": policy.organization_id(caller.account_id),
+        "aws:PrincipalType": "AssumedRole",
+    }
+    for key in keys:
+        resource = f"arn:aws:s3:::{bucket_name}/{key}"
+        identity = [
+            policy.evaluate(doc, action="s3:PutObject", principal=None, resource=resource, context=context)
+            for doc in (_caller_identity_policies(role) if role is not None else [])
+        ]
+        by_bucket = policy.evaluate(
+            getattr(bucket, "policy", None),
+            action="s3:PutObject",
+            principal=lambda block: any(p in identities for p in policy.principal_values(block, "AWS")),
+            resource=resource,
+            context=context,
+        )
+        identity_allows = "Allow" in identity
+        if "Deny" in identity or by_bucket == "Deny":
+            allowed = False
+        elif bucket_account == caller.account_id:
+            allowed = identity_allows or by_bucket == "Allow"
+        else:
+            allowed = identity_allows and by_bucket == "Allow"
+        if not allowed:
+            if role is None:
+                log.warning("caller write check: role %s is not in moto's IAM: refused", caller.role_arn)
+            raise AccessDeniedException(caller.arn, resource)
 
 
 # Reports per (account, region), and when each CA was last accepted.
@@ -279,7 +504,8 @@ _reports: dict[tuple, dict[str, AuditReport]] = {}
 _last_accepted: dict[str, float] = {}
 
 
-def create_audit_report(backend: ACMPCABackend, arn: str, bucket_name: str, fmt: str) -> AuditReport:
+def create_audit_report(backend: ACMPCABackend, arn: str, bucket_name: str, fmt: str, caller=None) -> AuditReport:
+    """`caller`: moto's AssumedRole behind the request's keys, None for long-term keys."""
     if not isinstance(arn, str) or not ARN_PATTERN.match(arn):
         raise InvalidArnException(str(arn))
     if fmt not in ("JSON", "CSV"):
@@ -291,6 +517,9 @@ def create_audit_report(backend: ACMPCABackend, arn: str, bucket_name: str, fmt:
         raise ResourceNotFoundException(f"Could not find certificate authority {arn}.")
     if ca.status not in AUDITABLE_STATES:
         raise InvalidStateException(arn, ca.status)
+    count = certificate_count(ca)
+    if count > MAX_AUDITABLE_CERTIFICATES:
+        raise LimitExceededException(arn, count)
     # Which error a missing bucket gets on the create call is not documented; the service
     # checks the caller's access to the bucket synchronously (seed API page), so the request
     # is refused here as invalid arguments naming the bucket.
@@ -298,13 +527,16 @@ def create_audit_report(backend: ACMPCABackend, arn: str, bucket_name: str, fmt:
     if bucket_backend(bucket_name) is None:
         raise InvalidArgsException(f"The S3 bucket {bucket_name} does not exist.")
     conf = settings.get(ca.account_id)
+    report_id = str(uuid.uuid4())
+    if caller is not None and conf["check_caller_write"]:
+        check_caller_write(caller, bucket_name, [*PERMISSION_TEST_KEYS, report_key(ca, report_id, fmt)])
     with _lock:
         last = _last_accepted.get(arn)
         # ASSUMPTION (AWS_FACTS.md): no public source says which error a second request inside
         # the 30 minutes gets; RequestInProgressException is the most plausible, so it is this one.
         if last is not None and time.time() - last < conf["window_seconds"]:
             raise RequestInProgressException(arn)
-        report = AuditReport(ca, bucket_name, fmt, conf["report_delay_seconds"])
+        report = AuditReport(ca, bucket_name, fmt, conf["report_delay_seconds"], report_id)
         _last_accepted[arn] = report.created_at
         _reports.setdefault((backend.account_id, backend.region_name), {})[report.id] = report
     if conf["report_delay_seconds"] <= 0:
@@ -356,7 +588,10 @@ def _create_response(self: ACMPCAResponse) -> str:
     call = {"time": time.time(), "account_id": backend.account_id, "region": backend.region_name, "ca_arn": arn}
     try:
         check_quota(backend.account_id, backend.region_name, "CreateCertificateAuthorityAuditReport")
-        report = create_audit_report(backend, arn, params.get("S3BucketName"), params.get("AuditReportResponseFormat"))
+        caller = trust.caller_session(self.get_access_key(), backend.account_id, self.partition)
+        report = create_audit_report(
+            backend, arn, params.get("S3BucketName"), params.get("AuditReportResponseFormat"), caller
+        )
     except JsonRESTError as e:
         with _lock:
             CALLS.append({**call, "outcome": e.error_type, "report_id": None})

@@ -1,6 +1,9 @@
 """The part of IAM policy evaluation the stack needs: resource policies (an S3 bucket policy, a
-role's trust policy) judged for one principal, one action, one resource and a few condition
-keys. An explicit Deny wins over any Allow; no Allow means an implicit deny.
+role's trust policy, a KMS key policy) judged for one principal, and identity policies (a
+role's inline and managed policies, which have no Principal element), for one action, one
+resource and a few condition keys. An explicit Deny wins over any Allow; no Allow means an
+implicit deny (IAM user guide, "Policy evaluation logic",
+https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html).
 
 Supported: Principal / NotPrincipal, Action / NotAction, Resource / NotResource with `*` and
 `?` wildcards; condition operators String(Not)Equals, String(Not)EqualsIgnoreCase,
@@ -129,8 +132,12 @@ def principal_values(block, kind: str) -> list[str]:
     return values
 
 
-def _statement_applies(st: dict, action: str, resource: str | None, principal: Callable, context: dict) -> bool:
-    if "Principal" in st:
+def _statement_applies(st: dict, action: str, resource: str | None, principal: Callable | None, context: dict) -> bool:
+    if principal is None:
+        # An identity policy: it applies to the identity it is attached to, and names no
+        # principal.
+        pass
+    elif "Principal" in st:
         if not principal(st["Principal"]):
             return False
     elif "NotPrincipal" in st:
@@ -156,10 +163,11 @@ def _statement_applies(st: dict, action: str, resource: str | None, principal: C
     return condition_holds(st.get("Condition"), context)
 
 
-def evaluate(document, *, action: str, principal: Callable[[object], bool], resource: str | None = None, context: dict | None = None) -> str | None:
+def evaluate(document, *, action: str, principal: Callable[[object], bool] | None, resource: str | None = None, context: dict | None = None) -> str | None:
     """"Deny" if a Deny statement applies, else "Allow" if an Allow does, else None.
 
-    `principal` says whether a statement's Principal element names the requester.
+    `principal` says whether a statement's Principal element names the requester; None for an
+    identity policy (no Principal element: it applies to the identity that holds it).
     `resource` None skips the Resource element (trust policies have none)."""
     policy = parse(document)
     if policy is None:

@@ -15,6 +15,11 @@ DEFAULTS = {
     "read_rps": float(os.environ.get("PCA_LOCAL_READ_RPS", 20)),
     # How long a report stays CREATING before it is written and SUCCESS (or FAILED).
     "report_delay_seconds": float(os.environ.get("PCA_LOCAL_REPORT_DELAY_SECONDS", 2)),
+    # 1: CreateCertificateAuthorityAuditReport called by an assumed-role session of this
+    # account is refused unless the caller may write the bucket (audit_reports.check_caller_write).
+    # Off by default: harness sessions assume roles that do not exist in moto's IAM, and a
+    # refusal there would fail every test that never meant to test IAM (docs/local-stack.md).
+    "check_caller_write": float(os.environ.get("PCA_LOCAL_CHECK_CALLER_WRITE", 0)),
 }
 
 _lock = threading.Lock()

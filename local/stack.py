@@ -26,10 +26,14 @@ from . import audit_reports, settings, trust
 from . import seed as seeding
 
 PREFIX = "/_pca_local"
-SERVICES = ("dynamodb", "s3", "acm-pca", "sts", "iam", "organizations", "sqs")
+SERVICES = ("dynamodb", "s3", "acm-pca", "sts", "iam", "organizations", "sqs", "kms")
 # Services speaking the query protocol: errors are XML documents.
 QUERY_SERVICES = ("sts", "iam")
-KINDS = ("throttle", "500", "slow", "reset")
+KINDS = ("throttle", "500", "slow", "reset", "accept-then-500", "accept-then-reset")
+# Kinds where the service handles the request (and acts on it) and the answer is lost: an HTTP
+# 500 InternalFailure in its place, or the connection closed without one. A client cannot tell
+# these from a request the service never saw: what a lost answer to a create looks like.
+ACCEPT_KINDS = ("accept-then-500", "accept-then-reset")
 
 
 # --- faults on demand ---------------------------------------------------------------------------
@@ -50,7 +54,8 @@ class Faults:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}")
         if kind == "reset" and service != "dynamodb":
-            # moto's services sit behind a WSGI server, which cannot drop a connection unanswered.
+            # Dropping a moto request before it is handled is not offered (accept-then-reset
+            # drops it after).
             raise ValueError("kind reset (connection dropped unanswered) is for dynamodb only")
         rate = float(rule.get("rate", 1.0))
         if not 0.0 <= rate <= 1.0:
@@ -261,6 +266,20 @@ def control(method: str, path: str, query: dict, body: dict) -> tuple[int, objec
         backend = acmpca_backends[parts[4]][parts[3]]
         backend.describe_certificate_authority(arn).status = body["state"]
         return 200, {"arn": arn, "state": body["state"]}
+    if route == "/certificate-count" and method == "POST":
+        arn, count = body.get("arn", ""), body.get("count")
+        parts = arn.split(":")
+        if len(parts) < 6 or isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError("need an acm-pca CA arn and a count (an integer >= 0)")
+        from moto.acmpca.models import acmpca_backends
+
+        # The CA must exist: a count for a CA that is not there would silently do nothing.
+        try:
+            acmpca_backends[parts[4]][parts[3]].describe_certificate_authority(arn)
+        except Exception as e:
+            raise ValueError(f"no certificate authority {arn}") from e
+        audit_reports.set_certificate_count(arn, count)
+        return 200, {"arn": arn, "count": count}
     if route == "/reset" and method == "POST":
         settings.reset()
         audit_reports.reset()
@@ -291,11 +310,36 @@ class Frontend:
             if rule:
                 if rule["kind"] == "slow":
                     time.sleep(rule["delay_ms"] / 1000)
+                elif rule["kind"] in ACCEPT_KINDS:
+                    return self.accept_then_fail(environ, start_response, service, rule["kind"])
                 else:
                     status, headers, body = fault_response(service, rule["kind"])
                     start_response(f"{status} Fault", headers + [("Content-Length", str(len(body)))])
                     return [body]
         return self.app(environ, start_response)
+
+    def accept_then_fail(self, environ, start_response, service: str, kind: str):
+        """Lets moto handle the request in full (the service accepts it and acts on it), then
+        loses the answer: a 500 InternalFailure in its place, or the connection closed."""
+        body = self.app(environ, lambda status, headers, exc_info=None: (lambda data: None))
+        try:
+            for _ in body:
+                pass
+        finally:
+            if hasattr(body, "close"):
+                body.close()
+        if kind == "accept-then-reset":
+            sock = environ.get("werkzeug.socket")
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            # werkzeug takes a ConnectionError as a connection the client dropped: no answer.
+            raise ConnectionResetError("accept-then-reset: answer dropped")
+        status, headers, data = fault_response(service, "500")
+        start_response(f"{status} Fault", headers + [("Content-Length", str(len(data)))])
+        return [data]
 
     def control(self, environ, start_response, path):
         method = environ["REQUEST_METHOD"]
@@ -348,9 +392,13 @@ def dynamodb_proxy(port: int, upstream: int) -> http.server.ThreadingHTTPServer:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             operation = (self.headers.get("X-Amz-Target") or "").split(".")[-1]
             REQUESTS.count("dynamodb", operation)
+            after = None
             if FAULTS.rules:
                 rule = FAULTS.pick("dynamodb", operation, None, tables_of(body))
-                if rule and rule["kind"] == "slow":
+                if rule and rule["kind"] in ACCEPT_KINDS:
+                    # Forwarded as usual; the answer is lost below.
+                    after = rule["kind"]
+                elif rule and rule["kind"] == "slow":
                     time.sleep(rule["delay_ms"] / 1000)
                 elif rule and rule["kind"] == "reset":
                     # As if DynamoDB were unreachable: the connection closes with no answer.
@@ -384,6 +432,22 @@ def dynamodb_proxy(port: int, upstream: int) -> http.server.ThreadingHTTPServer:
                     if attempt:
                         self.send_error(502, "DynamoDB Local did not answer")
                         return
+            if after == "accept-then-reset":
+                self.close_connection = True
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return
+            if after == "accept-then-500":
+                response_status, response_headers, data = fault_response("dynamodb", "500")
+                self.send_response(response_status)
+                for k, v in response_headers:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
             self.send_response(response.status)
             for k, v in response.getheaders():
                 if k.lower() not in ("content-length", "connection", "transfer-encoding", "server", "date"):

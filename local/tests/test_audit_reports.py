@@ -5,6 +5,7 @@ import io
 import json
 import re
 import time
+import urllib.error
 
 import pytest
 from botocore.exceptions import ClientError
@@ -111,18 +112,72 @@ def test_format_other_than_json_or_csv(fast):
     assert error_code(e) == "InvalidArgsException"
 
 
-@pytest.mark.parametrize("state", ["CREATING", "PENDING_CERTIFICATE", "FAILED", "DELETED"])
-def test_states_without_a_usable_key_are_refused(fast, state):
-    ca = fast.seed(state=state)[0]
+# User guide, "Understand AWS Private CA CA status", column "Generate audits": Yes for ACTIVE
+# and DISABLED only.
+@pytest.mark.parametrize("state", ["EXPIRED", "CREATING", "PENDING_CERTIFICATE", "FAILED", "DELETED"])
+def test_states_that_cannot_generate_audits_are_refused(fast, state):
+    ca = fast.seed(state=state, issued=1 if state == "EXPIRED" else 0)[0]
+    bucket = fast.bucket()
     with pytest.raises(ClientError) as e:
-        create(fast, ca["arn"], fast.bucket())
+        create(fast, ca["arn"], bucket)
+    assert error_code(e) == "InvalidStateException"
+    assert fast.calls()[-1]["outcome"] == "InvalidStateException"
+    assert fast.s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+
+
+def test_a_ca_that_expires_can_no_longer_be_audited(fast):
+    ca = fast.seed(state="ACTIVE", issued=1)[0]
+    bucket = fast.bucket()
+    assert create(fast, ca["arn"], bucket)["AuditReportId"]
+    fast.configure(window_seconds=0)
+    control("POST", "/ca-state", {"arn": ca["arn"], "state": "EXPIRED"})
+    with pytest.raises(ClientError) as e:
+        create(fast, ca["arn"], bucket)
     assert error_code(e) == "InvalidStateException"
 
 
-@pytest.mark.parametrize("state", ["ACTIVE", "DISABLED", "EXPIRED"])
+@pytest.mark.parametrize("state", ["ACTIVE", "DISABLED"])
 def test_states_that_can_be_audited(fast, state):
     ca = fast.seed(state=state, issued=1)[0]
-    assert create(fast, ca["arn"], fast.bucket())["AuditReportId"]
+    bucket = fast.bucket()
+    out = create(fast, ca["arn"], bucket)
+    assert fast.s3.head_object(Bucket=bucket, Key=out["S3Key"])["ContentLength"] > 0
+
+
+def test_a_ca_past_100_million_certificates_is_limit_exceeded(fast):
+    """User guide, PcaAuditReport and JavaApi-CreateCertificateAuthorityAuditReport: no audit
+    report for a CA that has issued more than 100 million certificates; LimitExceededException."""
+    at_limit, past_limit = fast.seed(state="ACTIVE", count=2, issued=1)
+    assert control("POST", "/certificate-count", {"arn": at_limit["arn"], "count": 100_000_000}) == {
+        "arn": at_limit["arn"],
+        "count": 100_000_000,
+    }
+    control("POST", "/certificate-count", {"arn": past_limit["arn"], "count": 100_000_001})
+    bucket = fast.bucket()
+    # Exactly 100 million is not "more than": audited.
+    assert create(fast, at_limit["arn"], bucket)["AuditReportId"]
+    with pytest.raises(ClientError) as e:
+        create(fast, past_limit["arn"], bucket)
+    assert error_code(e) == "LimitExceededException"
+    assert "100000000" in e.value.response["Error"]["Message"]
+    # Permanent: the window passing changes nothing, and nothing was written for that CA.
+    fast.configure(window_seconds=0)
+    with pytest.raises(ClientError) as e:
+        create(fast, past_limit["arn"], bucket)
+    assert error_code(e) == "LimitExceededException"
+    ca_id = past_limit["arn"].rsplit("/", 1)[1]
+    assert fast.s3.list_objects_v2(Bucket=bucket, Prefix=f"audit-report/{ca_id}/").get("KeyCount", 0) == 0
+    outcomes = [c["outcome"] for c in fast.calls() if c["ca_arn"] == past_limit["arn"]]
+    assert outcomes == ["LimitExceededException", "LimitExceededException"]
+
+
+def test_certificate_count_needs_an_existing_ca_and_a_whole_count(fast):
+    ca = fast.seed(state="ACTIVE")[0]
+    missing = ca["arn"][:-12] + "000000000000"
+    for body in ({"arn": missing, "count": 1}, {"arn": ca["arn"], "count": -1}, {"arn": ca["arn"], "count": 1.5}):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            control("POST", "/certificate-count", body)
+        assert e.value.code == 400, body
 
 
 def test_missing_bucket_is_an_error_on_the_create_call(fast):

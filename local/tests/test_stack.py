@@ -202,3 +202,100 @@ def test_requests_are_counted_per_service_and_operation(fast):
     counts = {(r["service"], r["operation"]): r["count"] for r in control("GET", "/requests")["requests"]}
     assert counts[("acm-pca", "ListCertificateAuthorities")] >= 1
     assert counts[("s3", "GET")] >= 1
+
+
+# --- lost answers: the service acts, the client never hears (issue 15) ------------------------
+
+
+def one_attempt_pca(account):
+    # botocore's own retries would resend the create and hide the lost answer.
+    return account.session.client("acm-pca", config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+
+
+@pytest.mark.parametrize("kind", ["accept-then-500", "accept-then-reset"])
+def test_accepted_create_whose_answer_is_lost(fast, kind):
+    ca = fast.seed(state="ACTIVE", issued=2)[0]
+    bucket = fast.bucket()
+    fast.configure(report_delay_seconds=600)
+    pca = one_attempt_pca(fast)
+    rule = fault(
+        service="acm-pca",
+        operation="CreateCertificateAuthorityAuditReport",
+        account_id=fast.id,
+        rate=1,
+        kind=kind,
+    )
+    try:
+        # Another operation of the same account is untouched.
+        pca.list_certificate_authorities()
+        with pytest.raises(Exception) as e:
+            pca.create_certificate_authority_audit_report(
+                CertificateAuthorityArn=ca["arn"], S3BucketName=bucket, AuditReportResponseFormat="JSON"
+            )
+        if kind == "accept-then-500":
+            assert isinstance(e.value, ClientError)
+            assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+            assert e.value.response["Error"]["Code"] == "InternalFailure"
+        else:
+            assert not isinstance(e.value, ClientError), "no answer at all, not an error answer"
+        (listed,) = [r for r in control("GET", "/faults")["faults"] if r["id"] == rule["id"]]
+        assert (listed["seen"], listed["injected"]) == (1, 1)
+    finally:
+        clear(rule)
+    # The service accepted it: the call log has the report the client never learnt of.
+    (call,) = fast.calls()
+    assert call["outcome"] == "Accepted" and call["report_id"]
+    described = pca.describe_certificate_authority_audit_report(
+        CertificateAuthorityArn=ca["arn"], AuditReportId=call["report_id"]
+    )
+    assert described["AuditReportStatus"] == "CREATING"
+    assert control("POST", "/finish-reports", {"account_id": fast.id})["finished"] == 1
+    ca_id = ca["arn"].rsplit("/", 1)[1]
+    key = f"audit-report/{ca_id}/{call['report_id']}.json"
+    assert [o["Key"] for o in fast.s3.list_objects_v2(Bucket=bucket)["Contents"]] == [key]
+    # And it counts against the window: a retry of the lost create is RequestInProgress.
+    with pytest.raises(ClientError) as e:
+        pca.create_certificate_authority_audit_report(
+            CertificateAuthorityArn=ca["arn"], S3BucketName=bucket, AuditReportResponseFormat="JSON"
+        )
+    assert e.value.response["Error"]["Code"] == "RequestInProgressException"
+
+
+def test_accept_faults_honour_rate_and_seed(fast):
+    pca = one_attempt_pca(fast)
+    fast.seed(state="ACTIVE")
+    rule = fault(
+        service="acm-pca", operation="ListCertificateAuthorities", account_id=fast.id, rate=0.5, kind="accept-then-500", seed=3
+    )
+    try:
+        answers = []
+        for _ in range(30):
+            try:
+                pca.list_certificate_authorities()
+                answers.append(200)
+            except ClientError as e:
+                answers.append(e.response["ResponseMetadata"]["HTTPStatusCode"])
+        assert set(answers) == {200, 500}
+        (listed,) = [r for r in control("GET", "/faults")["faults"] if r["id"] == rule["id"]]
+        assert listed["seen"] == 30 and listed["injected"] == answers.count(500)
+    finally:
+        clear(rule)
+
+
+def test_dynamodb_accept_then_faults_write_and_lose_the_answer(stack):
+    table = f"a-{time.time_ns()}"
+    ddb = boto3.client("dynamodb", config=Config(retries={"total_max_attempts": 1}))
+    key_table(ddb, table)
+    for kind, value in (("accept-then-500", "1"), ("accept-then-reset", "2")):
+        rule = fault(service="dynamodb", table=table, operation="PutItem", rate=1, kind=kind)
+        try:
+            with pytest.raises(Exception) as e:
+                ddb.put_item(TableName=table, Item={"k": {"S": value}})
+            if kind == "accept-then-500":
+                assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+            else:
+                assert not isinstance(e.value, ClientError)
+        finally:
+            clear(rule)
+        # The write happened.
+        assert ddb.get_item(TableName=table, Key={"k": {"S": value}})["Item"]["k"]["S"] == value

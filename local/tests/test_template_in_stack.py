@@ -1,0 +1,277 @@
+"""template.yaml's own bucket settings, bucket policy, key policy and function role, rendered
+as CloudFormation would deploy them and put into the stack: the emulator then judges them as
+the service would (SSE-KMS key policy and S3 Bucket Key; the write the service checks on the
+caller). The rendering is infra_tests' (conditions), plus the intrinsic functions resolved for
+one account, region and stack id."""
+
+import importlib.util
+import json
+import re
+import uuid
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from .conftest import ROOT, Account, control
+
+_spec = importlib.util.spec_from_file_location("infra_template_tests", ROOT / "infra_tests" / "test_template.py")
+infra = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(infra)
+
+
+def deploy(template: dict, account: str, region: str, parameters: dict) -> dict:
+    """The rendered template with Ref, Fn::Sub, Fn::GetAtt, Fn::Select, Fn::Split and Fn::Join
+    resolved for this account and region and a fresh stack id. Resources' physical names: the
+    bucket's own computed name, `<logical id>` for the rest (ARNs of their own service)."""
+    rendered = infra.render(template, parameters)
+    stack_id = f"arn:aws:cloudformation:{region}:{account}:stack/pca-audit-scheduler/{uuid.uuid4()}"
+    values = {name: str(p.get("Default", "")) for name, p in template["Parameters"].items()}
+    values.update(parameters)
+    values.update(
+        {
+            "AWS::AccountId": account,
+            "AWS::Region": region,
+            "AWS::Partition": "aws",
+            "AWS::StackId": stack_id,
+            "AWS::StackName": "pca-audit-scheduler",
+        }
+    )
+    resources = rendered["Resources"]
+
+    def ref(name: str) -> str:
+        if name in values:
+            return values[name]
+        if name == "ReportBucket":
+            return resolve(resources["ReportBucket"]["Properties"]["BucketName"])
+        return name
+
+    def get_att(name: str, attribute: str) -> str:
+        if name == "ReportBucket" and attribute == "Arn":
+            return f"arn:aws:s3:::{ref('ReportBucket')}"
+        return f"arn:aws:{name.lower()}:{region}:{account}:{name}"
+
+    def sub(text: str, extra: dict) -> str:
+        def one(match):
+            name = match.group(1)
+            if name in extra:
+                return extra[name]
+            if "." in name and not name.startswith("AWS::"):
+                return get_att(*name.split(".", 1))
+            return ref(name)
+
+        return re.sub(r"\$\{([^}]+)\}", one, text)
+
+    def resolve(node):
+        if isinstance(node, dict) and len(node) == 1:
+            ((function, args),) = node.items()
+            if function == "Ref":
+                return ref(args)
+            if function == "Fn::GetAtt":
+                return get_att(*(args if isinstance(args, list) else args.split(".", 1)))
+            if function == "Fn::Sub":
+                if isinstance(args, str):
+                    return sub(args, {})
+                return sub(args[0], {k: resolve(v) for k, v in args[1].items()})
+            if function == "Fn::Select":
+                return resolve(args[1])[int(resolve(args[0]))]
+            if function == "Fn::Split":
+                return resolve(args[1]).split(args[0])
+            if function == "Fn::Join":
+                return args[0].join(resolve(v) for v in args[1])
+        if isinstance(node, dict):
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return resolve(resources)
+
+
+@pytest.fixture(scope="module")
+def template():
+    from cfnlint.decode import decode
+
+    tpl, matches = decode(str(ROOT / "template.yaml"))
+    assert not matches
+    return tpl
+
+
+def key_policy(resources: dict) -> dict:
+    return resources["ReportKey"]["Properties"]["KeyPolicy"]
+
+
+def set_up(account: Account, resources: dict, bucket_key: bool | None = None, policy: dict | None = None) -> str:
+    """The template's bucket in the account: its name, policy and default encryption, with the
+    template's key (its policy, or this one) made in moto's KMS when the template has one."""
+    props = resources["ReportBucket"]["Properties"]
+    name = props["BucketName"]
+    account.s3.create_bucket(Bucket=name)
+    account.s3.put_bucket_policy(Bucket=name, Policy=json.dumps(resources["ReportBucketPolicy"]["Properties"]["PolicyDocument"]))
+    (rule,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    rule = dict(rule)
+    default = dict(rule["ServerSideEncryptionByDefault"])
+    if "ReportKey" in resources:
+        kms = account.client("kms")
+        made = kms.create_key(Policy=json.dumps(policy or key_policy(resources)), Description="report key")
+        default["KMSMasterKeyID"] = made["KeyMetadata"]["Arn"]
+    rule["ApplyServerSideEncryptionByDefault"] = default
+    del rule["ServerSideEncryptionByDefault"]
+    if bucket_key is not None:
+        rule["BucketKeyEnabled"] = bucket_key
+    account.s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": [rule]})
+    return name
+
+
+def report_status(account: Account, ca_arn: str, bucket: str) -> tuple[str, list[str]]:
+    out = account.pca.create_certificate_authority_audit_report(
+        CertificateAuthorityArn=ca_arn, S3BucketName=bucket, AuditReportResponseFormat="JSON"
+    )
+    control("POST", "/finish-reports", {"account_id": account.id})
+    status = account.pca.describe_certificate_authority_audit_report(
+        CertificateAuthorityArn=ca_arn, AuditReportId=out["AuditReportId"]
+    )["AuditReportStatus"]
+    keys = [o["Key"] for o in account.s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    return status, keys
+
+
+@pytest.mark.parametrize(
+    "encryption, bucket_key",
+    [("SSE-S3", None), ("SSE-KMS", None), ("SSE-KMS", False)],
+    ids=["SSE-S3", "SSE-KMS with the template's Bucket Key", "SSE-KMS without Bucket Key"],
+)
+def test_the_templates_bucket_and_key_take_reports(fast, template, encryption, bucket_key):
+    resources = deploy(template, fast.id, fast.region, {"ReportEncryption": encryption})
+    props = resources["ReportBucket"]["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    # What is tested is what the template sets: the Bucket Key with SSE-KMS.
+    assert props.get("BucketKeyEnabled") is (True if encryption == "SSE-KMS" else None)
+    bucket = set_up(fast, resources, bucket_key)
+    ca = fast.seed(state="ACTIVE", issued=1)[0]
+    status, keys = report_status(fast, ca["arn"], bucket)
+    assert status == "SUCCESS"
+    assert len(keys) == 1 and keys[0].startswith("audit-report/")
+
+
+def test_the_old_key_policy_fails_every_report_with_a_bucket_key(fast, template):
+    """Before issue 11 the key policy allowed only the encryption context BUCKET/*: with the
+    template's Bucket Key, S3 passes the bucket's ARN, and the report ends FAILED."""
+    resources = deploy(template, fast.id, fast.region, {"ReportEncryption": "SSE-KMS"})
+    old = json.loads(json.dumps(key_policy(resources)))
+    (statement,) = [s for s in old["Statement"] if s["Sid"] == "AcmPcaEncryptsReports"]
+    statement["Condition"]["StringLike"]["kms:EncryptionContext:aws:s3:arn"] = (
+        f"arn:aws:s3:::{resources['ReportBucket']['Properties']['BucketName']}/*"
+    )
+    bucket = set_up(fast, resources, policy=old)
+    ca = fast.seed(state="ACTIVE", issued=1)[0]
+    assert report_status(fast, ca["arn"], bucket) == ("FAILED", [])
+    # The same old policy without a Bucket Key would have worked: the Bucket Key is the cause.
+    other = deploy(template, fast.id, fast.region, {"ReportEncryption": "SSE-KMS"})
+    (statement,) = [s for s in old["Statement"] if s["Sid"] == "AcmPcaEncryptsReports"]
+    statement["Condition"]["StringLike"]["kms:EncryptionContext:aws:s3:arn"] = (
+        f"arn:aws:s3:::{other['ReportBucket']['Properties']['BucketName']}/*"
+    )
+    bucket = set_up(fast, other, bucket_key=False, policy=old)
+    second = fast.seed(state="ACTIVE", issued=1)[0]
+    assert report_status(fast, second["arn"], bucket)[0] == "SUCCESS"
+
+
+@pytest.mark.parametrize("how", ["aws/s3 key", "missing key", "aws:kms without key id"])
+def test_keys_private_ca_cannot_use_fail_the_report(fast, how):
+    bucket = fast.bucket()
+    kms = fast.client("kms")
+    default = {"SSEAlgorithm": "aws:kms"}
+    if how == "aws/s3 key":
+        # moto makes the AWS managed key when it is first described, as AWS does on first use.
+        default["KMSMasterKeyID"] = kms.describe_key(KeyId="alias/aws/s3")["KeyMetadata"]["Arn"]
+    elif how == "missing key":
+        default["KMSMasterKeyID"] = f"arn:aws:kms:{fast.region}:{fast.id}:key/{uuid.uuid4()}"
+    fast.s3.put_bucket_encryption(
+        Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": default}]}
+    )
+    ca = fast.seed(state="ACTIVE", issued=1)[0]
+    assert report_status(fast, ca["arn"], bucket) == ("FAILED", [])
+
+
+# --- the write the service checks on the caller -------------------------------------------------
+
+
+def role_session(account: Account, name: str, policies: dict[str, dict]) -> boto3.Session:
+    """A role of the account with these inline policies, and a session of it (assumed with the
+    harness key, which the stack lets into any role)."""
+    iam = account.client("iam")
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+    arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    for policy_name, document in policies.items():
+        iam.put_role_policy(RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps(document))
+    creds = boto3.client("sts", region_name=account.region).assume_role(RoleArn=arn, RoleSessionName="fn")["Credentials"]
+    return boto3.Session(
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        region_name=account.region,
+    )
+
+
+def function_policies(resources: dict) -> dict[str, dict]:
+    role = resources["AuditFunctionRole"]["Properties"]
+    return {p["PolicyName"]: p["PolicyDocument"] for p in role["Policies"]}
+
+
+def test_the_function_role_passes_the_callers_write_check_and_a_role_without_it_is_refused(fast, template):
+    resources = deploy(template, fast.id, fast.region, {})
+    bucket = set_up(fast, resources)
+    fast.configure(check_caller_write=1)
+    first, second, third, fourth = fast.seed(state="ACTIVE", count=4, issued=1)
+
+    def create(session, ca):
+        return session.client("acm-pca", config=fast.config).create_certificate_authority_audit_report(
+            CertificateAuthorityArn=ca["arn"], S3BucketName=bucket, AuditReportResponseFormat="JSON"
+        )
+
+    policies = function_policies(resources)
+    assert create(role_session(fast, "fn-template", policies), first)["AuditReportId"]
+
+    # Without the statement the service checks on the caller: refused, and no report.
+    lacking = json.loads(json.dumps(policies))
+    lacking["audit-calls"]["Statement"] = [
+        s for s in lacking["audit-calls"]["Statement"] if s.get("Sid") != "ReportWriteCheckedOnCaller"
+    ]
+    with pytest.raises(ClientError) as e:
+        create(role_session(fast, "fn-lacking", lacking), second)
+    assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert f"on resource: arn:aws:s3:::{bucket}/" in e.value.response["Error"]["Message"]
+
+    # The statement as it was before issue 11 (audit-report/* only) does not cover the
+    # permission test objects the check may write: refused as well.
+    narrow = json.loads(json.dumps(policies))
+    for s in narrow["audit-calls"]["Statement"]:
+        if s.get("Sid") == "ReportWriteCheckedOnCaller":
+            s["Resource"] = f"arn:aws:s3:::{bucket}/audit-report/*"
+    with pytest.raises(ClientError) as e:
+        create(role_session(fast, "fn-narrow", narrow), third)
+    assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+
+    # A session of a role that is not in IAM at all (the harness's) is refused once checked.
+    with pytest.raises(ClientError) as e:
+        create(fast.session, fourth)
+    assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+
+    outcomes = {c["ca_arn"]: c["outcome"] for c in fast.calls()}
+    assert outcomes == {
+        first["arn"]: "Accepted",
+        second["arn"]: "AccessDeniedException",
+        third["arn"]: "AccessDeniedException",
+        fourth["arn"]: "AccessDeniedException",
+    }
+    control("POST", "/finish-reports", {"account_id": fast.id})
+    keys = [o["Key"] for o in fast.s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert len(keys) == 1 and first["arn"].rsplit("/", 1)[1] in keys[0]
+
+
+def test_the_callers_write_check_is_off_unless_the_account_asks(fast):
+    """Off by default: the harness's sessions (roles not in moto's IAM) keep working."""
+    assert control("GET", f"/config?account_id={fast.id}")["check_caller_write"] == 0
+    ca = fast.seed(state="ACTIVE", issued=1)[0]
+    assert fast.pca.create_certificate_authority_audit_report(
+        CertificateAuthorityArn=ca["arn"], S3BucketName=fast.bucket(), AuditReportResponseFormat="JSON"
+    )["AuditReportId"]
