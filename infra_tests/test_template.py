@@ -12,6 +12,7 @@ single-account one nothing for other accounts. Run with
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -744,12 +745,18 @@ def test_function_runtime_build_and_limits(resources, function_props):
     }
 
 
-def test_reserved_concurrency_defaults_to_two_and_zero_means_none(template):
-    parameter = template["Parameters"]["ReservedConcurrency"]
-    assert parameter["Default"] == 2
+def test_reserved_concurrency_default_leaves_room_beyond_fan_out_and_zero_means_none(template):
+    """The default reserves the fan-out queue's invocations, the scheduled run and a manual
+    run; every deployment the defaults make passes the template's rules."""
+    parameters = template["Parameters"]
+    reserved = int(parameters["ReservedConcurrency"]["Default"])
+    fan_out = int(parameters["FanOutConcurrency"]["Default"])
+    assert reserved == fan_out + 2
     assert template["Conditions"]["HasReservedConcurrency"] == {
         "Fn::Not": [{"Fn::Equals": [{"Ref": "ReservedConcurrency"}, "0"]}]
     }
+    for name, scenario in SCENARIOS.items():
+        assert refused_by_rules(template, scenario) == [], name
 
 
 def test_binary_name_matches_the_crate():
@@ -1040,9 +1047,6 @@ def test_member_role_trusts_only_the_central_function_role(member_template):
         (trust,) = statements(role["AssumeRolePolicyDocument"])
         assert trust["Effect"] == "Allow"
         assert trust["Action"] == "sts:AssumeRole"
-        assert trust["Principal"] == {
-            "AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${CentralAccountId}:root"}
-        }
         expected = {"ArnLike": {"aws:PrincipalArn": {"Ref": "CentralFunctionRoleArn"}}}
         if external_id:
             expected["StringEquals"] = {"sts:ExternalId": {"Ref": "ExternalId"}}
@@ -1109,3 +1113,415 @@ def test_every_checkov_suppression_gives_its_reason(resources, member_template):
     for name, resource in {**resources, **member_template["Resources"]}.items():
         for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
             assert len(skip.get("comment", "")) > 40, f"{name}: {skip['id']} has no reason"
+
+
+# --------------------------------------------------------------------------------------------
+# Rules: only the functions CloudFormation allows there, and what they enforce
+# --------------------------------------------------------------------------------------------
+
+# The functions a rule's RuleCondition and Assertions may use ("Rule functions", CloudFormation
+# template reference, https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/intrinsic-function-reference-rules.html),
+# and Ref. Anything else (Fn::Select, Fn::Split, Fn::Sub, Condition...) makes the stack fail to
+# deploy, and cfn-lint does not check it.
+RULE_FUNCTIONS = {
+    "Fn::And",
+    "Fn::Contains",
+    "Fn::EachMemberEquals",
+    "Fn::EachMemberIn",
+    "Fn::Equals",
+    "Fn::If",
+    "Fn::Not",
+    "Fn::Or",
+    "Fn::RefAll",
+    "Fn::ValueOf",
+    "Fn::ValueOfAll",
+    "Ref",
+}
+
+
+def functions_in(node, path: str = "") -> list[tuple[str, str]]:
+    """(path, function) for every intrinsic function call in node, nested ones included. The
+    loader (cfnlint's decode) turns the YAML short forms (!Select) into their long form."""
+    found: list[tuple[str, str]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if len(node) == 1 and (key.startswith("Fn::") or key in ("Ref", "Condition")):
+                found.append((path, key))
+            found += functions_in(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            found += functions_in(item, f"{path}/{i}")
+    return found
+
+
+def rule_functions(template: dict) -> list[tuple[str, str]]:
+    """(rule/path, function) for every function of every rule's RuleCondition and assertions."""
+    found: list[tuple[str, str]] = []
+    for name, rule in template.get("Rules", {}).items():
+        if "RuleCondition" in rule:
+            found += functions_in(rule["RuleCondition"], f"{name}/RuleCondition")
+        for i, assertion in enumerate(rule.get("Assertions", [])):
+            found += functions_in(assertion["Assert"], f"{name}/Assertions/{i}/Assert")
+    return found
+
+
+def decode_text(tmp_path: Path, text: str) -> dict:
+    path = tmp_path / "template.yaml"
+    path.write_text(text)
+    tpl, matches = decode(str(path))
+    assert not matches, matches
+    return tpl
+
+
+def parameter_values(template: dict, parameters: dict[str, str]) -> dict[str, str]:
+    values = {name: str(p.get("Default", "")) for name, p in template["Parameters"].items()}
+    unknown = set(parameters) - set(values)
+    assert not unknown, f"no such parameters: {unknown}"
+    values.update(parameters)
+    return values
+
+
+def rule_value(node, values: dict[str, str]):
+    """A rule's operand: a parameter's value (a string, as CloudFormation hands it to rules),
+    a literal, or a list of those."""
+    if isinstance(node, dict):
+        if set(node) == {"Ref"}:
+            return values[node["Ref"]]
+        raise AssertionError(f"rule operand not understood here: {node}")
+    if isinstance(node, list):
+        return [rule_value(item, values) for item in node]
+    return str(node)
+
+
+def rule_holds(node, values: dict[str, str]) -> bool:
+    """Evaluates a rule expression of Fn::And, Fn::Or, Fn::Not, Fn::Equals and Fn::Contains,
+    with CloudFormation's limits on the number of conditions."""
+    ((function, args),) = node.items()
+    if function == "Fn::Equals":
+        left, right = (rule_value(a, values) for a in args)
+        return left == right
+    if function == "Fn::Contains":
+        strings, string = (rule_value(a, values) for a in args)
+        return string in strings
+    if function == "Fn::Not":
+        (inner,) = args
+        return not rule_holds(inner, values)
+    if function in ("Fn::And", "Fn::Or"):
+        assert 2 <= len(args) <= 10, f"{function} takes 2 to 10 conditions, not {len(args)}"
+        results = [rule_holds(a, values) for a in args]
+        return all(results) if function == "Fn::And" else any(results)
+    raise AssertionError(f"rule function not evaluated here: {function}")
+
+
+def refused_by_rules(template: dict, parameters: dict[str, str]) -> list[str]:
+    """The rules whose assertions refuse these parameter values (CloudFormation then refuses
+    to create or update the stack)."""
+    values = parameter_values(template, parameters)
+    refused = []
+    for name, rule in template.get("Rules", {}).items():
+        if "RuleCondition" in rule and not rule_holds(rule["RuleCondition"], values):
+            continue
+        if not all(rule_holds(a["Assert"], values) for a in rule["Assertions"]):
+            refused.append(name)
+    return refused
+
+
+def test_rules_use_only_rule_functions(template, member_template):
+    for name, tpl in (("template.yaml", template), ("member-role.yaml", member_template)):
+        bad = [(where, fn) for where, fn in rule_functions(tpl) if fn not in RULE_FUNCTIONS]
+        assert not bad, f"{name}: functions CloudFormation refuses in Rules: {bad}"
+    # The walk does reach the rules' functions.
+    assert ("OrganizationNeedsItsId/RuleCondition", "Fn::And") in rule_functions(template)
+
+
+def test_rule_function_check_catches_the_old_member_role_rule(tmp_path):
+    """member-role.yaml's rule before this check: deploying it failed."""
+    old = decode_text(
+        tmp_path,
+        "Parameters:\n"
+        "  CentralAccountId: {Type: String}\n"
+        "  CentralFunctionRoleArn: {Type: String}\n"
+        "Rules:\n"
+        "  CentralRoleIsInTheCentralAccount:\n"
+        "    Assertions:\n"
+        "      - Assert: !Equals\n"
+        "          - !Select [4, !Split [':', !Ref CentralFunctionRoleArn]]\n"
+        "          - !Ref CentralAccountId\n"
+        "        AssertDescription: CentralFunctionRoleArn must be a role of CentralAccountId.\n"
+        "Resources:\n"
+        "  Topic: {Type: AWS::SNS::Topic}\n",
+    )
+    bad = {fn for _, fn in rule_functions(old) if fn not in RULE_FUNCTIONS}
+    assert bad == {"Fn::Select", "Fn::Split"}
+
+
+def test_member_role_trusts_the_account_of_the_central_role_arn(member_template):
+    """The trusted account comes from CentralFunctionRoleArn itself: no second parameter that
+    could name another account."""
+    assert "CentralAccountId" not in member_template["Parameters"]
+    pattern = re.compile(member_template["Parameters"]["CentralFunctionRoleArn"]["AllowedPattern"])
+    for arn, account in [
+        ("arn:aws:iam::111122223333:role/pca-audit-scheduler-AuditFunctionRole-*", "111122223333"),
+        ("arn:aws-us-gov:iam::444455556666:role/path/with/Role-AbC", "444455556666"),
+    ]:
+        assert pattern.fullmatch(arn), arn
+        role = member_role(member_template, CentralFunctionRoleArn=arn)
+        (trust,) = statements(role["AssumeRolePolicyDocument"])
+        partition = arn.split(":")[1]
+        assert substitute(trust["Principal"]["AWS"], {"CentralFunctionRoleArn": arn},
+                          partition) == f"arn:{partition}:iam::{account}:root"
+
+
+def substitute(node, values: dict[str, str], partition: str = "aws") -> str:
+    """Evaluates Fn::Sub (both forms), Fn::Select, Fn::Split and Ref for these values."""
+    pseudo = {"AWS::Partition": partition}
+    if isinstance(node, str):
+        return node
+    ((function, args),) = node.items()
+    if function == "Ref":
+        return {**pseudo, **values}[args]
+    if function == "Fn::Select":
+        index, items = args
+        return substitute_list(items, values, partition)[int(index)]
+    if function == "Fn::Sub":
+        text, variables = (args, {}) if isinstance(args, str) else args
+        known = {**pseudo, **values, **{k: substitute(v, values, partition) for k, v in variables.items()}}
+        return re.sub(r"\$\{([\w:]+)\}", lambda m: known[m.group(1)], text)
+    raise AssertionError(f"not evaluated here: {function}")
+
+
+def substitute_list(node, values: dict[str, str], partition: str) -> list[str]:
+    ((function, args),) = node.items()
+    assert function == "Fn::Split", function
+    delimiter, text = args
+    return substitute(text, values, partition).split(delimiter)
+
+
+def test_reserved_concurrency_must_exceed_fan_out_concurrency(template):
+    """Whenever fan-out is on (AuditAccounts set) and concurrency is reserved, the rules refuse
+    every ReservedConcurrency that is not above FanOutConcurrency, and accept the rest; without
+    other accounts, or with nothing reserved, any pair is accepted."""
+    parameters = template["Parameters"]
+    reserved_values = range(parameters["ReservedConcurrency"]["MinValue"],
+                            parameters["ReservedConcurrency"]["MaxValue"] + 1)
+    fan_out_values = range(parameters["FanOutConcurrency"]["MinValue"],
+                           parameters["FanOutConcurrency"]["MaxValue"] + 1)
+    for accounts in ("", "111111111111,222222222222"):
+        for reserved in reserved_values:
+            for fan_out in fan_out_values:
+                refused = "ReservedConcurrencyLeavesRoomForFanOut" in refused_by_rules(
+                    template,
+                    {"AuditAccounts": accounts, "ReservedConcurrency": str(reserved),
+                     "FanOutConcurrency": str(fan_out)},
+                )
+                should_refuse = bool(accounts) and reserved != 0 and reserved <= fan_out
+                assert refused == should_refuse, (accounts, reserved, fan_out)
+    # A number written another way matches no case: refused rather than let through.
+    assert refused_by_rules(
+        template, {"AuditAccounts": "ORGANIZATION", "OrganizationId": "o-abcdefghij",
+                   "ReservedConcurrency": "04", "FanOutConcurrency": "2"}
+    ) == ["ReservedConcurrencyLeavesRoomForFanOut"]
+
+
+def test_organization_rules_refuse_what_they_say(template):
+    assert refused_by_rules(template, {"AuditAccounts": "ORGANIZATION"}) == ["OrganizationNeedsItsId"]
+    assert refused_by_rules(
+        template, {"AuditAccounts": "ORGANIZATION", "ExistingReportBucketName": "evidence"}
+    ) == []
+    assert refused_by_rules(template, {"AuditOrganizationalUnits": "r-ab12"}) == [
+        "OrganizationalUnitsNeedTheOrganization"
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Logs: Lambda's level filter never drops the metric line
+# --------------------------------------------------------------------------------------------
+
+# Levels at which Lambda still sends INFO lines. The Embedded Metric Format line has no "level"
+# field, and Lambda treats such a JSON line as INFO
+# (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-log-level.html).
+LEVELS_KEEPING_INFO = {"TRACE", "DEBUG", "INFO"}
+
+
+def possible_values(node, template: dict) -> set[str]:
+    """Every value a property can take: a literal, a parameter (its AllowedValues; a parameter
+    without them can take anything), or either branch of an Fn::If."""
+    if isinstance(node, dict) and set(node) == {"Ref"}:
+        parameter = template["Parameters"][node["Ref"]]
+        assert "AllowedValues" in parameter, f"{node['Ref']} can be set to any level"
+        return {str(v) for v in parameter["AllowedValues"]}
+    if isinstance(node, dict) and set(node) == {"Fn::If"}:
+        _, if_true, if_false = node["Fn::If"]
+        return possible_values(if_true, template) | possible_values(if_false, template)
+    assert isinstance(node, str), f"cannot tell which levels {node} allows"
+    return {node}
+
+
+def test_lambda_log_filter_cannot_drop_the_metric_line(template, function_props):
+    logging = function_props["LoggingConfig"]
+    # Without JSON, Lambda does not filter application logs by level at all; with it, the
+    # level must keep INFO lines, whatever value a deployment gives it.
+    assert logging["LogFormat"] == "JSON"
+    levels = possible_values(logging["ApplicationLogLevel"], template)
+    assert levels <= LEVELS_KEEPING_INFO, f"ApplicationLogLevel may be {levels - LEVELS_KEEPING_INFO}"
+    # The template's Globals cannot set it behind the function's back either.
+    function_globals = template.get("Globals", {}).get("Function", {})
+    assert "ApplicationLogLevel" not in function_globals.get("LoggingConfig", {})
+
+
+def test_log_level_check_refuses_a_parameter_above_info(template):
+    broken = json.loads(json.dumps(template))
+    broken["Parameters"]["LogLevel"] = {"Type": "String", "AllowedValues": ["INFO", "WARN"]}
+    assert possible_values({"Ref": "LogLevel"}, broken) - LEVELS_KEEPING_INFO == {"WARN"}
+    broken["Parameters"]["LogLevel"] = {"Type": "String", "Default": "INFO"}
+    with pytest.raises(AssertionError, match="any level"):
+        possible_values({"Ref": "LogLevel"}, broken)
+
+
+# --------------------------------------------------------------------------------------------
+# Documentation: every path the templates and the README point to exists
+# --------------------------------------------------------------------------------------------
+
+_MD_LINK = re.compile(r"\]\(([^)\s]+)\)")
+# Repository paths named in text: docs and top-level documents, sample events, scripts.
+_NAMED_PATH = re.compile(
+    r"(?<![\w./-])((?:docs|events|scripts|infra_tests)/[\w./-]*\w|[A-Z][A-Z_]*\.md|[\w-]+\.yaml)"
+    r"(#[\w-]+)?"
+)
+
+
+def github_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives a document's headings."""
+    anchors = set()
+    for line in markdown.splitlines():
+        heading = re.match(r"#{1,6}\s+(.*)", line)
+        if heading:
+            text = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower())
+            anchors.add(text.replace(" ", "-"))
+    return anchors
+
+
+def referenced_paths(source: Path) -> set[tuple[str, Path]]:
+    """(reference, the directory it is relative to): paths named in the text are the
+    repository's; a Markdown link is relative to its document."""
+    text = source.read_text()
+    found = {(m.group(1) + (m.group(2) or ""), ROOT) for m in _NAMED_PATH.finditer(text)}
+    if source.suffix == ".md":
+        found |= {
+            (target, source.parent)
+            for target in _MD_LINK.findall(text)
+            if not re.match(r"[a-z]+:", target)
+        }
+    return found
+
+
+def missing_references(source: Path) -> list[str]:
+    missing = []
+    for reference, base in sorted(referenced_paths(source)):
+        path, _, anchor = reference.partition("#")
+        target = (base / path).resolve() if path else source
+        if not target.exists():
+            missing.append(reference)
+        elif anchor and target.suffix == ".md" and anchor not in github_anchors(target.read_text()):
+            missing.append(reference)
+    return sorted(set(missing))
+
+
+@pytest.mark.parametrize(
+    "document", ["template.yaml", "member-role.yaml", "README.md", "docs/multi-account.md"]
+)
+def test_every_path_a_document_points_to_exists(document):
+    source = ROOT / document
+    assert referenced_paths(source), f"{document} names no path: is the scanner right?"
+    assert missing_references(source) == [], document
+
+
+def test_reference_check_catches_a_missing_doc_and_anchor(tmp_path):
+    """What template.yaml said before (docs/deploy.md, which never existed), an anchor
+    README.md does not have beside one it has, and links relative to their document."""
+    (tmp_path / "other.md").write_text("# Some Section\n")
+    page = tmp_path / "page.md"
+    page.write_text(
+        "See docs/deploy.md, README.md#using-an-existing-bucket, README.md#no-such-section, "
+        "[there](other.md#some-section), [gone](gone.md) and [web](https://example.com/x.md).\n"
+    )
+    assert missing_references(page) == ["README.md#no-such-section", "docs/deploy.md", "gone.md"]
+
+
+# --------------------------------------------------------------------------------------------
+# Sample events: the shapes the template sends
+# --------------------------------------------------------------------------------------------
+
+
+def sample(name: str) -> dict:
+    return json.loads((ROOT / "events" / name).read_text())
+
+
+def test_scheduler_sample_carries_every_field_the_schedule_sends(resources):
+    payload = json.loads(resources["AuditSchedule"]["Properties"]["Target"]["Input"])
+    event = sample("scheduler.json")
+    assert set(event) == set(payload)
+    assert event["source"] == "aws.scheduler"
+    assert re.fullmatch(r"arn:aws:scheduler:[a-z0-9-]+:\d{12}:schedule/[\w.-]+/[\w.-]+",
+                        event["scheduleArn"])
+
+
+def rust_struct_fields(path: Path, name: str) -> dict[str, bool]:
+    """camelCase field -> required, of a `#[serde(rename_all = "camelCase")]` struct: a field
+    with `#[serde(default...)]` may be left out."""
+    code = path.read_text()
+    body = re.search(rf"pub struct {name} \{{(.*?)\n\}}", code, re.DOTALL)
+    assert body, f"struct {name} not found in {path}"
+    fields: dict[str, bool] = {}
+    attributes = ""
+    for line in body.group(1).splitlines():
+        line = line.strip()
+        if line.startswith("#["):
+            attributes += line
+            continue
+        field = re.match(r"pub (\w+):", line)
+        if field:
+            head, *rest = field.group(1).split("_")
+            fields[head + "".join(part.capitalize() for part in rest)] = "default" not in attributes
+            attributes = ""
+    return fields
+
+
+def test_fan_out_sample_is_an_sqs_batch_of_one_work_item(rendered):
+    event = sample("fan-out-work-item.json")
+    (record,) = event["Records"]  # the event source's BatchSize is 1
+    mapping = rendered["account-list"]["Resources"]["FanOutEventSource"]["Properties"]
+    assert mapping["BatchSize"] == len(event["Records"])
+    assert record["eventSource"] == "aws:sqs"
+    queue = re.fullmatch(r"arn:aws:sqs:([a-z0-9-]+):(\d{12}):([\w-]+)", record["eventSourceARN"])
+    assert queue and queue.group(1) == record["awsRegion"]
+    assert "-FanOutQueue-" in queue.group(3)
+    for key in ("messageId", "receiptHandle", "md5OfBody", "attributes"):
+        assert record[key], key
+    assert record["md5OfBody"] == hashlib.md5(record["body"].encode()).hexdigest()
+    # The body is what fan_out.rs sends: a serialised WorkItem (src/summary.rs), every
+    # required field present, nothing else.
+    body = json.loads(record["body"])
+    fields = rust_struct_fields(ROOT / "src" / "summary.rs", "WorkItem")
+    assert set(body) <= set(fields), set(body) - set(fields)
+    assert {f for f, required in fields.items() if required} <= set(body)
+    assert re.fullmatch(r"\d{12}", body["accountId"])
+    assert re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", body["region"])
+
+
+def test_rust_struct_fields_reader(tmp_path):
+    source = tmp_path / "x.rs"
+    source.write_text(
+        "pub struct WorkItem {\n    pub account_id: String,\n    /// doc\n"
+        "    #[serde(default)]\n    pub dry_run: bool,\n    pub parent_run_id: String,\n}\n"
+    )
+    assert rust_struct_fields(source, "WorkItem") == {
+        "accountId": True, "dryRun": False, "parentRunId": True
+    }
+
+
+def test_readme_lists_every_sample_event():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Sample events", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^\| `([\w-]+\.json)` \|", section, re.MULTILINE))
+    assert listed == {p.name for p in (ROOT / "events").glob("*.json")}
