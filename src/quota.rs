@@ -8,12 +8,15 @@
 //!
 //! Item: partition key `quota#CreateCertificateAuthorityAuditReport#<account>#<region>`, sort
 //! key `quota` (a CA's items are keyed by its ARN, which starts `arn:`, so they never collide),
-//! attribute `next_slot`: the epoch millisecond of the next free slot.
+//! attributes `next_slot` (the epoch millisecond of the next free slot) and `step_ms` (the
+//! spacing of slots: the period, widened after throttling).
 //!
 //! Reserving costs one write a create while the queue is ahead of now (`next_slot` moved on by
-//! one step, the old value being this caller's slot), and two when it had fallen behind (the
-//! first fails its condition, the second starts the queue again at now). A slot reserved by an
-//! invocation that then dies is simply not used: one second lost, nothing held.
+//! `step_ms`, the old value being this caller's slot), and two when it had fallen behind (the
+//! first fails its condition, the second starts the queue again at now). A throttled create
+//! costs one more write, widening `step_ms` for every caller; the narrowing back rides on the
+//! reservations. A slot reserved by an invocation that then dies is simply not used: one
+//! second lost, nothing held.
 //!
 //! The slots are instants of the wall clock, so invocations on different hosts agree on them
 //! only as far as their clocks do: Lambda's hosts keep theirs by the Amazon Time Sync Service
@@ -33,12 +36,15 @@ use crate::ledger::{PARTITION_KEY, SORT_KEY};
 
 const QUOTA_RECORD: &str = "quota";
 
-/// How much a throttled create widens the step this caller reserves, how far it can widen,
-/// and how much each accepted create narrows it back. The widening is local (each caller
-/// widens what follows its own slots), so it costs no extra write.
-const WIDEN: Duration = Duration::from_millis(20);
-const MAX_EXTRA: Duration = Duration::from_millis(200);
-const NARROW: Duration = Duration::from_millis(1);
+/// How much a throttled create widens the shared step, how far it can widen, and how much
+/// each reservation narrows it back (milliseconds). A throttle is most often caused by the
+/// create before it arriving late, so the widening is shared by every caller.
+const WIDEN_MS: u64 = 20;
+const MAX_EXTRA_MS: u64 = 200;
+const NARROW_MS: i64 = 1;
+
+/// How far ahead of now a queue that had fallen behind starts again (see `restart`).
+const RESTART_LEAD_MS: u64 = 100;
 
 /// The shared create slots of one account-region, as this container reserves them.
 #[derive(Debug)]
@@ -47,9 +53,9 @@ pub struct SharedPacer {
     table: String,
     key: HashMap<String, AttributeValue>,
     period: Duration,
-    /// Widening after throttles, and the order of this container's callers: reservations of
-    /// one container go out one at a time, so its CAs get slots in the order they asked.
-    extra: Mutex<Duration>,
+    /// The shared step as last seen; its lock also orders this container's callers:
+    /// reservations go out one at a time, so its CAs get slots in the order they asked.
+    seen_step: Mutex<Option<u64>>,
     /// Used only when the ledger cannot be reached for a slot: the invocation goes on at the
     /// quota's pace on its own rather than stopping (the claim already needed the ledger).
     fallback: Pacer,
@@ -68,11 +74,12 @@ fn number(item: Option<&HashMap<String, AttributeValue>>, name: &str) -> Option<
 
 /// What one reservation attempt came to.
 enum Attempt {
-    Slot(u64),
+    /// This caller's slot, and the step as it stood.
+    Slot(u64, u64),
     /// The queue is past the caller's cutoff: no slot for it.
     PastCutoff,
-    /// The queue had fallen behind now, or was never started.
-    Behind,
+    /// The queue had fallen behind now, or was never started; its step if it has one.
+    Behind(Option<u64>),
     /// Another caller restarted the queue first: ask again.
     Raced,
 }
@@ -96,7 +103,7 @@ impl SharedPacer {
             table: table.to_owned(),
             key,
             period,
-            extra: Mutex::new(Duration::ZERO),
+            seen_step: Mutex::new(None),
             fallback: Pacer::new(period),
         }
     }
@@ -105,13 +112,15 @@ impl SharedPacer {
     /// would come after `cutoff`.
     pub async fn wait_turn(&self, cutoff: Instant) -> bool {
         let slot = {
-            let extra = self.extra.lock().await;
-            let step = (self.period + *extra).as_millis() as u64;
-            match self.reserve(step, cutoff).await {
-                Ok(Some(slot)) => slot,
+            let mut seen = self.seen_step.lock().await;
+            match self.reserve(*seen, cutoff).await {
+                Ok(Some((slot, step))) => {
+                    *seen = Some(step);
+                    slot
+                }
                 Ok(None) => return false,
                 Err(e) => {
-                    drop(extra);
+                    drop(seen);
                     tracing::warn!(
                         table = %self.table,
                         "could not reserve a shared create slot ({e}); pacing this invocation alone"
@@ -125,64 +134,104 @@ impl SharedPacer {
         true
     }
 
-    /// The service throttled a create made in a slot of this pacer: reserve wider steps.
+    fn period_ms(&self) -> u64 {
+        self.period.as_millis() as u64
+    }
+
+    /// The service throttled a create made in a slot of this pacer: widen the shared step
+    /// (one write; none once it is at its widest).
     pub async fn throttled(&self) {
-        let mut extra = self.extra.lock().await;
-        *extra = (*extra + WIDEN).min(MAX_EXTRA);
+        let widest = self.period_ms() + MAX_EXTRA_MS;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key.clone()))
+            .update_expression("SET step_ms = step_ms + :widen")
+            .condition_expression("step_ms < :widest")
+            .expression_attribute_values(":widen", AttributeValue::N(WIDEN_MS.to_string()))
+            .expression_attribute_values(":widest", AttributeValue::N(widest.to_string()))
+            .send()
+            .await;
+        if let Err(e) = result
+            && !e
+                .as_service_error()
+                .is_some_and(|s| s.is_conditional_check_failed_exception())
+        {
+            let e = ServiceError::from_sdk(&e);
+            tracing::warn!(table = %self.table, "could not widen the shared create step: {e}");
+        }
+        self.fallback.throttled().await;
     }
 
-    /// The service accepted a create: narrow the steps back towards the period.
+    /// The service accepted a create. The shared step narrows back as slots are reserved.
     pub async fn accepted(&self) {
-        let mut extra = self.extra.lock().await;
-        *extra = extra.saturating_sub(NARROW);
+        self.fallback.accepted().await;
     }
 
-    async fn reserve(&self, step: u64, cutoff: Instant) -> Result<Option<u64>, ServiceError> {
+    async fn reserve(
+        &self,
+        seen: Option<u64>,
+        cutoff: Instant,
+    ) -> Result<Option<(u64, u64)>, ServiceError> {
         loop {
-            let now = now_ms();
-            let latest = now + cutoff.saturating_duration_since(Instant::now()).as_millis() as u64;
             if cutoff <= Instant::now() {
                 return Ok(None);
             }
-            match self.take_next(step, now, latest).await? {
-                Attempt::Slot(slot) => return Ok(Some(slot)),
+            let now = now_ms();
+            let latest = now + cutoff.saturating_duration_since(Instant::now()).as_millis() as u64;
+            // Narrow the step back towards the period by at most a millisecond a reservation;
+            // below the period (two callers narrowed at once), widen it back.
+            let narrow = seen.map_or(0, |step| {
+                (step as i64 - self.period_ms() as i64).min(NARROW_MS)
+            });
+            match self.take_next(now, latest, narrow).await? {
+                Attempt::Slot(slot, step) => return Ok(Some((slot, step))),
                 Attempt::PastCutoff => return Ok(None),
                 Attempt::Raced => continue,
-                Attempt::Behind => match self.restart(step, now).await? {
-                    Attempt::Slot(slot) => return Ok(Some(slot)),
-                    _ => continue,
-                },
+                Attempt::Behind(step) => {
+                    let step = step.unwrap_or_else(|| self.period_ms());
+                    match self.restart(step).await? {
+                        Attempt::Slot(slot, step) => return Ok(Some((slot, step))),
+                        _ => continue,
+                    }
+                }
             }
         }
     }
 
     /// The slot at the head of the queue, when the queue is ahead of now and the slot is
     /// within the cutoff: one atomic write moves the queue on by one step.
-    async fn take_next(&self, step: u64, now: u64, latest: u64) -> Result<Attempt, ServiceError> {
+    async fn take_next(&self, now: u64, latest: u64, narrow: i64) -> Result<Attempt, ServiceError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(self.key.clone()))
-            .update_expression("SET next_slot = next_slot + :step")
+            // Both right-hand sides read the item as it was: the slot moves on by the old step.
+            .update_expression("SET next_slot = next_slot + step_ms, step_ms = step_ms - :narrow")
             .condition_expression("next_slot BETWEEN :now AND :latest")
-            .expression_attribute_values(":step", AttributeValue::N(step.to_string()))
+            .expression_attribute_values(":narrow", AttributeValue::N(narrow.to_string()))
             .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
             .expression_attribute_values(":latest", AttributeValue::N(latest.to_string()))
-            .return_values(ReturnValue::UpdatedOld)
+            .return_values(ReturnValue::AllOld)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(out) => {
-                Ok(number(out.attributes.as_ref(), "next_slot")
-                    .map_or(Attempt::Raced, Attempt::Slot))
+                let old = out.attributes.as_ref();
+                Ok(match (number(old, "next_slot"), number(old, "step_ms")) {
+                    (Some(slot), Some(step)) => Attempt::Slot(slot, step),
+                    _ => Attempt::Raced,
+                })
             }
             Err(e) => match e.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
-                    Ok(match number(c.item.as_ref(), "next_slot") {
+                    let old = c.item.as_ref();
+                    Ok(match number(old, "next_slot") {
                         Some(next) if next > latest => Attempt::PastCutoff,
-                        _ => Attempt::Behind,
+                        _ => Attempt::Behind(number(old, "step_ms")),
                     })
                 }
                 _ => Err(ServiceError::from_sdk(&e)),
@@ -190,22 +239,27 @@ impl SharedPacer {
         }
     }
 
-    /// The queue had fallen behind (or never started): start it again at now, unless another
-    /// caller did so first.
-    async fn restart(&self, step: u64, now: u64) -> Result<Attempt, ServiceError> {
+    /// The queue had fallen behind (or never started): start it again just ahead of now,
+    /// unless another caller did so first. The first slot is `RESTART_LEAD` ahead so that this
+    /// write's own round trip cannot make its create go out late, and so closer to the next
+    /// slot than a step.
+    async fn restart(&self, step: u64) -> Result<Attempt, ServiceError> {
+        let now = now_ms();
+        let slot = now + RESTART_LEAD_MS;
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(self.key.clone()))
-            .update_expression("SET next_slot = :next")
+            .update_expression("SET next_slot = :next, step_ms = if_not_exists(step_ms, :step)")
             .condition_expression("attribute_not_exists(next_slot) OR next_slot < :now")
-            .expression_attribute_values(":next", AttributeValue::N((now + step).to_string()))
+            .expression_attribute_values(":next", AttributeValue::N((slot + step).to_string()))
+            .expression_attribute_values(":step", AttributeValue::N(step.to_string()))
             .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
             .send()
             .await;
         match result {
-            Ok(_) => Ok(Attempt::Slot(now)),
+            Ok(_) => Ok(Attempt::Slot(slot, step)),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
