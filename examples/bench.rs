@@ -411,6 +411,79 @@ impl Bench {
         });
     }
 
+    /// Eight invocations started together over one account-region's CAs, at the quota: they
+    /// share the create slots through the ledger, so together they finish in about the time
+    /// the quota allows, every CA requested once.
+    async fn overlapping(&mut self) {
+        const INVOCATIONS: usize = 8;
+        let n = 200 / self.scale;
+        let world = World::new().await;
+        let arns = self.seed(&world, REGIONS[0], n);
+        let services: Vec<Services> = (0..INVOCATIONS)
+            .map(|_| {
+                Services::new(
+                    world.settings_with(&[("AUDIT_REGIONS", REGIONS[0])]),
+                    &world.sdk,
+                    Arc::new(SystemClock::default()),
+                )
+            })
+            .collect();
+        let request = common::scheduled();
+        let started = Instant::now();
+        let summaries: Vec<RunSummary> =
+            futures::future::join_all(services.iter().enumerate().map(|(i, s)| {
+                let request = &request;
+                async move {
+                    let invocation = Invocation {
+                        run_id: format!("bench-overlap-{i}"),
+                        deadline: tokio::time::Instant::now() + Duration::from_secs(900),
+                        reserve: Invocation::DEFAULT_RESERVE,
+                        home_account: None,
+                        partition: None,
+                    };
+                    scheduler::run(s, request, &invocation).await
+                }
+            }))
+            .await;
+        let secs = started.elapsed().as_secs_f64();
+        let bound = n as f64 / CREATE_QUOTA_PER_SECOND;
+        let limit = 1.05 * bound + 3.0;
+        let requested: usize = summaries.iter().map(|s| s.counts.requested).sum();
+        let failed: usize = summaries.iter().map(|s| s.counts.failed).sum();
+        let deferred: usize = summaries.iter().map(|s| s.counts.deferred).sum();
+        let (accepted, refused) = creates(&world);
+        let twice = accepted.values().filter(|&&c| c > 1).count();
+        let throttled = world
+            .create_calls()
+            .iter()
+            .filter(|(_, o)| o == "ThrottlingException")
+            .count();
+        let per_invocation = summaries
+            .iter()
+            .map(|s| s.counts.requested.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.row(
+            &format!("{INVOCATIONS} overlapping invocations, {n} CAs"),
+            format!("{secs:.1} s (bound {bound:.0} s, {:.3}× it)", secs / bound),
+            format!("≤ {limit:.0} s, every CA once, none deferred or failed"),
+            secs <= limit
+                && requested == arns.len()
+                && accepted.len() == arns.len()
+                && twice == 0
+                && failed == 0
+                && deferred == 0,
+            format!(
+                "{INVOCATIONS} invocations (each its own clients, as separate Lambda execution \
+                 environments) started together over {n} CAs of one account-region; {requested} \
+                 requested (per invocation: {per_invocation}), {failed} failed, {deferred} \
+                 deferred; creates accepted {}, twice for a CA {twice}, wasted {refused}, \
+                 throttled {throttled}",
+                accepted.values().sum::<usize>()
+            ),
+        );
+    }
+
     /// Row 4: more CAs than one invocation can request, scaled down with the timeout.
     async fn beyond_one_invocation(&mut self) {
         // 1,000 CAs in 900 s, scaled by ten: 100 CAs in 90 s invocations.
@@ -650,6 +723,7 @@ async fn main() {
     }
     let begun = Instant::now();
     bench.full_runs().await;
+    bench.overlapping().await;
     bench.beyond_one_invocation().await;
     bench.cold_start_and_size().await;
 

@@ -22,7 +22,7 @@ fn event(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(&path).expect(&path)).expect(&path)
 }
 
-async fn invoke(services: &Services, payload: Value) -> Result<RunSummary, Diagnostic> {
+async fn handle(services: &Services, payload: Value) -> Result<handler::Response, Diagnostic> {
     let mut context = Context::default();
     context.request_id = uuid::Uuid::new_v4().to_string();
     let now_ms = std::time::SystemTime::now()
@@ -30,10 +30,13 @@ async fn invoke(services: &Services, payload: Value) -> Result<RunSummary, Diagn
         .unwrap()
         .as_millis() as u64;
     context.deadline = now_ms + 300_000;
-    match handler::handle(services, LambdaEvent::new(payload, context))
+    handler::handle(services, LambdaEvent::new(payload, context))
         .await
-        .map_err(Diagnostic::from)?
-    {
+        .map_err(Diagnostic::from)
+}
+
+async fn invoke(services: &Services, payload: Value) -> Result<RunSummary, Diagnostic> {
+    match handle(services, payload).await? {
         handler::Response::Run(summary) => Ok(*summary),
         handler::Response::Batch(b) => panic!("a run's event answered as a batch: {b:?}"),
     }
@@ -60,6 +63,7 @@ fn every_sample_event_is_covered_here() {
         names,
         [
             "dry-run.json",
+            "fan-out-work-item.json",
             "invalid.json",
             "manual-one-ca.json",
             "scheduled.json",
@@ -67,6 +71,32 @@ fn every_sample_event_is_covered_here() {
         ],
         "a new sample event needs its test in tests/events.rs"
     );
+}
+
+/// The fan-out queue's work item, as SQS delivers it: the sample's account and region are
+/// those of a deployment, so the test points its body at the function's own account
+/// (`self`) in the local stack's region.
+#[tokio::test]
+async fn fan_out_work_item_audits_its_account_region_and_reports_no_batch_failure() {
+    let (world, arns, services) = world_with_cas(2).await;
+    let mut sample = event("fan-out-work-item.json");
+    let record = &mut sample["Records"][0];
+    let mut body: Value = serde_json::from_str(record["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        body.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["accountId", "dryRun", "parentRunId", "region"],
+        "the body is a work item as fan_out.rs sends it"
+    );
+    body["accountId"] = json!("self");
+    body["region"] = json!(REGION);
+    record["body"] = json!(body.to_string());
+    match handle(&services, sample).await.expect("batch handled") {
+        handler::Response::Batch(b) => {
+            assert!(b.batch_item_failures.is_empty(), "{b:?}")
+        }
+        handler::Response::Run(r) => panic!("a work item answered as a run: {r:?}"),
+    }
+    assert_eq!(world.accepted_creates().len(), arns.len());
 }
 
 #[tokio::test]

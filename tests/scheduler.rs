@@ -443,3 +443,96 @@ async fn at_the_default_quota_twenty_cas_finish_without_a_failure() {
         .count();
     eprintln!("create calls throttled and retried: {refused}");
 }
+
+/// A CA past the service's documented limit (no audit report for a CA that issued more than
+/// 100 million certificates) is refused with LimitExceededException: a failure that names the
+/// cause and alarms, every run, never a quiet "too soon" skip.
+#[tokio::test]
+async fn a_ca_past_the_certificate_limit_fails_naming_the_cause() {
+    let world = World::new().await;
+    fast(&world);
+    let arns = world.seeded_arns(&[("ACTIVE", 2)]);
+    control(
+        "POST",
+        "/certificate-count",
+        Some(json!({"arn": arns[0], "count": 100_000_001u64})),
+    );
+    let services = fast_services(&world);
+    let summary = run(&services, &scheduled(), "limit").await;
+    let o = outcome_of(&summary, &arns[0]);
+    assert_eq!(o["outcome"], "failed", "{o}");
+    assert_eq!(o["errorCode"], "LimitExceededException");
+    assert!(
+        o["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("more than 100 million certificates"),
+        "{o}"
+    );
+    assert_eq!(outcome_of(&summary, &arns[1])["outcome"], "requested");
+    assert!(
+        verdict(summary).is_err(),
+        "the invocation fails, so alarms see it"
+    );
+    // The window was not moved on: the next run tries (and fails, loudly) again.
+    let window = world.window_item(&arns[0]).await.expect("window");
+    assert_eq!(
+        attr(&window, "last_error_code"),
+        Some("LimitExceededException")
+    );
+    assert!(!window.contains_key("next_eligible_at"), "{window:?}");
+    let again = run(&services, &scheduled(), "limit-again").await;
+    assert_eq!(outcome_of(&again, &arns[0])["outcome"], "failed");
+}
+
+/// The create slots of one account-region are shared by every caller through the ledger: two
+/// pacers on one table hand out slots at least a period apart between them, none past a
+/// caller's cutoff, and a slot taken by a caller that never uses it blocks nobody.
+#[tokio::test]
+async fn shared_create_slots_space_every_callers_creates() {
+    use pca_audit_scheduler::quota::SharedPacer;
+    let world = World::new().await;
+    let period = Duration::from_millis(200);
+    let pacer = || {
+        SharedPacer::new(
+            world.dynamodb.clone(),
+            &world.table,
+            &world.account_id,
+            REGION,
+            period,
+        )
+    };
+    let (a, b, dead) = (pacer(), pacer(), pacer());
+    let far = tokio::time::Instant::now() + Duration::from_secs(60);
+    // A caller that reserves a slot and dies: its slot is simply not used.
+    assert!(dead.wait_turn(far).await);
+    let times = std::sync::Mutex::new(Vec::new());
+    async fn take(
+        p: &SharedPacer,
+        far: tokio::time::Instant,
+        times: &std::sync::Mutex<Vec<std::time::Instant>>,
+    ) {
+        for _ in 0..5 {
+            assert!(p.wait_turn(far).await);
+            times.lock().unwrap().push(std::time::Instant::now());
+        }
+    }
+    let started = std::time::Instant::now();
+    futures::future::join(take(&a, far, &times), take(&b, far, &times)).await;
+    let mut times = times.into_inner().unwrap();
+    times.sort();
+    for pair in times.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(gap >= period - Duration::from_millis(15), "gap {gap:?}");
+    }
+    // 10 slots after the dead one's: no more than the queue's own length.
+    assert!(started.elapsed() < period * 12 + Duration::from_millis(500));
+    // A cutoff before the next free slot reserves nothing, and does not wait.
+    for _ in 0..3 {
+        assert!(a.wait_turn(far).await);
+    }
+    let t = std::time::Instant::now();
+    let near = tokio::time::Instant::now() + Duration::from_millis(50);
+    assert!(!b.wait_turn(near).await, "the next slot is a period away");
+    assert!(t.elapsed() < Duration::from_millis(50), "{:?}", t.elapsed());
+}
