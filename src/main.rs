@@ -12,8 +12,9 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let settings = Settings::from_env().inspect_err(|e| tracing::error!("{e}"))?;
-    // Adaptive retry slows the client down when the service throttles, on top of the
-    // pacing of creates, so the quota turns into waiting rather than failed CAs.
+    // Adaptive retry slows the clients down when a service throttles (listing, reads, the
+    // ledger). Creates are the exception: they run with the SDK's retries off and are retried
+    // in the shared pacer's next slot (`authorities::request_report`, `quota`).
     let sdk = aws_config::defaults(pca_audit_scheduler::behavior_version())
         .retry_config(RetryConfig::adaptive().with_max_attempts(5))
         .load()
