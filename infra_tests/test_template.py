@@ -1499,10 +1499,10 @@ def test_fan_out_sample_is_an_sqs_batch_of_one_work_item(rendered):
     for key in ("messageId", "receiptHandle", "md5OfBody", "attributes"):
         assert record[key], key
     assert record["md5OfBody"] == hashlib.md5(record["body"].encode()).hexdigest()
-    # The body is what fan_out.rs sends: a serialised WorkItem (src/summary.rs), every
+    # The body is what fan_out.rs sends: a serialised WorkItem (src/request.rs), every
     # required field present, nothing else.
     body = json.loads(record["body"])
-    fields = rust_struct_fields(ROOT / "src" / "summary.rs", "WorkItem")
+    fields = rust_struct_fields(ROOT / "src" / "request.rs", "WorkItem")
     assert set(body) <= set(fields), set(body) - set(fields)
     assert {f for f, required in fields.items() if required} <= set(body)
     assert re.fullmatch(r"\d{12}", body["accountId"])

@@ -388,6 +388,22 @@ def dynamodb_proxy(port: int, upstream: int) -> http.server.ThreadingHTTPServer:
         def log_message(self, *args):
             pass
 
+        def _drop(self) -> None:
+            """Closes the connection without an answer, as an unreachable service would."""
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+        def _answer(self, status: int, headers: list, data: bytes) -> None:
+            self.send_response(status)
+            for k, v in headers:
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             operation = (self.headers.get("X-Amz-Target") or "").split(".")[-1]
@@ -402,20 +418,10 @@ def dynamodb_proxy(port: int, upstream: int) -> http.server.ThreadingHTTPServer:
                     time.sleep(rule["delay_ms"] / 1000)
                 elif rule and rule["kind"] == "reset":
                     # As if DynamoDB were unreachable: the connection closes with no answer.
-                    self.close_connection = True
-                    try:
-                        self.connection.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
+                    self._drop()
                     return
                 elif rule:
-                    status, headers, data = fault_response("dynamodb", rule["kind"])
-                    self.send_response(status)
-                    for k, v in headers:
-                        self.send_header(k, v)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
+                    self._answer(*fault_response("dynamodb", rule["kind"]))
                     return
             headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
             for attempt in range(2):
@@ -433,20 +439,10 @@ def dynamodb_proxy(port: int, upstream: int) -> http.server.ThreadingHTTPServer:
                         self.send_error(502, "DynamoDB Local did not answer")
                         return
             if after == "accept-then-reset":
-                self.close_connection = True
-                try:
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+                self._drop()
                 return
             if after == "accept-then-500":
-                response_status, response_headers, data = fault_response("dynamodb", "500")
-                self.send_response(response_status)
-                for k, v in response_headers:
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self._answer(*fault_response("dynamodb", "500"))
                 return
             self.send_response(response.status)
             for k, v in response.getheaders():

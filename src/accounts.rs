@@ -14,6 +14,7 @@ use aws_sdk_organizations::types::{AccountState, AccountStatus, ChildType};
 
 use crate::arn::partition_of_region;
 use crate::authorities::ServiceError;
+use crate::codes::Code;
 use crate::config::{Accounts, MemberRole};
 use crate::summary::AccountError;
 
@@ -170,7 +171,7 @@ pub async fn enter(
     let Some(partition) = partition.or_else(|| partition_of_region(region)) else {
         return Err(AccountError {
             account_id: account.to_owned(),
-            error_code: "UnknownPartition".into(),
+            error_code: Code::UnknownPartition.into(),
             error_message: format!(
                 "cannot tell the partition of region `{region}` to name the member role in"
             ),
@@ -187,7 +188,7 @@ pub async fn enter(
     if let Err(e) = provider.provide_credentials().await {
         return Err(AccountError {
             account_id: account.to_owned(),
-            error_code: "AssumeRoleFailed".into(),
+            error_code: Code::AssumeRoleFailed.into(),
             error_message: format!(
                 "could not assume {role_arn}: {} (is the member role deployed in this account, \
                  trusting this function's role, with the same external id?)",

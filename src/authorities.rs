@@ -10,7 +10,8 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::arn::CaArn;
-use crate::config::ReportFormat;
+use crate::codes::Code;
+use crate::format::ReportFormat;
 
 /// An error the service (or the way to it) gave, with the service's own code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,10 +43,10 @@ impl ServiceError {
             code: service
                 .and_then(|s| s.code())
                 .unwrap_or(match e {
-                    SdkError::TimeoutError(_) => "Timeout",
-                    SdkError::DispatchFailure(_) => "Unreachable",
-                    SdkError::ResponseError(_) => "InvalidResponse",
-                    _ => "RequestFailed",
+                    SdkError::TimeoutError(_) => Code::Timeout.as_str(),
+                    SdkError::DispatchFailure(_) => Code::Unreachable.as_str(),
+                    SdkError::ResponseError(_) => Code::InvalidResponse.as_str(),
+                    _ => Code::RequestFailed.as_str(),
                 })
                 .to_owned(),
             message: service
@@ -197,7 +198,7 @@ pub async fn request_report(
         (Some(id), Some(s3_key)) => Ok(AuditReport { id, s3_key }),
         // Both are optional in the model; a report we cannot find again is no evidence.
         _ => Err(ServiceError {
-            code: "IncompleteResponse".into(),
+            code: Code::IncompleteResponse.into(),
             message: "the service accepted the request but returned no report id or S3 key".into(),
             // Accepted, so a report may exist: the bucket will show it.
             ambiguous: true,

@@ -3,6 +3,7 @@
 use aws_sdk_s3::Client;
 
 use crate::authorities::ServiceError;
+use crate::codes::Code;
 
 /// Fails clearly when the bucket is missing or out of reach: otherwise every CA of the run
 /// would claim its window only to have the service refuse the request.
@@ -20,7 +21,7 @@ pub async fn check(client: &Client, bucket: &str) -> Result<(), ServiceError> {
             let here = client.config().region().map(|r| r.to_string());
             if let Some(there) = bucket_region.filter(|r| Some(r) != here.as_ref()) {
                 return Err(ServiceError {
-                    code: "BucketInAnotherRegion".into(),
+                    code: Code::BucketInAnotherRegion.into(),
                     message: format!(
                         "report bucket {bucket} is in {there}, not in the function's region {}: \
                          the function's S3 client does not follow S3's redirects, so deploy the \
@@ -32,12 +33,12 @@ pub async fn check(client: &Client, bucket: &str) -> Result<(), ServiceError> {
             }
             Err(match (not_found, status) {
                 (true, _) | (_, Some(404)) => ServiceError {
-                    code: "NoSuchBucket".into(),
+                    code: Code::NoSuchBucket.into(),
                     message: format!("report bucket {bucket} does not exist"),
                     ambiguous: false,
                 },
                 (_, Some(403)) => ServiceError {
-                    code: "AccessDenied".into(),
+                    code: Code::AccessDenied.into(),
                     message: format!("access to report bucket {bucket} is denied"),
                     ambiguous: false,
                 },

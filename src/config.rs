@@ -4,16 +4,11 @@
 //! fails on its first invocation instead of auditing the wrong thing.
 
 use std::collections::BTreeSet;
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::arn::is_region;
-
-/// The service's own limit: one audit report per CA every 30 minutes.
-pub const SERVICE_WINDOW: Duration = Duration::from_secs(30 * 60);
+pub use crate::format::ReportFormat;
+use crate::window::{AUDITABLE_STATES, Interval};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -30,68 +25,6 @@ pub enum ConfigError {
     },
 }
 
-/// Audit report file format, as the API names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum ReportFormat {
-    #[default]
-    Json,
-    Csv,
-}
-
-impl ReportFormat {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Json => "JSON",
-            Self::Csv => "CSV",
-        }
-    }
-}
-
-impl FromStr for ReportFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim() {
-            "JSON" => Ok(Self::Json),
-            "CSV" => Ok(Self::Csv),
-            _ => Err("must be JSON or CSV".into()),
-        }
-    }
-}
-
-impl fmt::Display for ReportFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The time between two reports of one CA; never shorter than the service allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Interval(Duration);
-
-impl Interval {
-    pub fn new(d: Duration) -> Result<Self, String> {
-        if d < SERVICE_WINDOW {
-            Err(format!(
-                "{} minutes is below the service's one report per CA every 30 minutes",
-                d.as_secs() / 60
-            ))
-        } else {
-            Ok(Self(d))
-        }
-    }
-
-    pub fn duration(self) -> Duration {
-        self.0
-    }
-}
-
-impl Default for Interval {
-    fn default() -> Self {
-        Self(SERVICE_WINDOW)
-    }
-}
-
 /// The CA states ListCertificateAuthorities reports.
 pub const CA_STATES: [&str; 7] = [
     "CREATING",
@@ -102,11 +35,6 @@ pub const CA_STATES: [&str; 7] = [
     "EXPIRED",
     "FAILED",
 ];
-
-/// The only states the service makes an audit report for (Private CA user guide, "Understand
-/// AWS Private CA CA status", column "Generate audits"): ACTIVE and DISABLED. Any other,
-/// EXPIRED included, is refused with InvalidStateException, a create slot spent for nothing.
-pub const AUDITABLE_STATES: [&str; 2] = ["ACTIVE", "DISABLED"];
 
 /// Bucket names as S3 allows them (3–63 of lowercase letters, digits, dots and hyphens).
 pub fn is_bucket_name(s: &str) -> bool {

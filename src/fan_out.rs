@@ -4,9 +4,9 @@
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
 use crate::authorities::ServiceError;
-use crate::request::RunRequest;
-use crate::scheduler::Invocation;
-use crate::summary::{RegionError, WorkItem};
+use crate::invocation::Invocation;
+use crate::request::{RunRequest, WorkItem};
+use crate::summary::RegionError;
 
 /// SendMessageBatch takes at most ten messages.
 const BATCH: usize = 10;

@@ -5,8 +5,10 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
 use tokio::time::Instant;
 
+use crate::invocation::Invocation;
 use crate::request::{RequestError, RunRequest};
-use crate::scheduler::{self, Invocation, Services};
+use crate::scheduler;
+use crate::services::Services;
 use crate::summary::{Outcome, RunSummary};
 
 #[derive(Debug, thiserror::Error)]

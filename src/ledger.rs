@@ -28,10 +28,11 @@ use aws_sdk_dynamodb::types::{
 
 use crate::arn::CaArn;
 use crate::authorities::ServiceError;
-use crate::config::ReportFormat;
+use crate::codes::Code;
+use crate::format::ReportFormat;
 use crate::summary::{ReportCheck, ReportStatus};
 use crate::time::Timestamp;
-use crate::window::{Lease, PendingReport, Window};
+use crate::window::{self, Lease, PendingReport, Window};
 
 pub const PARTITION_KEY: &str = "certificate_authority_arn";
 pub const SORT_KEY: &str = "record";
@@ -141,14 +142,9 @@ impl Ledger {
         &self.table
     }
 
-    /// The create slots of one account-region, kept in this table for every invocation.
-    pub fn create_pacer(
-        &self,
-        account_id: &str,
-        region: &str,
-        period: Duration,
-    ) -> crate::quota::SharedPacer {
-        crate::quota::SharedPacer::new(self.client.clone(), &self.table, account_id, region, period)
+    /// The DynamoDB client, for the other items this table keeps (`quota`).
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     fn error<E: ProvideErrorMetadata + std::error::Error + 'static>(
@@ -181,7 +177,7 @@ impl Ledger {
             }
             let mut pending = Some(keys.build().map_err(|e| LedgerError {
                 table: self.table.clone(),
-                code: "InvalidRequest".into(),
+                code: Code::InvalidRequest.into(),
                 message: e.to_string(),
             })?);
             let mut attempt = 0u32;
@@ -213,7 +209,7 @@ impl Ledger {
                     if attempt > 8 {
                         return Err(LedgerError {
                             table: self.table.clone(),
-                            code: "UnprocessedKeys".into(),
+                            code: Code::UnprocessedKeys.into(),
                             message: "BatchGetItem left keys unprocessed after 8 attempts".into(),
                         });
                     }
@@ -243,10 +239,7 @@ impl Ledger {
                 "SET lease_run_id = :run, lease_claimed_at = :now, lease_expires_at = :lease, \
                  #region = :region, account_id = :account",
             )
-            .condition_expression(
-                "(attribute_not_exists(next_eligible_at) OR next_eligible_at <= :now) \
-                 AND (attribute_not_exists(lease_expires_at) OR lease_expires_at < :now)",
-            )
+            .condition_expression(window::CLAIM_CONDITION)
             // `region` is a DynamoDB reserved word.
             .expression_attribute_names("#region", "region")
             .expression_attribute_values(":run", s(run_id))
@@ -296,7 +289,7 @@ impl Ledger {
     ) -> Result<(), LedgerError> {
         let invalid = |e: aws_sdk_dynamodb::error::BuildError| LedgerError {
             table: self.table.clone(),
-            code: "InvalidRequest".into(),
+            code: Code::InvalidRequest.into(),
             message: e.to_string(),
         };
         let window = Update::builder()
@@ -427,7 +420,7 @@ impl Ledger {
     ) -> Result<(), LedgerError> {
         let invalid = |e: aws_sdk_dynamodb::error::BuildError| LedgerError {
             table: self.table.clone(),
-            code: "InvalidRequest".into(),
+            code: Code::InvalidRequest.into(),
             message: e.to_string(),
         };
         let mut window_set = vec!["last_report_status = :status", "last_verified_at = :now"];
@@ -474,7 +467,7 @@ impl Ledger {
             );
             window = window
                 .expression_attribute_values(":reopen", s(reopen.to_string()))
-                .expression_attribute_values(":code", s("AuditReportFailed"))
+                .expression_attribute_values(":code", s(Code::AuditReportFailed.as_str()))
                 .expression_attribute_values(
                     ":detail",
                     s(check.detail.clone().unwrap_or_default()),

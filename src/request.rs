@@ -11,7 +11,21 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::arn::{CaArn, InvalidArn, shorten};
-use crate::config::ReportFormat;
+use crate::format::ReportFormat;
+
+/// One account-region handed to another invocation through the fan-out queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkItem {
+    pub account_id: String,
+    pub region: String,
+    /// The run that fanned out.
+    pub parent_run_id: String,
+    #[serde(default)]
+    pub dry_run: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<ReportFormat>,
+}
 
 /// More ARNs than one invocation could request at one per second in 15 minutes is a mistake.
 pub const MAX_REQUESTED_ARNS: usize = 1000;
@@ -192,7 +206,7 @@ impl RunRequest {
 
     /// The run one fan-out message asks for.
     pub fn from_work_item(body: &str) -> Result<Self, RequestError> {
-        let item: crate::summary::WorkItem =
+        let item: WorkItem =
             serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(body))
                 .map_err(|e| RequestError::InvalidWorkItem(explain(&e)))?;
         let account_ok = item.account_id == "self"

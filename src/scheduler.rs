@@ -2,165 +2,35 @@
 //! follow up earlier reports, claim, request, record, follow up the new reports.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use aws_sdk_acmpca::config::Region;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::accounts::{self, Account};
 use crate::arn::CaArn;
-use crate::authorities::{self, Authority, Pacer, Refusal, ServiceError};
+use crate::authorities::{self, Authority, Refusal, ServiceError};
 use crate::bucket;
-use crate::config::{Accounts, ReportFormat, SERVICE_WINDOW, Settings};
+use crate::codes::Code;
+use crate::config::Accounts;
 use crate::fan_out;
-use crate::ledger::{Claim, ClaimResult, Ledger, LedgerError, ReportRecord};
-use crate::quota::SharedPacer;
+use crate::format::ReportFormat;
+use crate::ledger::{Claim, ClaimResult, LedgerError, ReportRecord};
 use crate::request::{RunRequest, Trigger};
 use crate::scope;
 use crate::summary::{
     AccountError, CaOutcome, Outcome, RegionError, ReportCheck, ReportStatus, RunSummary,
     SkipReason,
 };
-use crate::time::{Clock, Timestamp};
+use crate::time::Timestamp;
 use crate::verify;
-use crate::window::{self, PendingReport, Window};
+use crate::window::{self, Event, PendingReport, Window, next_eligible};
 
-/// What one account-region needs: its ACM PCA client and the pacing of its quotas.
-struct TargetClient {
-    account: Account,
-    region: String,
-    acm_pca: aws_sdk_acmpca::Client,
-    /// CreateCertificateAuthorityAuditReport: one a second, shared with every other
-    /// invocation auditing this account-region.
-    creates: SharedPacer,
-    /// DescribeCertificateAuthorityAuditReport and ListTags.
-    reads: Pacer,
-}
-
-/// Everything a run uses, built once at cold start and shared by every invocation.
-pub struct Services {
-    pub settings: Settings,
-    pub ledger: Ledger,
-    s3: aws_sdk_s3::Client,
-    sqs: aws_sdk_sqs::Client,
-    sdk: SdkConfig,
-    /// Member accounts entered, kept across invocations: their clients cache the role's
-    /// credentials and renew them when they run out.
-    members: tokio::sync::Mutex<HashMap<String, SdkConfig>>,
-    /// Per account-region, kept across invocations so a warm function keeps its pacing.
-    targets: Mutex<HashMap<(Account, String), Arc<TargetClient>>>,
-    create_period: Duration,
-    clock: Arc<dyn Clock>,
-}
-
-impl Services {
-    pub fn new(settings: Settings, sdk: &SdkConfig, clock: Arc<dyn Clock>) -> Self {
-        let ledger = Ledger::new(
-            aws_sdk_dynamodb::Client::new(sdk),
-            settings.ledger_table.clone(),
-            settings.history_retention,
-        );
-        Self {
-            ledger,
-            s3: aws_sdk_s3::Client::new(sdk),
-            sqs: aws_sdk_sqs::Client::new(sdk),
-            sdk: sdk.clone(),
-            members: tokio::sync::Mutex::new(HashMap::new()),
-            targets: Mutex::new(HashMap::new()),
-            create_period: authorities::CREATE_PERIOD,
-            clock,
-            settings,
-        }
-    }
-
-    /// Paces creates at another rate than the service's one per second: for tests against an
-    /// emulator whose quota was raised, never for AWS, whose quota cannot be raised.
-    pub fn with_create_period(mut self, period: Duration) -> Self {
-        self.create_period = period;
-        self.targets = Mutex::new(HashMap::new());
-        self
-    }
-
-    /// The SDK configuration of an account: the function's own, or the member role's.
-    async fn account_sdk(
-        &self,
-        account: &Account,
-        partition: Option<&str>,
-    ) -> Result<SdkConfig, AccountError> {
-        let Account::Member(id) = account else {
-            return Ok(self.sdk.clone());
-        };
-        if let Some(sdk) = self.members.lock().await.get(id) {
-            return Ok(sdk.clone());
-        }
-        // Not held across the call: accounts are entered side by side. A failure is not
-        // kept, so the next run tries the account again.
-        let sdk = accounts::enter(&self.sdk, &self.settings.member_role, partition, id).await?;
-        self.members.lock().await.insert(id.clone(), sdk.clone());
-        Ok(sdk)
-    }
-
-    fn target(
-        &self,
-        account: &Account,
-        account_id: &str,
-        region: &str,
-        sdk: &SdkConfig,
-    ) -> Arc<TargetClient> {
-        let mut targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
-        targets
-            .entry((account.clone(), region.to_owned()))
-            .or_insert_with(|| {
-                let conf = aws_sdk_acmpca::config::Builder::from(sdk)
-                    .region(Region::new(region.to_owned()))
-                    .build();
-                Arc::new(TargetClient {
-                    account: account.clone(),
-                    region: region.to_owned(),
-                    acm_pca: aws_sdk_acmpca::Client::from_conf(conf),
-                    creates: self
-                        .ledger
-                        .create_pacer(account_id, region, self.create_period),
-                    reads: Pacer::new(authorities::READ_PERIOD),
-                })
-            })
-            .clone()
-    }
-}
-
-/// The invocation this run belongs to.
-#[derive(Debug, Clone)]
-pub struct Invocation {
-    /// Names the run in the ledger and the logs (Lambda's request id).
-    pub run_id: String,
-    /// When Lambda stops the invocation.
-    pub deadline: Instant,
-    /// Time kept back at the end for a CA in flight to be requested and recorded:
-    /// no new CA is started with less than this left.
-    pub reserve: Duration,
-    /// The function's own account (from its ARN), when known: entered with its own credentials.
-    pub home_account: Option<String>,
-    /// The partition of the function's ARN, when known: member roles are in the same one.
-    pub partition: Option<String>,
-}
-
-impl Invocation {
-    pub const DEFAULT_RESERVE: Duration = Duration::from_secs(10);
-
-    fn cutoff(&self) -> Instant {
-        self.deadline
-            .checked_sub(self.reserve)
-            .unwrap_or(self.deadline)
-    }
-
-    fn time_left(&self) -> bool {
-        Instant::now() < self.cutoff()
-    }
-}
+pub use crate::invocation::Invocation;
+pub use crate::services::Services;
+use crate::services::TargetClient;
 
 /// The first look at a new report: the service usually writes it within seconds.
 const FIRST_CHECK: Duration = Duration::from_secs(3);
@@ -328,7 +198,7 @@ async fn targets(
     };
     let not_audited = |id: &str| {
         failed(
-            "AccountNotAudited",
+            Code::AccountNotAudited.as_str(),
             format!("account {id} is not among the accounts this function audits (AUDIT_ACCOUNTS)"),
         )
     };
@@ -336,7 +206,7 @@ async fn targets(
         if !in_scope(account) {
             return Err(AccountError {
                 account_id: account.clone(),
-                error_code: "AccountNotAudited".into(),
+                error_code: Code::AccountNotAudited.into(),
                 error_message: format!(
                     "work item for account {account}, which is not among the accounts this function audits (AUDIT_ACCOUNTS)"
                 ),
@@ -477,7 +347,7 @@ impl RunContext<'_> {
                         None => outcomes.push(outcome(
                             arn,
                             failed(
-                                "ResourceNotFoundException",
+                                Code::ResourceNotFoundException.as_str(),
                                 format!(
                                     "no CA {arn} among the CAs account {} owns in {region}",
                                     client.account
@@ -551,7 +421,10 @@ impl RunContext<'_> {
                 };
                 let check = self.follow_up_once(client, arn, &pending).await;
                 if check.status == ReportStatus::Failed {
-                    w.next_eligible_at = Some(reopen_at(&pending));
+                    w.next_eligible_at = Some(next_eligible(
+                        Event::ReportFailed(pending.requested_at),
+                        settings.min_interval,
+                    ));
                 }
                 checks.insert(arn.to_string(), check);
             }
@@ -624,7 +497,12 @@ impl RunContext<'_> {
         if check.status == ReportStatus::Creating {
             return check;
         }
-        let reopen = (check.status == ReportStatus::Failed).then(|| reopen_at(pending));
+        let reopen = (check.status == ReportStatus::Failed).then(|| {
+            next_eligible(
+                Event::ReportFailed(pending.requested_at),
+                self.services.settings.min_interval,
+            )
+        });
         let now = self.services.clock.now();
         match self
             .services
@@ -813,7 +691,10 @@ impl RunContext<'_> {
             s3_key: report.s3_key,
             format: self.format,
             requested_at,
-            next_eligible_at: requested_at.plus(services.settings.min_interval.duration()),
+            next_eligible_at: next_eligible(
+                Event::Reported(requested_at),
+                services.settings.min_interval,
+            ),
             status: ReportStatus::Creating,
             size_bytes: None,
             recovered: false,
@@ -852,7 +733,7 @@ impl RunContext<'_> {
             Err(e) => outcome(
                 arn,
                 failed(
-                    "LedgerWriteFailed",
+                    Code::LedgerWriteFailed.as_str(),
                     format!(
                         "audit report {} ({}) was requested but not recorded: {e}",
                         record.report_id, record.s3_key
@@ -879,7 +760,8 @@ impl RunContext<'_> {
                 if let Some(since) = lost_at.or(claim.previous.unrecorded_since(now)) {
                     return self.find_lost_report(claim, since, &e).await;
                 }
-                let next = requested_at.plus(SERVICE_WINDOW);
+                let next =
+                    next_eligible(Event::RefusedTooSoon(requested_at), settings.min_interval);
                 let skip = Outcome::Skipped {
                     reason: SkipReason::ServiceWindow,
                     detail: format!(
@@ -890,7 +772,7 @@ impl RunContext<'_> {
                 self.give_back(claim, None, Some(next), skip).await
             }
             Refusal::State => {
-                let next = requested_at.plus(settings.min_interval.duration());
+                let next = next_eligible(Event::RefusedState(requested_at), settings.min_interval);
                 let skip = Outcome::Skipped {
                     reason: SkipReason::ServiceRefusedState,
                     detail: e.to_string(),
@@ -979,6 +861,8 @@ impl RunContext<'_> {
                     tokio::time::sleep(CHECK_INTERVAL).await;
                 }
                 result => {
+                    let next =
+                        next_eligible(Event::AnswerLost(since), services.settings.min_interval);
                     let searched = match result {
                         Err(se) => format!("the bucket could not be searched ({se})"),
                         _ => "it is not in the bucket yet".to_owned(),
@@ -991,12 +875,10 @@ impl RunContext<'_> {
                              next run looks for it before any new request",
                             e.code
                         ),
-                        next_eligible_at: Some(since.plus(SERVICE_WINDOW)),
+                        next_eligible_at: Some(next),
                     };
                     let claim = marked(claim, Some(since));
-                    return self
-                        .give_back(&claim, None, Some(since.plus(SERVICE_WINDOW)), skip)
-                        .await;
+                    return self.give_back(&claim, None, Some(next), skip).await;
                 }
             }
         }
@@ -1012,9 +894,10 @@ impl RunContext<'_> {
             s3_key: found.s3_key,
             format: found.format,
             requested_at: found.written_at,
-            next_eligible_at: found
-                .written_at
-                .plus(services.settings.min_interval.duration()),
+            next_eligible_at: next_eligible(
+                Event::Reported(found.written_at),
+                services.settings.min_interval,
+            ),
             status: ReportStatus::Success,
             size_bytes: Some(found.size_bytes),
             recovered: true,
@@ -1085,12 +968,6 @@ fn marked(claim: &Claim, lost_at: Option<Timestamp>) -> Claim {
         claim.previous.orphan_since = Some(since);
     }
     claim
-}
-
-/// A FAILED report leaves the CA without evidence: it is due again as soon as the service
-/// allows another report.
-fn reopen_at(report: &PendingReport) -> Timestamp {
-    report.requested_at.plus(SERVICE_WINDOW)
 }
 
 fn deferred() -> Outcome {

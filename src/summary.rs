@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
-use crate::config::ReportFormat;
-use crate::request::Trigger;
+use crate::format::ReportFormat;
+use crate::request::{Trigger, WorkItem};
 use crate::time::Timestamp;
 
 /// Why a CA was left alone this run.
@@ -161,20 +161,6 @@ pub struct AccountError {
     pub account_id: String,
     pub error_code: String,
     pub error_message: String,
-}
-
-/// One account-region handed to another invocation through the fan-out queue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct WorkItem {
-    pub account_id: String,
-    pub region: String,
-    /// The run that fanned out.
-    pub parent_run_id: String,
-    #[serde(default)]
-    pub dry_run: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<ReportFormat>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

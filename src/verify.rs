@@ -9,7 +9,7 @@ use aws_sdk_acmpca::types::AuditReportStatus;
 
 use crate::arn::CaArn;
 use crate::authorities::ServiceError;
-use crate::config::ReportFormat;
+use crate::format::ReportFormat;
 use crate::summary::{ReportCheck, ReportStatus};
 use crate::time::Timestamp;
 use crate::window::PendingReport;

@@ -1,12 +1,89 @@
-//! What a CA's ledger item means at a given instant: the pure half of the window.
+//! The window: when a CA may next be requested, and what its ledger item means at an instant.
 //!
-//! The ledger's conditional write is what actually guards the window; these decisions only
-//! spare a claim (and a DynamoDB write) for a CA that could not win it, and order the rest.
+//! The whole rule is here: `next_eligible` says, from what happened to a CA, when it is due
+//! again; `Window::blocked` reads a window item the way the ledger's claim condition
+//! (`CLAIM_CONDITION`) does. The ledger's conditional write is what actually guards the
+//! window; `blocked` only spares a claim (and a DynamoDB write) for a CA that could not win
+//! it.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use crate::summary::{Outcome, ReportStatus, SkipReason};
 use crate::time::Timestamp;
+
+/// The service's own limit: one audit report per CA every 30 minutes (API reference,
+/// CreateCertificateAuthorityAuditReport).
+pub const SERVICE_WINDOW: Duration = Duration::from_secs(30 * 60);
+
+/// The only states the service makes an audit report for (Private CA user guide, "Understand
+/// AWS Private CA CA status", column "Generate audits"): ACTIVE and DISABLED. Any other,
+/// EXPIRED included, is refused with InvalidStateException, a create slot spent for nothing.
+pub const AUDITABLE_STATES: [&str; 2] = ["ACTIVE", "DISABLED"];
+
+/// The ledger's claim condition: the window has opened and no live lease holds the CA.
+/// `Window::blocked` is its reading in code; the two must agree.
+pub const CLAIM_CONDITION: &str = "(attribute_not_exists(next_eligible_at) OR next_eligible_at <= :now) \
+     AND (attribute_not_exists(lease_expires_at) OR lease_expires_at < :now)";
+
+/// The time between two reports of one CA (`MIN_INTERVAL_MINUTES`); never shorter than the
+/// service allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interval(Duration);
+
+impl Interval {
+    pub fn new(d: Duration) -> Result<Self, String> {
+        if d < SERVICE_WINDOW {
+            Err(format!(
+                "{} minutes is below the service's one report per CA every 30 minutes",
+                d.as_secs() / 60
+            ))
+        } else {
+            Ok(Self(d))
+        }
+    }
+
+    pub fn duration(self) -> Duration {
+        self.0
+    }
+}
+
+impl Default for Interval {
+    fn default() -> Self {
+        Self(SERVICE_WINDOW)
+    }
+}
+
+/// What happened to a CA, as far as its window is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A report was requested at this instant (or, for a report found in the bucket, written).
+    Reported(Timestamp),
+    /// A create at this instant was refused as too soon: the service holds a report of the
+    /// CA from the 30 minutes before it.
+    RefusedTooSoon(Timestamp),
+    /// A create at this instant was refused for the CA's state.
+    RefusedState(Timestamp),
+    /// The report requested at this instant ended FAILED: the CA has no evidence.
+    ReportFailed(Timestamp),
+    /// A create at this instant may have made a report whose answer was lost.
+    AnswerLost(Timestamp),
+}
+
+/// When the CA may next be requested after `event`.
+pub fn next_eligible(event: Event, interval: Interval) -> Timestamp {
+    match event {
+        // The configured interval from one report to the next.
+        Event::Reported(at) => at.plus(interval.duration()),
+        // The service's state does not change by itself soon: look again next interval.
+        Event::RefusedState(at) => at.plus(interval.duration()),
+        // The service's own window: no create can pass before it ends. A FAILED report
+        // leaves the CA without evidence, so it is due as soon as the service allows.
+        Event::RefusedTooSoon(at) | Event::ReportFailed(at) | Event::AnswerLost(at) => {
+            at.plus(SERVICE_WINDOW)
+        }
+    }
+}
 
 /// The claim a run holds on a CA while it requests the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +182,7 @@ pub fn state_outcome(state: &str, audited: &BTreeSet<String>) -> Option<Outcome>
         return None;
     }
     let audited_list = audited.iter().cloned().collect::<Vec<_>>().join(", ");
-    let detail = if crate::config::AUDITABLE_STATES.contains(&state) {
+    let detail = if AUDITABLE_STATES.contains(&state) {
         format!("CA is {state}; AUDIT_CA_STATES audits only {audited_list}")
     } else {
         format!(
@@ -132,6 +209,32 @@ mod tests {
 
     fn t(s: u64) -> Timestamp {
         Timestamp::from_epoch_seconds(s)
+    }
+
+    #[test]
+    fn next_eligible_follows_what_happened() {
+        let day = Interval::new(Duration::from_secs(86_400)).unwrap();
+        let at = t(10_000);
+        assert_eq!(next_eligible(Event::Reported(at), day), t(96_400));
+        assert_eq!(next_eligible(Event::RefusedState(at), day), t(96_400));
+        // The service's 30 minutes, whatever the configured interval.
+        for e in [
+            Event::RefusedTooSoon(at),
+            Event::ReportFailed(at),
+            Event::AnswerLost(at),
+        ] {
+            assert_eq!(next_eligible(e, day), t(11_800), "{e:?}");
+        }
+        assert_eq!(
+            next_eligible(Event::Reported(at), Interval::default()),
+            t(11_800)
+        );
+    }
+
+    #[test]
+    fn an_interval_below_the_service_window_is_refused() {
+        assert!(Interval::new(Duration::from_secs(29 * 60)).is_err());
+        assert!(Interval::new(SERVICE_WINDOW).is_ok());
     }
 
     #[test]

@@ -1,0 +1,76 @@
+//! The error codes this function gives, beside the AWS services' own: one list, so that a code
+//! means one thing wherever it appears (summaries, the ledger's `last_error_code`, logs).
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// A CA or work item of an account not among `AUDIT_ACCOUNTS`.
+    AccountNotAudited,
+    /// The member role could not be assumed in an account.
+    AssumeRoleFailed,
+    /// No partition is known for the function's region, so no member role ARN can be named.
+    UnknownPartition,
+    /// A report the service accepted ended FAILED, or its object is missing or empty.
+    AuditReportFailed,
+    /// The service accepted a report that the ledger could not record.
+    LedgerWriteFailed,
+    /// The report bucket does not exist.
+    NoSuchBucket,
+    /// The report bucket refuses the function.
+    AccessDenied,
+    /// The report bucket is in another region than the function.
+    BucketInAnotherRegion,
+    /// The service accepted a create but answered without a report id or S3 key.
+    IncompleteResponse,
+    /// A request this function built was refused before it was sent.
+    InvalidRequest,
+    /// BatchGetItem kept leaving keys unprocessed.
+    UnprocessedKeys,
+    /// A call timed out.
+    Timeout,
+    /// A service could not be reached.
+    Unreachable,
+    /// A service's answer could not be read.
+    InvalidResponse,
+    /// A call failed without a code of the service's.
+    RequestFailed,
+    /// A CA a manual request names is not among the CAs its account owns in its region (the
+    /// service's own code for an unknown CA, given before any create).
+    ResourceNotFoundException,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AccountNotAudited => "AccountNotAudited",
+            Self::AssumeRoleFailed => "AssumeRoleFailed",
+            Self::UnknownPartition => "UnknownPartition",
+            Self::AuditReportFailed => "AuditReportFailed",
+            Self::LedgerWriteFailed => "LedgerWriteFailed",
+            Self::NoSuchBucket => "NoSuchBucket",
+            Self::AccessDenied => "AccessDenied",
+            Self::BucketInAnotherRegion => "BucketInAnotherRegion",
+            Self::IncompleteResponse => "IncompleteResponse",
+            Self::InvalidRequest => "InvalidRequest",
+            Self::UnprocessedKeys => "UnprocessedKeys",
+            Self::Timeout => "Timeout",
+            Self::Unreachable => "Unreachable",
+            Self::InvalidResponse => "InvalidResponse",
+            Self::RequestFailed => "RequestFailed",
+            Self::ResourceNotFoundException => "ResourceNotFoundException",
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<Code> for String {
+    fn from(c: Code) -> Self {
+        c.as_str().to_owned()
+    }
+}

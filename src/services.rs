@@ -1,0 +1,125 @@
+//! The clients and settings a run uses, built once at cold start and kept across invocations:
+//! the ledger, S3, SQS, the member accounts entered, and per account-region the ACM PCA client
+//! with its pacers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_sdk_acmpca::config::Region;
+
+use crate::accounts::{self, Account};
+use crate::authorities::{self, Pacer};
+use crate::config::Settings;
+use crate::ledger::Ledger;
+use crate::quota::SharedPacer;
+use crate::summary::AccountError;
+use crate::time::Clock;
+
+/// What one account-region needs: its ACM PCA client and the pacing of its quotas.
+pub(crate) struct TargetClient {
+    pub(crate) account: Account,
+    pub(crate) region: String,
+    pub(crate) acm_pca: aws_sdk_acmpca::Client,
+    /// CreateCertificateAuthorityAuditReport: one a second, shared with every other
+    /// invocation auditing this account-region.
+    pub(crate) creates: SharedPacer,
+    /// DescribeCertificateAuthorityAuditReport and ListTags.
+    pub(crate) reads: Pacer,
+}
+
+/// Everything a run uses, built once at cold start and shared by every invocation.
+pub struct Services {
+    pub settings: Settings,
+    pub ledger: Ledger,
+    pub(crate) s3: aws_sdk_s3::Client,
+    pub(crate) sqs: aws_sdk_sqs::Client,
+    pub(crate) sdk: SdkConfig,
+    /// Member accounts entered, kept across invocations: their clients cache the role's
+    /// credentials and renew them when they run out.
+    pub(crate) members: tokio::sync::Mutex<HashMap<String, SdkConfig>>,
+    /// Per account-region, kept across invocations so a warm function keeps its pacing.
+    pub(crate) targets: Mutex<HashMap<(Account, String), Arc<TargetClient>>>,
+    pub(crate) create_period: Duration,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl Services {
+    pub fn new(settings: Settings, sdk: &SdkConfig, clock: Arc<dyn Clock>) -> Self {
+        let ledger = Ledger::new(
+            aws_sdk_dynamodb::Client::new(sdk),
+            settings.ledger_table.clone(),
+            settings.history_retention,
+        );
+        Self {
+            ledger,
+            s3: aws_sdk_s3::Client::new(sdk),
+            sqs: aws_sdk_sqs::Client::new(sdk),
+            sdk: sdk.clone(),
+            members: tokio::sync::Mutex::new(HashMap::new()),
+            targets: Mutex::new(HashMap::new()),
+            create_period: authorities::CREATE_PERIOD,
+            clock,
+            settings,
+        }
+    }
+
+    /// Paces creates at another rate than the service's one per second: for tests against an
+    /// emulator whose quota was raised, never for AWS, whose quota cannot be raised.
+    pub fn with_create_period(mut self, period: Duration) -> Self {
+        self.create_period = period;
+        self.targets = Mutex::new(HashMap::new());
+        self
+    }
+
+    /// The SDK configuration of an account: the function's own, or the member role's.
+    pub(crate) async fn account_sdk(
+        &self,
+        account: &Account,
+        partition: Option<&str>,
+    ) -> Result<SdkConfig, AccountError> {
+        let Account::Member(id) = account else {
+            return Ok(self.sdk.clone());
+        };
+        if let Some(sdk) = self.members.lock().await.get(id) {
+            return Ok(sdk.clone());
+        }
+        // Not held across the call: accounts are entered side by side. A failure is not
+        // kept, so the next run tries the account again.
+        let sdk = accounts::enter(&self.sdk, &self.settings.member_role, partition, id).await?;
+        self.members.lock().await.insert(id.clone(), sdk.clone());
+        Ok(sdk)
+    }
+
+    pub(crate) fn target(
+        &self,
+        account: &Account,
+        account_id: &str,
+        region: &str,
+        sdk: &SdkConfig,
+    ) -> Arc<TargetClient> {
+        let mut targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+        targets
+            .entry((account.clone(), region.to_owned()))
+            .or_insert_with(|| {
+                let conf = aws_sdk_acmpca::config::Builder::from(sdk)
+                    .region(Region::new(region.to_owned()))
+                    .build();
+                Arc::new(TargetClient {
+                    account: account.clone(),
+                    region: region.to_owned(),
+                    acm_pca: aws_sdk_acmpca::Client::from_conf(conf),
+                    creates: SharedPacer::new(
+                        self.ledger.client().clone(),
+                        self.ledger.table(),
+                        account_id,
+                        region,
+                        self.create_period,
+                    ),
+                    reads: Pacer::new(authorities::READ_PERIOD),
+                })
+            })
+            .clone()
+    }
+}
