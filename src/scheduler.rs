@@ -14,7 +14,7 @@ use crate::arn::CaArn;
 use crate::authorities::{self, Authority, Refusal, ServiceError};
 use crate::bucket;
 use crate::codes::Code;
-use crate::config::Accounts;
+use crate::config::{Accounts, Settings};
 use crate::fan_out;
 use crate::format::ReportFormat;
 use crate::ledger::{Claim, ClaimResult, LedgerError, ReportRecord};
@@ -264,6 +264,81 @@ struct RunContext<'a> {
     bucket_error: Option<ServiceError>,
 }
 
+/// What a CA's create came to, after its retries.
+struct CreateAttempt {
+    /// When the last attempt was made.
+    requested_at: Timestamp,
+    /// When the first attempt whose answer was lost was made: a report may exist since.
+    lost_at: Option<Timestamp>,
+    result: Result<authorities::AuditReport, ServiceError>,
+}
+
+/// The listed CAs a request asks for: all of them, or those a manual request names (each
+/// named CA the listing lacks is failed here, before any create, so it costs no quota).
+fn choose(
+    listed: Vec<Authority>,
+    only: Option<&[CaArn]>,
+    account: &Account,
+    region: &str,
+) -> (Vec<Authority>, Vec<CaOutcome>) {
+    let Some(arns) = only else {
+        return (listed, Vec::new());
+    };
+    let mut by_arn: HashMap<&str, &Authority> =
+        listed.iter().map(|a| (a.arn.as_str(), a)).collect();
+    let (mut chosen, mut outcomes) = (Vec::new(), Vec::new());
+    for arn in arns {
+        match by_arn.remove(arn.as_str()) {
+            Some(a) => chosen.push(a.clone()),
+            None => outcomes.push(outcome(
+                arn,
+                failed(
+                    Code::ResourceNotFoundException.as_str(),
+                    format!("no CA {arn} among the CAs account {account} owns in {region}"),
+                ),
+            )),
+        }
+    }
+    (chosen, outcomes)
+}
+
+/// The CAs in an audited state and in scope (exemptions, types); the others skipped with why.
+fn in_scope(authorities: Vec<Authority>, settings: &Settings) -> (Vec<CaArn>, Vec<CaOutcome>) {
+    let (mut kept, mut outcomes) = (Vec::new(), Vec::new());
+    for a in authorities {
+        let skip = window::state_outcome(&a.status, &settings.audit_states)
+            .or_else(|| scope::outcome(a.arn.as_str(), &a.ca_type, &settings.scope));
+        match skip {
+            Some(skip) => outcomes.push(outcome(&a.arn, skip)),
+            None => kept.push(a.arn),
+        }
+    }
+    (kept, outcomes)
+}
+
+/// Plan: from the candidates' windows at `now`, the CAs due, those that waited longest first
+/// (never audited, then the oldest report), and the others skipped with when they are due.
+fn plan(
+    candidates: Vec<CaArn>,
+    mut windows: HashMap<String, Window>,
+    now: Timestamp,
+) -> (Vec<CaArn>, Vec<CaOutcome>) {
+    let mut eligible: Vec<(CaArn, Window)> = Vec::new();
+    let mut skipped = Vec::new();
+    for arn in candidates {
+        let w = windows.remove(arn.as_str()).unwrap_or_default();
+        match w.blocked(now) {
+            Some(skip) => skipped.push(outcome(&arn, skip)),
+            None => eligible.push((arn, w)),
+        }
+    }
+    eligible.sort_by(|(a, wa), (b, wb)| {
+        window::waiting_order(wa.last_requested_at, a.as_str())
+            .cmp(&window::waiting_order(wb.last_requested_at, b.as_str()))
+    });
+    (eligible.into_iter().map(|(a, _)| a).collect(), skipped)
+}
+
 fn outcome(arn: &CaArn, outcome: Outcome) -> CaOutcome {
     CaOutcome {
         certificate_authority_arn: arn.to_string(),
@@ -296,109 +371,20 @@ fn still_creating(report: &PendingReport, detail: Option<String>) -> ReportCheck
 }
 
 impl RunContext<'_> {
+    /// One account-region, in three phases: select the CAs to consider, plan from the ledger
+    /// which are due and in what order, execute (claim, request, record, follow up).
     async fn audit_target(
         &self,
         client: &TargetClient,
         only: Option<&[CaArn]>,
     ) -> (Vec<CaOutcome>, Option<RegionError>) {
-        let region = client.region.as_str();
-        let settings = &self.services.settings;
-        let mut outcomes = Vec::new();
-
-        let listed = match authorities::list(&client.acm_pca).await {
-            Ok(listed) => listed,
-            Err(e) => {
-                let message = format!(
-                    "listing CAs of account {} in {region}: {}",
-                    client.account, e.message
-                );
-                // A manual request names its CAs: each gets the error. A scheduled run cannot
-                // know which CAs it missed, so the account-region itself is reported.
-                return match only {
-                    Some(arns) => (
-                        arns.iter()
-                            .map(|a| outcome(a, failed(&e.code, message.clone())))
-                            .collect(),
-                        None,
-                    ),
-                    None => (
-                        vec![],
-                        Some(RegionError {
-                            account_id: client.account.label().to_owned(),
-                            region: region.to_owned(),
-                            error_code: e.code,
-                            error_message: message,
-                        }),
-                    ),
-                };
-            }
+        let (candidates, mut outcomes) = match self.select(client, only).await {
+            Ok(selected) => selected,
+            Err(listing) => return listing,
         };
-
-        let authorities: Vec<Authority> = match only {
-            None => listed,
-            Some(arns) => {
-                let mut by_arn: HashMap<&str, &Authority> =
-                    listed.iter().map(|a| (a.arn.as_str(), a)).collect();
-                let mut chosen = Vec::new();
-                for arn in arns {
-                    match by_arn.remove(arn.as_str()) {
-                        Some(a) => chosen.push(a.clone()),
-                        // Said before any create, so an unknown ARN costs no quota.
-                        None => outcomes.push(outcome(
-                            arn,
-                            failed(
-                                Code::ResourceNotFoundException.as_str(),
-                                format!(
-                                    "no CA {arn} among the CAs account {} owns in {region}",
-                                    client.account
-                                ),
-                            ),
-                        )),
-                    }
-                }
-                chosen
-            }
-        };
-
-        let mut candidates = Vec::new();
-        for a in authorities {
-            let skip = window::state_outcome(&a.status, &settings.audit_states)
-                .or_else(|| scope::outcome(a.arn.as_str(), &a.ca_type, &settings.scope));
-            match skip {
-                Some(skip) => outcomes.push(outcome(&a.arn, skip)),
-                None => candidates.push(a.arn),
-            }
-        }
-        if !settings.scope.required_tags.is_empty() {
-            let cutoff = self.invocation.cutoff();
-            let tagged: Vec<(CaArn, Result<authorities::Tags, ServiceError>)> =
-                futures::stream::iter(candidates)
-                    .map(|arn| async move {
-                        client.reads.wait_turn(cutoff).await;
-                        let tags = authorities::tags(&client.acm_pca, &arn).await;
-                        (arn, tags)
-                    })
-                    .buffered(4)
-                    .collect()
-                    .await;
-            candidates = Vec::new();
-            for (arn, tags) in tagged {
-                match tags {
-                    Ok(tags) => match scope::tag_outcome(&tags, &settings.scope.required_tags) {
-                        Some(skip) => outcomes.push(outcome(&arn, skip)),
-                        None => candidates.push(arn),
-                    },
-                    Err(e) => outcomes.push(outcome(
-                        &arn,
-                        failed(&e.code, format!("reading the CA's tags: {}", e.message)),
-                    )),
-                }
-            }
-        }
         if candidates.is_empty() {
             return (outcomes, None);
         }
-
         let mut windows = match self.services.ledger.windows(&candidates).await {
             Ok(w) => w,
             Err(e) => {
@@ -407,77 +393,160 @@ impl RunContext<'_> {
                 return (outcomes, None);
             }
         };
-
-        // Reports of earlier runs not yet seen to end are followed up first: a FAILED one
-        // reopens its CA's window, which may make the CA due again in this very run.
-        let mut checks: HashMap<String, ReportCheck> = HashMap::new();
-        if !self.request.dry_run {
-            for arn in &candidates {
-                let Some(w) = windows.get_mut(arn.as_str()) else {
-                    continue;
-                };
-                let Some(pending) = w.pending_report() else {
-                    continue;
-                };
-                let check = self.follow_up_once(client, arn, &pending).await;
-                if check.status == ReportStatus::Failed {
-                    w.next_eligible_at = Some(next_eligible(
-                        Event::ReportFailed(pending.requested_at),
-                        settings.min_interval,
-                    ));
-                }
-                checks.insert(arn.to_string(), check);
-            }
-        }
-
-        let now = self.services.clock.now();
-        let mut eligible: Vec<(CaArn, Window)> = Vec::new();
-        for arn in candidates {
-            let w = windows.remove(arn.as_str()).unwrap_or_default();
-            match w.blocked(now) {
-                Some(skip) => outcomes.push(outcome(&arn, skip)),
-                None => eligible.push((arn, w)),
-            }
-        }
-        eligible.sort_by(|(a, wa), (b, wb)| {
-            window::waiting_order(wa.last_requested_at, a.as_str())
-                .cmp(&window::waiting_order(wb.last_requested_at, b.as_str()))
-        });
-
-        if self.request.dry_run {
-            outcomes.extend(
-                eligible
-                    .iter()
-                    .map(|(a, _)| outcome(a, Outcome::WouldRequest)),
-            );
-        } else if let Some(e) = &self.bucket_error {
-            outcomes.extend(
-                eligible
-                    .iter()
-                    .map(|(a, _)| outcome(a, failed(&e.code, e.message.clone()))),
-            );
-        } else {
-            // Creates go at the quota's pace; each accepted report goes to the follow-up,
-            // which looks at it a few seconds later while the next CAs are being requested.
-            let (reports, accepted) = mpsc::unbounded_channel();
-            let requesting = async move {
-                let served: Vec<CaOutcome> = futures::stream::iter(eligible.iter())
-                    .map(|(arn, _)| self.audit_ca(client, arn, &reports))
-                    .buffered(settings.max_concurrency)
-                    .collect()
-                    .await;
-                drop(reports);
-                served
-            };
-            let (served, followed) =
-                futures::future::join(requesting, self.follow_up(client, accepted)).await;
-            outcomes.extend(served);
-            checks.extend(followed);
-        }
+        let mut checks = self
+            .follow_up_earlier(client, &candidates, &mut windows)
+            .await;
+        let (eligible, skipped) = plan(candidates, windows, self.services.clock.now());
+        outcomes.extend(skipped);
+        let (served, followed) = self.execute(client, eligible).await;
+        outcomes.extend(served);
+        checks.extend(followed);
         for o in &mut outcomes {
             o.report = checks.remove(&o.certificate_authority_arn);
         }
         (outcomes, None)
+    }
+
+    /// Select: the CAs of the account-region (those a manual request names, when it does)
+    /// that are in an audited state, in scope, and carry the required tags; the others with
+    /// why. A listing that fails is the account-region's error (or, for a manual request,
+    /// each named CA's).
+    async fn select(
+        &self,
+        client: &TargetClient,
+        only: Option<&[CaArn]>,
+    ) -> Result<(Vec<CaArn>, Vec<CaOutcome>), (Vec<CaOutcome>, Option<RegionError>)> {
+        let region = client.region.as_str();
+        let settings = &self.services.settings;
+        let listed = authorities::list(&client.acm_pca).await.map_err(|e| {
+            let message = format!(
+                "listing CAs of account {} in {region}: {}",
+                client.account, e.message
+            );
+            // A manual request names its CAs: each gets the error. A scheduled run cannot
+            // know which CAs it missed, so the account-region itself is reported.
+            match only {
+                Some(arns) => (
+                    arns.iter()
+                        .map(|a| outcome(a, failed(&e.code, message.clone())))
+                        .collect(),
+                    None,
+                ),
+                None => (
+                    vec![],
+                    Some(RegionError {
+                        account_id: client.account.label().to_owned(),
+                        region: region.to_owned(),
+                        error_code: e.code,
+                        error_message: message,
+                    }),
+                ),
+            }
+        })?;
+        let (chosen, mut outcomes) = choose(listed, only, &client.account, region);
+        let (candidates, out_of_scope) = in_scope(chosen, settings);
+        outcomes.extend(out_of_scope);
+        if settings.scope.required_tags.is_empty() {
+            return Ok((candidates, outcomes));
+        }
+        let (tagged, untagged) = self.with_required_tags(client, candidates).await;
+        outcomes.extend(untagged);
+        Ok((tagged, outcomes))
+    }
+
+    /// The candidates that carry every required tag (one ListTags each, at the read pace).
+    async fn with_required_tags(
+        &self,
+        client: &TargetClient,
+        candidates: Vec<CaArn>,
+    ) -> (Vec<CaArn>, Vec<CaOutcome>) {
+        let required = &self.services.settings.scope.required_tags;
+        let cutoff = self.invocation.cutoff();
+        let tagged: Vec<(CaArn, Result<authorities::Tags, ServiceError>)> =
+            futures::stream::iter(candidates)
+                .map(|arn| async move {
+                    client.reads.wait_turn(cutoff).await;
+                    let tags = authorities::tags(&client.acm_pca, &arn).await;
+                    (arn, tags)
+                })
+                .buffered(4)
+                .collect()
+                .await;
+        let (mut kept, mut outcomes) = (Vec::new(), Vec::new());
+        for (arn, tags) in tagged {
+            match tags {
+                Ok(tags) => match scope::tag_outcome(&tags, required) {
+                    Some(skip) => outcomes.push(outcome(&arn, skip)),
+                    None => kept.push(arn),
+                },
+                Err(e) => outcomes.push(outcome(
+                    &arn,
+                    failed(&e.code, format!("reading the CA's tags: {}", e.message)),
+                )),
+            }
+        }
+        (kept, outcomes)
+    }
+
+    /// Reports of earlier runs not yet seen to end are followed up first: a FAILED one
+    /// reopens its CA's window, which may make the CA due again in this very run.
+    async fn follow_up_earlier(
+        &self,
+        client: &TargetClient,
+        candidates: &[CaArn],
+        windows: &mut HashMap<String, Window>,
+    ) -> HashMap<String, ReportCheck> {
+        let mut checks = HashMap::new();
+        if self.request.dry_run {
+            return checks;
+        }
+        for arn in candidates {
+            let Some(w) = windows.get_mut(arn.as_str()) else {
+                continue;
+            };
+            let Some(pending) = w.pending_report() else {
+                continue;
+            };
+            let check = self.follow_up_once(client, arn, &pending).await;
+            if check.status == ReportStatus::Failed {
+                w.next_eligible_at = Some(next_eligible(
+                    Event::ReportFailed(pending.requested_at),
+                    self.services.settings.min_interval,
+                ));
+            }
+            checks.insert(arn.to_string(), check);
+        }
+        checks
+    }
+
+    /// Execute: claim, request, record and follow up each eligible CA, in order; or, for a dry
+    /// run, say what would be requested; or, with the bucket out of reach, fail each.
+    async fn execute(
+        &self,
+        client: &TargetClient,
+        eligible: Vec<CaArn>,
+    ) -> (Vec<CaOutcome>, HashMap<String, ReportCheck>) {
+        if self.request.dry_run {
+            let would = eligible.iter().map(|a| outcome(a, Outcome::WouldRequest));
+            return (would.collect(), HashMap::new());
+        }
+        if let Some(e) = &self.bucket_error {
+            let fail = |a| outcome(a, failed(&e.code, e.message.clone()));
+            return (eligible.iter().map(fail).collect(), HashMap::new());
+        }
+        // Creates go at the quota's pace; each accepted report goes to the follow-up,
+        // which looks at it a few seconds later while the next CAs are being requested.
+        let (reports, accepted) = mpsc::unbounded_channel();
+        let requesting = async move {
+            let served: Vec<CaOutcome> = futures::stream::iter(eligible.iter())
+                .map(|arn| self.audit_ca(client, arn, &reports))
+                .buffered(self.services.settings.max_concurrency)
+                .collect()
+                .await;
+            drop(reports);
+            served
+        };
+        futures::future::join(requesting, self.follow_up(client, accepted)).await
     }
 
     /// One look at a report: what it came to is written to the ledger once it has ended.
@@ -581,11 +650,39 @@ impl RunContext<'_> {
         arn: &CaArn,
         reports: &mpsc::UnboundedSender<(CaArn, PendingReport)>,
     ) -> CaOutcome {
-        let services = self.services;
-        let run_id = &self.invocation.run_id;
         if !self.invocation.time_left() {
             return outcome(arn, deferred());
         }
+        let claim = match self.claim(arn).await {
+            Ok(claim) => claim,
+            Err(lost) => return lost,
+        };
+        if let Some(done) = self.recover_unrecorded(&claim).await {
+            return done;
+        }
+        let attempt = match self.request(client, &claim).await {
+            Ok(attempt) => attempt,
+            // Out of slots: an answer lost by then stays marked on the CA.
+            Err(lost_at) => {
+                let claim = marked(&claim, lost_at);
+                return self.give_back(&claim, None, None, deferred()).await;
+            }
+        };
+        match attempt.result {
+            Ok(report) => {
+                self.record_new(&claim, attempt.requested_at, report, reports)
+                    .await
+            }
+            Err(e) => {
+                self.refused(&claim, attempt.requested_at, attempt.lost_at, e)
+                    .await
+            }
+        }
+    }
+
+    /// The CA's window, claimed with one conditional write; or why it could not be.
+    async fn claim(&self, arn: &CaArn) -> Result<Claim, CaOutcome> {
+        let services = self.services;
         let now = services.clock.now();
         // The lease ends when the invocation must: a run that dies holds the CA no longer than
         // the function's timeout allows it to live.
@@ -594,58 +691,70 @@ impl RunContext<'_> {
             .deadline
             .saturating_duration_since(Instant::now());
         let lease_expiry = now.plus(remaining + Duration::from_secs(1));
-        let claim = match services.ledger.claim(arn, run_id, now, lease_expiry).await {
-            Ok(ClaimResult::Won(claim)) => claim,
-            Ok(ClaimResult::Lost(w)) => {
-                let skip = w.blocked(now).unwrap_or(Outcome::Skipped {
+        let run_id = &self.invocation.run_id;
+        match services.ledger.claim(arn, run_id, now, lease_expiry).await {
+            Ok(ClaimResult::Won(claim)) => Ok(claim),
+            Ok(ClaimResult::Lost(w)) => Err(outcome(
+                arn,
+                w.blocked(now).unwrap_or(Outcome::Skipped {
                     reason: SkipReason::ClaimedByAnotherRun,
                     detail: "another run claimed the CA first".into(),
                     next_eligible_at: None,
-                });
-                return outcome(arn, skip);
-            }
-            Err(e) => return outcome(arn, ledger_failed(&e)),
-        };
-        let bucket = &services.settings.report_bucket;
+                }),
+            )),
+            Err(e) => Err(outcome(arn, ledger_failed(&e))),
+        }
+    }
 
-        if let Some(since) = claim.previous.unrecorded_since(now) {
-            // No API lists audit reports: the bucket is where a lost report id turns up.
-            let known = claim.previous.last_s3_key.as_deref();
-            match verify::find_unrecorded(&services.s3, bucket, arn, since, known).await {
-                Ok(Some(found)) => {
-                    let why = format!(
-                        "a run claimed the CA at {since} and did not record a report (it died, \
-                         or the service's answer was lost)"
-                    );
-                    return self.recover(&claim, found, why).await;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    let fail = failed(
-                        &e.code,
-                        format!(
-                            "a run that died may have requested a report at {since}; the bucket \
-                             could not be searched for it, so none was requested: {}",
-                            e.message
-                        ),
-                    );
-                    return self.give_back(&claim, None, None, fail).await;
-                }
+    /// When the claim took over from a run that died (or a create whose answer was lost), the
+    /// report it may have made is looked for in the bucket first: found, it is recorded and
+    /// no new one is requested. No API lists audit reports: the bucket is where a lost report
+    /// id turns up.
+    async fn recover_unrecorded(&self, claim: &Claim) -> Option<CaOutcome> {
+        let services = self.services;
+        let since = claim.previous.unrecorded_since(services.clock.now())?;
+        let bucket = &services.settings.report_bucket;
+        let known = claim.previous.last_s3_key.as_deref();
+        match verify::find_unrecorded(&services.s3, bucket, &claim.arn, since, known).await {
+            Ok(Some(found)) => {
+                let why = format!(
+                    "a run claimed the CA at {since} and did not record a report (it died, or \
+                     the service's answer was lost)"
+                );
+                Some(self.recover(claim, found, why).await)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                let fail = failed(
+                    &e.code,
+                    format!(
+                        "a run that died may have requested a report at {since}; the bucket \
+                         could not be searched for it, so none was requested: {}",
+                        e.message
+                    ),
+                );
+                Some(self.give_back(claim, None, None, fail).await)
             }
         }
+    }
 
-        let mut attempts = 0;
-        // The first create whose answer was lost: from then on a report may exist.
+    /// The create, each attempt in a slot of the shared pacer: retried while throttled or
+    /// while its answer is lost, up to `CREATE_ATTEMPTS`. When no slot is left before the
+    /// invocation's cutoff: `Err` with when an answer was first lost, if one was.
+    async fn request(
+        &self,
+        client: &TargetClient,
+        claim: &Claim,
+    ) -> Result<CreateAttempt, Option<Timestamp>> {
+        let bucket = &self.services.settings.report_bucket;
         let mut lost_at: Option<Timestamp> = None;
-        let (requested_at, result) = loop {
+        for attempt in 1..=authorities::CREATE_ATTEMPTS {
             if !client.creates.wait_turn(self.invocation.cutoff()).await {
-                let claim = marked(&claim, lost_at);
-                return self.give_back(&claim, None, None, deferred()).await;
+                return Err(lost_at);
             }
-            attempts += 1;
-            let at = services.clock.now();
+            let at = self.services.clock.now();
             let result =
-                authorities::request_report(&client.acm_pca, arn, bucket, self.format).await;
+                authorities::request_report(&client.acm_pca, &claim.arn, bucket, self.format).await;
             let again = match &result {
                 Ok(_) => {
                     client.creates.accepted().await;
@@ -663,16 +772,18 @@ impl RunContext<'_> {
                     _ => false,
                 },
             };
-            if again && attempts < authorities::CREATE_ATTEMPTS {
-                tracing::debug!(ca_arn = %arn, attempts, error = %result.as_ref().err().map(ToString::to_string).unwrap_or_default(), "create retried in the next slot");
-                continue;
+            if !again || attempt == authorities::CREATE_ATTEMPTS {
+                return Ok(CreateAttempt {
+                    requested_at: at,
+                    lost_at,
+                    result,
+                });
             }
-            break (at, result);
-        };
-        match result {
-            Ok(report) => self.record_new(&claim, requested_at, report, reports).await,
-            Err(e) => self.refused(&claim, requested_at, lost_at, e).await,
+            if let Err(e) = &result {
+                tracing::debug!(ca_arn = %claim.arn, attempt, error = %e, "create retried in the next slot");
+            }
         }
+        unreachable!("the last attempt returns")
     }
 
     /// Records the report the service accepted and hands it to the follow-up.
@@ -985,5 +1096,112 @@ fn describe(o: &Outcome) -> String {
         } => format!("{error_code}: {error_message}"),
         Outcome::Skipped { detail, .. } | Outcome::Deferred { detail } => detail.clone(),
         _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::window::Lease;
+
+    fn arn(n: u8) -> CaArn {
+        CaArn::parse(&format!(
+            "arn:aws:acm-pca:eu-west-1:111111111111:certificate-authority/00000000-0000-0000-0000-0000000000{n:02}"
+        ))
+        .unwrap()
+    }
+
+    fn t(s: u64) -> Timestamp {
+        Timestamp::from_epoch_seconds(s)
+    }
+
+    #[test]
+    fn plan_takes_the_due_cas_longest_waiting_first_and_says_when_the_others_are_due() {
+        let windows = HashMap::from([
+            (
+                arn(1).to_string(),
+                Window {
+                    last_requested_at: Some(t(500)),
+                    next_eligible_at: Some(t(900)),
+                    ..Window::default()
+                },
+            ),
+            (
+                arn(2).to_string(),
+                Window {
+                    last_requested_at: Some(t(100)),
+                    next_eligible_at: Some(t(2_000)),
+                    ..Window::default()
+                },
+            ),
+            (
+                arn(3).to_string(),
+                Window {
+                    lease: Some(Lease {
+                        run_id: "other".into(),
+                        expires_at: t(1_500),
+                        claimed_at: Some(t(950)),
+                    }),
+                    ..Window::default()
+                },
+            ),
+            (
+                arn(4).to_string(),
+                Window {
+                    last_requested_at: Some(t(50)),
+                    next_eligible_at: Some(t(800)),
+                    ..Window::default()
+                },
+            ),
+        ]);
+        let (eligible, skipped) = plan(
+            vec![arn(1), arn(2), arn(3), arn(4), arn(5)],
+            windows,
+            t(1_000),
+        );
+        // Never audited (5) first, then the oldest report (4 before 1).
+        assert_eq!(eligible, vec![arn(5), arn(4), arn(1)]);
+        let reasons: Vec<(String, Option<Timestamp>)> = skipped
+            .iter()
+            .map(|o| match &o.outcome {
+                Outcome::Skipped {
+                    reason,
+                    next_eligible_at,
+                    ..
+                } => (format!("{reason:?}"), *next_eligible_at),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                ("InsideWindow".into(), Some(t(2_000))),
+                ("ClaimedByAnotherRun".into(), Some(t(1_500))),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_named_ca_the_listing_lacks_fails_before_any_create() {
+        let listed = vec![Authority {
+            arn: arn(1),
+            status: "ACTIVE".into(),
+            ca_type: "ROOT".into(),
+        }];
+        let (chosen, outcomes) = choose(
+            listed.clone(),
+            Some(&[arn(1), arn(2)]),
+            &Account::Own,
+            "eu-west-1",
+        );
+        assert_eq!(chosen, listed);
+        assert_eq!(outcomes.len(), 1);
+        assert_eq!(outcomes[0].certificate_authority_arn, arn(2).to_string());
+        assert!(matches!(
+            &outcomes[0].outcome,
+            Outcome::Failed { error_code, .. } if error_code == "ResourceNotFoundException"
+        ));
+        let (all, none) = choose(listed.clone(), None, &Account::Own, "eu-west-1");
+        assert_eq!((all, none.len()), (listed, 0));
     }
 }
