@@ -137,8 +137,196 @@ fn is_parent_id(s: &str) -> bool {
     }
 }
 
-fn list(v: &str) -> impl Iterator<Item = &str> {
-    v.split(',').map(str::trim).filter(|s| !s.is_empty())
+/// The settings as read: each trimmed, an empty one taken as unset.
+struct Lookup<F>(F);
+
+/// A setting's value failed its check: why, to go with the setting's name and value.
+type Check<T> = Result<T, String>;
+
+impl<F: Fn(&str) -> Option<String>> Lookup<F> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn required(
+        &self,
+        name: &'static str,
+        hint: &'static str,
+        check: impl Fn(&str) -> Check<()>,
+    ) -> Result<String, ConfigError> {
+        let v = self.get(name).ok_or(ConfigError::Missing { name, hint })?;
+        check(&v).map_err(|reason| invalid(name, &v, reason))?;
+        Ok(v)
+    }
+
+    fn parsed<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        parse: impl Fn(&str) -> Check<T>,
+    ) -> Result<T, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => parse(&v).map_err(|reason| invalid(name, &v, reason)),
+        }
+    }
+
+    /// A comma-separated list: items trimmed, empty ones dropped, each checked (and made
+    /// canonical) by `item`, duplicates dropped in order. `None` when unset; with `what`, a
+    /// list that names nothing is refused ("names no <what>").
+    fn list<T: PartialEq>(
+        &self,
+        name: &'static str,
+        what: Option<&str>,
+        item: impl Fn(&str) -> Check<T>,
+    ) -> Result<Option<Vec<T>>, ConfigError> {
+        let Some(v) = self.get(name) else {
+            return Ok(None);
+        };
+        let mut items = Vec::new();
+        for x in v.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+            let x = item(x).map_err(|reason| invalid(name, &v, reason))?;
+            if !items.contains(&x) {
+                items.push(x);
+            }
+        }
+        match what {
+            Some(what) if items.is_empty() => Err(invalid(name, &v, format!("names no {what}"))),
+            _ => Ok(Some(items)),
+        }
+    }
+}
+
+fn invalid(name: &'static str, value: &str, reason: String) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        value: value.to_owned(),
+        reason,
+    }
+}
+
+fn table_name(t: &str) -> Check<()> {
+    let ok = (3..=255).contains(&t.len())
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    ok.then_some(())
+        .ok_or_else(|| "not a DynamoDB table name (3-255 of a-z, A-Z, 0-9, _ - .)".into())
+}
+
+fn bucket_name(b: &str) -> Check<()> {
+    is_bucket_name(b)
+        .then_some(())
+        .ok_or_else(|| "not an S3 bucket name (3-63 of a-z, 0-9, . and -)".into())
+}
+
+fn interval_minutes(v: &str) -> Check<Interval> {
+    let minutes: u64 = v
+        .parse()
+        .map_err(|_| "not a whole number of minutes".to_owned())?;
+    // Ten years: beyond that no audit cadence makes sense, and the instants the ledger writes
+    // stay well inside the year 9999.
+    const MAX_MINUTES: u64 = 3_660 * 24 * 60;
+    if minutes > MAX_MINUTES {
+        return Err(format!("at most {MAX_MINUTES} minutes (ten years)"));
+    }
+    Interval::new(Duration::from_secs(minutes * 60))
+}
+
+fn region(r: &str) -> Check<String> {
+    is_region(r)
+        .then(|| r.to_owned())
+        .ok_or_else(|| format!("`{r}` is not a region name"))
+}
+
+fn auditable_state(s: &str) -> Check<String> {
+    let upper = s.to_ascii_uppercase();
+    if !CA_STATES.contains(&upper.as_str()) {
+        return Err(format!(
+            "`{s}` is not a CA state (one of {})",
+            CA_STATES.join(", ")
+        ));
+    }
+    if !AUDITABLE_STATES.contains(&upper.as_str()) {
+        return Err(format!(
+            "AWS Private CA makes no audit report of a CA in state {upper} (only {}: user \
+             guide, \"Understand AWS Private CA CA status\"), so auditing it would only spend \
+             the create quota on a refusal",
+            AUDITABLE_STATES.join(" and ")
+        ));
+    }
+    Ok(upper)
+}
+
+fn ca_type(t: &str) -> Check<String> {
+    let upper = t.to_ascii_uppercase();
+    CA_TYPES
+        .contains(&upper.as_str())
+        .then_some(upper)
+        .ok_or_else(|| format!("`{t}` is not a CA type (ROOT or SUBORDINATE)"))
+}
+
+fn whole_in(
+    range: std::ops::RangeInclusive<u64>,
+    what: &'static str,
+) -> impl Fn(&str) -> Check<u64> {
+    move |v| {
+        v.parse::<u64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| what.to_owned())
+    }
+}
+
+fn account_id(id: &str) -> Check<String> {
+    is_account_id(id).then(|| id.to_owned()).ok_or_else(|| {
+        format!("`{id}` is not a 12-digit account id (or give the single word ORGANIZATION)")
+    })
+}
+
+fn parent_id(id: &str) -> Check<String> {
+    is_parent_id(id)
+        .then(|| id.to_owned())
+        .ok_or_else(|| format!("`{id}` is not an OU id (ou-...) or root id (r-...)"))
+}
+
+fn role_name(n: &str) -> Check<()> {
+    let ok = (1..=64).contains(&n.len())
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
+    ok.then_some(())
+        .ok_or_else(|| "not an IAM role name (1-64 of letters, digits and +=,.@_-)".into())
+}
+
+fn exempt_arn(a: &str) -> Check<String> {
+    crate::arn::CaArn::parse(a)
+        .map(|arn| arn.to_string())
+        .map_err(|e| format!("`{a}` is not a CA ARN: {e}"))
+}
+
+fn required_tag(t: &str) -> Check<RequiredTag> {
+    let (key, value) = match t.split_once('=') {
+        Some((k, val)) => (k.trim(), Some(val.trim().to_owned())),
+        None => (t, None),
+    };
+    if key.is_empty() || key.len() > 128 || value.as_ref().is_some_and(|v| v.len() > 256) {
+        return Err(format!(
+            "`{t}` is not key or key=value (key 1-128, value up to 256 characters)"
+        ));
+    }
+    Ok(RequiredTag {
+        key: key.to_owned(),
+        value,
+    })
+}
+
+fn queue_url(url: &str) -> Check<()> {
+    (url.starts_with("https://") || url.starts_with("http://"))
+        .then_some(())
+        .ok_or_else(|| {
+            "not an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)".into()
+        })
 }
 
 impl Settings {
@@ -146,359 +334,144 @@ impl Settings {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
-    /// Reads settings through `get`, so tests can pass a map instead of the process environment.
+    /// Reads every setting through `get`, one line a setting; the first invalid or missing
+    /// one is the error, naming it.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| {
-            get(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let invalid = |name: &'static str, value: &str, reason: String| ConfigError::Invalid {
-            name,
-            value: value.to_owned(),
-            reason,
-        };
-
-        let ledger_table = get("LEDGER_TABLE").ok_or(ConfigError::Missing {
-            name: "LEDGER_TABLE",
-            hint: "the DynamoDB table that holds each CA's window and report history",
-        })?;
-        if !(3..=255).contains(&ledger_table.len())
-            || !ledger_table
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-        {
-            return Err(invalid(
-                "LEDGER_TABLE",
-                &ledger_table,
-                "not a DynamoDB table name (3-255 of a-z, A-Z, 0-9, _ - .)".into(),
-            ));
-        }
-
-        let report_bucket = get("REPORT_BUCKET").ok_or(ConfigError::Missing {
-            name: "REPORT_BUCKET",
-            hint: "the S3 bucket the audit reports are written to",
-        })?;
-        if !is_bucket_name(&report_bucket) {
-            return Err(invalid(
-                "REPORT_BUCKET",
-                &report_bucket,
-                "not an S3 bucket name (3-63 of a-z, 0-9, . and -)".into(),
-            ));
-        }
-
-        let report_format = match get("REPORT_FORMAT") {
-            None => ReportFormat::default(),
-            Some(v) => v.parse().map_err(|e| invalid("REPORT_FORMAT", &v, e))?,
-        };
-
-        let min_interval = match get("MIN_INTERVAL_MINUTES") {
-            None => Interval::default(),
-            Some(v) => {
-                let minutes: u64 = v.parse().map_err(|_| {
-                    invalid(
-                        "MIN_INTERVAL_MINUTES",
-                        &v,
-                        "not a whole number of minutes".into(),
-                    )
-                })?;
-                // Ten years: beyond that no audit cadence makes sense, and the instants
-                // the ledger writes stay well inside the year 9999.
-                const MAX_MINUTES: u64 = 3_660 * 24 * 60;
-                if minutes > MAX_MINUTES {
-                    return Err(invalid(
-                        "MIN_INTERVAL_MINUTES",
-                        &v,
-                        format!("at most {MAX_MINUTES} minutes (ten years)"),
-                    ));
-                }
-                let d = Duration::from_secs(minutes * 60);
-                Interval::new(d).map_err(|e| invalid("MIN_INTERVAL_MINUTES", &v, e))?
-            }
-        };
-
-        let regions = match get("AUDIT_REGIONS") {
-            Some(v) => {
-                let mut regions: Vec<String> = Vec::new();
-                for r in v.split(',').map(str::trim).filter(|r| !r.is_empty()) {
-                    if !is_region(r) {
-                        return Err(invalid(
-                            "AUDIT_REGIONS",
-                            &v,
-                            format!("`{r}` is not a region name"),
-                        ));
-                    }
-                    if !regions.iter().any(|x| x == r) {
-                        regions.push(r.to_owned());
-                    }
-                }
-                if regions.is_empty() {
-                    return Err(invalid("AUDIT_REGIONS", &v, "names no region".into()));
-                }
-                regions
-            }
-            // The function's own region, which Lambda always sets.
-            None => match get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")) {
-                Some(r) if is_region(&r) => vec![r],
-                Some(r) => return Err(invalid("AWS_REGION", &r, "not a region name".into())),
-                None => {
-                    return Err(ConfigError::Missing {
-                        name: "AUDIT_REGIONS",
-                        hint: "set it, or AWS_REGION, to the regions whose CAs are audited",
-                    });
-                }
-            },
-        };
-
-        let audit_states = match get("AUDIT_CA_STATES") {
-            None => AUDITABLE_STATES.iter().map(|s| s.to_string()).collect(),
-            Some(v) => {
-                let mut states = BTreeSet::new();
-                for s in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                    let upper = s.to_ascii_uppercase();
-                    if !CA_STATES.contains(&upper.as_str()) {
-                        return Err(invalid(
-                            "AUDIT_CA_STATES",
-                            &v,
-                            format!("`{s}` is not a CA state (one of {})", CA_STATES.join(", ")),
-                        ));
-                    }
-                    if !AUDITABLE_STATES.contains(&upper.as_str()) {
-                        return Err(invalid(
-                            "AUDIT_CA_STATES",
-                            &v,
-                            format!(
-                                "AWS Private CA makes no audit report of a CA in state {upper} \
-                                 (only {}: user guide, \"Understand AWS Private CA CA status\"), \
-                                 so auditing it would only spend the create quota on a refusal",
-                                AUDITABLE_STATES.join(" and ")
-                            ),
-                        ));
-                    }
-                    states.insert(upper);
-                }
-                if states.is_empty() {
-                    return Err(invalid("AUDIT_CA_STATES", &v, "names no state".into()));
-                }
-                states
-            }
-        };
-
-        let history_retention = match get("HISTORY_RETENTION_DAYS") {
-            None => Duration::from_secs(400 * 86_400),
-            Some(v) => match v.parse::<u64>() {
-                Ok(days @ 1..=36_500) => Duration::from_secs(days * 86_400),
-                _ => {
-                    return Err(invalid(
-                        "HISTORY_RETENTION_DAYS",
-                        &v,
-                        "must be a whole number of days from 1 to 36500".into(),
-                    ));
-                }
-            },
-        };
-
-        let max_concurrency = match get("MAX_CONCURRENCY") {
-            None => 8,
-            Some(v) => match v.parse::<usize>() {
-                Ok(n @ 1..=64) => n,
-                _ => {
-                    return Err(invalid(
-                        "MAX_CONCURRENCY",
-                        &v,
-                        "must be a whole number from 1 to 64".into(),
-                    ));
-                }
-            },
-        };
-
-        let accounts = match get("AUDIT_ACCOUNTS") {
-            None => Accounts::Own,
-            Some(v) if v.eq_ignore_ascii_case("ORGANIZATION") => {
-                let mut units = Vec::new();
-                if let Some(u) = get("AUDIT_ORGANIZATIONAL_UNITS") {
-                    for id in list(&u) {
-                        if !is_parent_id(id) {
-                            return Err(invalid(
-                                "AUDIT_ORGANIZATIONAL_UNITS",
-                                &u,
-                                format!("`{id}` is not an OU id (ou-...) or root id (r-...)"),
-                            ));
-                        }
-                        if !units.iter().any(|x| x == id) {
-                            units.push(id.to_owned());
-                        }
-                    }
-                }
-                Accounts::Organization { units }
-            }
-            Some(v) => {
-                let mut ids: Vec<String> = Vec::new();
-                for id in list(&v) {
-                    if !is_account_id(id) {
-                        return Err(invalid(
-                            "AUDIT_ACCOUNTS",
-                            &v,
-                            format!(
-                                "`{id}` is not a 12-digit account id (or give the single word ORGANIZATION)"
-                            ),
-                        ));
-                    }
-                    if !ids.iter().any(|x| x == id) {
-                        ids.push(id.to_owned());
-                    }
-                }
-                if ids.is_empty() {
-                    return Err(invalid("AUDIT_ACCOUNTS", &v, "names no account".into()));
-                }
-                Accounts::List(ids)
-            }
-        };
-        if get("AUDIT_ORGANIZATIONAL_UNITS").is_some()
-            && !matches!(accounts, Accounts::Organization { .. })
-        {
-            return Err(invalid(
-                "AUDIT_ORGANIZATIONAL_UNITS",
-                &get("AUDIT_ORGANIZATIONAL_UNITS").unwrap_or_default(),
-                "only applies with AUDIT_ACCOUNTS=ORGANIZATION".into(),
-            ));
-        }
-
-        let role_name = get("MEMBER_ROLE_NAME").unwrap_or_else(|| DEFAULT_MEMBER_ROLE.into());
-        if !(1..=64).contains(&role_name.len())
-            || !role_name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
-        {
-            return Err(invalid(
-                "MEMBER_ROLE_NAME",
-                &role_name,
-                "not an IAM role name (1-64 of letters, digits and +=,.@_-)".into(),
-            ));
-        }
-        let external_id = get("MEMBER_ROLE_EXTERNAL_ID");
-        let valid_external_id = |x: &str| {
-            (2..=1224).contains(&x.len())
-                && x.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"+=,.@:/_-".contains(&b))
-        };
-        if external_id
-            .as_deref()
-            .is_some_and(|x| !valid_external_id(x))
-        {
-            // The value itself is a shared secret of sorts: not repeated in the message.
-            return Err(ConfigError::Invalid {
-                name: "MEMBER_ROLE_EXTERNAL_ID",
-                value: "(not shown)".into(),
-                reason: "must be 2-1224 of letters, digits and +=,.@:/_-".into(),
-            });
-        }
-        let member_role = MemberRole {
-            name: role_name,
-            external_id,
-        };
-
-        let mut scope = Scope {
-            types: CA_TYPES.iter().map(|t| t.to_string()).collect(),
-            ..Scope::default()
-        };
-        if let Some(v) = get("EXEMPT_CA_ARNS") {
-            for a in list(&v) {
-                let arn = crate::arn::CaArn::parse(a).map_err(|e| {
-                    invalid("EXEMPT_CA_ARNS", &v, format!("`{a}` is not a CA ARN: {e}"))
-                })?;
-                scope.exempt.insert(arn.to_string());
-            }
-        }
-        if let Some(v) = get("REQUIRED_TAGS") {
-            for t in list(&v) {
-                let (key, value) = match t.split_once('=') {
-                    Some((k, val)) => (k.trim(), Some(val.trim().to_owned())),
-                    None => (t, None),
-                };
-                if key.is_empty()
-                    || key.len() > 128
-                    || value.as_ref().is_some_and(|v| v.len() > 256)
-                {
-                    return Err(invalid(
-                        "REQUIRED_TAGS",
-                        &v,
-                        format!(
-                            "`{t}` is not key or key=value (key 1-128, value up to 256 characters)"
-                        ),
-                    ));
-                }
-                scope.required_tags.push(RequiredTag {
-                    key: key.to_owned(),
-                    value,
-                });
-            }
-        }
-        if let Some(v) = get("AUDIT_CA_TYPES") {
-            let mut types = BTreeSet::new();
-            for t in list(&v) {
-                let upper = t.to_ascii_uppercase();
-                if !CA_TYPES.contains(&upper.as_str()) {
-                    return Err(invalid(
-                        "AUDIT_CA_TYPES",
-                        &v,
-                        format!("`{t}` is not a CA type (ROOT or SUBORDINATE)"),
-                    ));
-                }
-                types.insert(upper);
-            }
-            if types.is_empty() {
-                return Err(invalid("AUDIT_CA_TYPES", &v, "names no type".into()));
-            }
-            scope.types = types;
-        }
-
-        let fan_out = match get("FANOUT_QUEUE_URL") {
-            None => None,
-            Some(url) => {
-                if !(url.starts_with("https://") || url.starts_with("http://")) {
-                    return Err(invalid(
-                        "FANOUT_QUEUE_URL",
-                        &url,
-                        "not an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)"
-                            .into(),
-                    ));
-                }
-                let threshold = match get("FANOUT_THRESHOLD") {
-                    None => DEFAULT_FANOUT_THRESHOLD,
-                    Some(v) => match v.parse::<usize>() {
-                        Ok(n @ 0..=10_000) => n,
-                        _ => {
-                            return Err(invalid(
-                                "FANOUT_THRESHOLD",
-                                &v,
-                                "must be a whole number of account-regions from 0 (always) to 10000".into(),
-                            ));
-                        }
-                    },
-                };
-                Some(FanOut {
-                    queue_url: url,
-                    threshold,
-                })
-            }
-        };
-
+        let l = Lookup(get);
+        let days = |d: u64| Duration::from_secs(d * 86_400);
         Ok(Self {
-            ledger_table,
-            report_bucket,
-            report_format,
-            min_interval,
-            regions,
-            audit_states,
-            history_retention,
-            max_concurrency,
-            accounts,
-            member_role,
-            scope,
-            fan_out,
+            ledger_table: l.required("LEDGER_TABLE", LEDGER_HINT, table_name)?,
+            report_bucket: l.required("REPORT_BUCKET", BUCKET_HINT, bucket_name)?,
+            report_format: l.parsed("REPORT_FORMAT", ReportFormat::default(), str::parse)?,
+            min_interval: l.parsed(
+                "MIN_INTERVAL_MINUTES",
+                Interval::default(),
+                interval_minutes,
+            )?,
+            regions: regions(&l)?,
+            audit_states: l
+                .list("AUDIT_CA_STATES", Some("state"), auditable_state)?
+                .map_or_else(
+                    || AUDITABLE_STATES.iter().map(|s| s.to_string()).collect(),
+                    BTreeSet::from_iter,
+                ),
+            history_retention: l
+                .parsed(
+                    "HISTORY_RETENTION_DAYS",
+                    400,
+                    whole_in(1..=36_500, RETENTION),
+                )
+                .map(days)?,
+            max_concurrency: l.parsed("MAX_CONCURRENCY", 8, whole_in(1..=64, CONCURRENCY))?
+                as usize,
+            accounts: accounts(&l)?,
+            member_role: member_role(&l)?,
+            scope: scope(&l)?,
+            fan_out: fan_out(&l)?,
         })
     }
+}
+
+const LEDGER_HINT: &str = "the DynamoDB table that holds each CA's window and report history";
+const BUCKET_HINT: &str = "the S3 bucket the audit reports are written to";
+const RETENTION: &str = "must be a whole number of days from 1 to 36500";
+const CONCURRENCY: &str = "must be a whole number from 1 to 64";
+
+/// `AUDIT_REGIONS`, or the function's own region, which Lambda always sets.
+fn regions(l: &Lookup<impl Fn(&str) -> Option<String>>) -> Result<Vec<String>, ConfigError> {
+    if let Some(regions) = l.list("AUDIT_REGIONS", Some("region"), region)? {
+        return Ok(regions);
+    }
+    match l.get("AWS_REGION").or_else(|| l.get("AWS_DEFAULT_REGION")) {
+        Some(r) if is_region(&r) => Ok(vec![r]),
+        Some(r) => Err(invalid("AWS_REGION", &r, "not a region name".into())),
+        None => Err(ConfigError::Missing {
+            name: "AUDIT_REGIONS",
+            hint: "set it, or AWS_REGION, to the regions whose CAs are audited",
+        }),
+    }
+}
+
+/// `AUDIT_ACCOUNTS`, and `AUDIT_ORGANIZATIONAL_UNITS`, which only goes with `ORGANIZATION`.
+fn accounts(l: &Lookup<impl Fn(&str) -> Option<String>>) -> Result<Accounts, ConfigError> {
+    let organization = l
+        .get("AUDIT_ACCOUNTS")
+        .is_some_and(|v| v.eq_ignore_ascii_case("ORGANIZATION"));
+    if organization {
+        let units = l.list("AUDIT_ORGANIZATIONAL_UNITS", None, parent_id)?;
+        return Ok(Accounts::Organization {
+            units: units.unwrap_or_default(),
+        });
+    }
+    if let Some(units) = l.get("AUDIT_ORGANIZATIONAL_UNITS") {
+        return Err(invalid(
+            "AUDIT_ORGANIZATIONAL_UNITS",
+            &units,
+            "only applies with AUDIT_ACCOUNTS=ORGANIZATION".into(),
+        ));
+    }
+    Ok(l.list("AUDIT_ACCOUNTS", Some("account"), account_id)?
+        .map_or(Accounts::Own, Accounts::List))
+}
+
+fn member_role(l: &Lookup<impl Fn(&str) -> Option<String>>) -> Result<MemberRole, ConfigError> {
+    let name = l
+        .get("MEMBER_ROLE_NAME")
+        .unwrap_or_else(|| DEFAULT_MEMBER_ROLE.into());
+    role_name(&name).map_err(|reason| invalid("MEMBER_ROLE_NAME", &name, reason))?;
+    let external_id = l.get("MEMBER_ROLE_EXTERNAL_ID");
+    let valid = |x: &str| {
+        (2..=1224).contains(&x.len())
+            && x.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+=,.@:/_-".contains(&b))
+    };
+    if external_id.as_deref().is_some_and(|x| !valid(x)) {
+        // The value itself is a shared secret of sorts: not repeated in the message.
+        return Err(ConfigError::Invalid {
+            name: "MEMBER_ROLE_EXTERNAL_ID",
+            value: "(not shown)".into(),
+            reason: "must be 2-1224 of letters, digits and +=,.@:/_-".into(),
+        });
+    }
+    Ok(MemberRole { name, external_id })
+}
+
+fn scope(l: &Lookup<impl Fn(&str) -> Option<String>>) -> Result<Scope, ConfigError> {
+    Ok(Scope {
+        exempt: l
+            .list("EXEMPT_CA_ARNS", None, exempt_arn)?
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        required_tags: l
+            .list("REQUIRED_TAGS", None, required_tag)?
+            .unwrap_or_default(),
+        types: l
+            .list("AUDIT_CA_TYPES", Some("type"), ca_type)?
+            .map_or_else(
+                || CA_TYPES.iter().map(|t| t.to_string()).collect(),
+                BTreeSet::from_iter,
+            ),
+    })
+}
+
+fn fan_out(l: &Lookup<impl Fn(&str) -> Option<String>>) -> Result<Option<FanOut>, ConfigError> {
+    let Some(url) = l.get("FANOUT_QUEUE_URL") else {
+        return Ok(None);
+    };
+    queue_url(&url).map_err(|reason| invalid("FANOUT_QUEUE_URL", &url, reason))?;
+    let threshold = l.parsed(
+        "FANOUT_THRESHOLD",
+        DEFAULT_FANOUT_THRESHOLD as u64,
+        whole_in(
+            0..=10_000,
+            "must be a whole number of account-regions from 0 (always) to 10000",
+        ),
+    )?;
+    Ok(Some(FanOut {
+        queue_url: url,
+        threshold: threshold as usize,
+    }))
 }
 
 #[cfg(test)]
