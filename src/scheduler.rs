@@ -26,7 +26,7 @@ use crate::summary::{
 };
 use crate::time::Timestamp;
 use crate::verify;
-use crate::window::{self, Event, PendingReport, Window, next_eligible};
+use crate::window::{self, Event, Interval, PendingReport, Window, next_eligible};
 
 pub use crate::invocation::Invocation;
 pub use crate::services::Services;
@@ -262,6 +262,98 @@ struct RunContext<'a> {
     invocation: &'a Invocation,
     format: ReportFormat,
     bucket_error: Option<ServiceError>,
+}
+
+/// What a refused create means for its CA.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// "Too soon" after a lost answer: that request most likely made a report; find it.
+    FindLost(Timestamp),
+    /// Release the claim with `then`, keeping `kept_error` (a message) on the CA and moving
+    /// its window to `next`; when `look_first`, after looking in the bucket for a report made
+    /// since then.
+    Release {
+        then: Outcome,
+        kept_error: Option<String>,
+        next: Option<Timestamp>,
+        look_first: Option<Timestamp>,
+    },
+}
+
+/// What a create refused with `e` means for the CA: a pure function of the typed refusal,
+/// when the last attempt was made, when an answer was first lost (this run), and since when
+/// an earlier report of the CA is unaccounted for.
+fn verdict(
+    e: &ServiceError,
+    requested_at: Timestamp,
+    lost_at: Option<Timestamp>,
+    unrecorded: Option<Timestamp>,
+    interval: Interval,
+) -> Verdict {
+    let release = |then, kept_error, next| Verdict::Release {
+        then,
+        kept_error,
+        next,
+        look_first: None,
+    };
+    match authorities::refusal(e) {
+        Refusal::TooSoon => match lost_at.or(unrecorded) {
+            Some(since) => Verdict::FindLost(since),
+            None => {
+                let next = next_eligible(Event::RefusedTooSoon(requested_at), interval);
+                let detail =
+                    format!("the service has a report of this CA from the last 30 minutes ({e})");
+                release(
+                    skipped(SkipReason::ServiceWindow, detail, next),
+                    None,
+                    Some(next),
+                )
+            }
+        },
+        Refusal::State => {
+            let next = next_eligible(Event::RefusedState(requested_at), interval);
+            let then = skipped(SkipReason::ServiceRefusedState, e.to_string(), next);
+            release(then, Some(e.message.clone()), Some(next))
+        }
+        Refusal::Throttled => {
+            let detail = format!(
+                "still throttled after {} attempts, each in its own slot: {e}",
+                authorities::CREATE_ATTEMPTS
+            );
+            release(Outcome::Deferred { detail }, None, None)
+        }
+        Refusal::Limit => {
+            let message = format!("{}: {}", authorities::LIMIT_CAUSE, e.message);
+            release(failed(&e.code, message.clone()), Some(message), None)
+        }
+        // Every attempt's answer lost (or a certain refusal after one was): the service may
+        // hold a report all the same. Look for it first; failing that, the next claim will.
+        Refusal::Ambiguous | Refusal::Failed => {
+            let message = match lost_at {
+                Some(_) => format!(
+                    "no certain answer after {} attempts ({}); a report made meanwhile is \
+                     looked for in the bucket before the next request",
+                    authorities::CREATE_ATTEMPTS,
+                    e.message
+                ),
+                None => e.message.clone(),
+            };
+            Verdict::Release {
+                then: failed(&e.code, message.clone()),
+                kept_error: Some(message),
+                next: None,
+                look_first: lost_at,
+            }
+        }
+    }
+}
+
+fn skipped(reason: SkipReason, detail: String, next: Timestamp) -> Outcome {
+    Outcome::Skipped {
+        reason,
+        detail,
+        next_eligible_at: Some(next),
+    }
 }
 
 /// What a CA's create came to, after its retries.
@@ -854,7 +946,8 @@ impl RunContext<'_> {
         }
     }
 
-    /// What a create the service did not accept (or whose answer was lost) means for the CA.
+    /// What a create the service did not accept (or whose answer was lost) means for the CA:
+    /// `verdict` decides, this carries it out.
     async fn refused(
         &self,
         claim: &Claim,
@@ -862,62 +955,22 @@ impl RunContext<'_> {
         lost_at: Option<Timestamp>,
         e: ServiceError,
     ) -> CaOutcome {
-        let settings = &self.services.settings;
-        match authorities::refusal(&e) {
-            Refusal::TooSoon => {
-                // After a lost answer (this run's, or an earlier run's still unaccounted for)
-                // "too soon" most likely means that request made a report: find it.
-                let now = self.services.clock.now();
-                if let Some(since) = lost_at.or(claim.previous.unrecorded_since(now)) {
-                    return self.find_lost_report(claim, since, &e).await;
-                }
-                let next =
-                    next_eligible(Event::RefusedTooSoon(requested_at), settings.min_interval);
-                let skip = Outcome::Skipped {
-                    reason: SkipReason::ServiceWindow,
-                    detail: format!(
-                        "the service has a report of this CA from the last 30 minutes ({e})"
-                    ),
-                    next_eligible_at: Some(next),
-                };
-                self.give_back(claim, None, Some(next), skip).await
-            }
-            Refusal::State => {
-                let next = next_eligible(Event::RefusedState(requested_at), settings.min_interval);
-                let skip = Outcome::Skipped {
-                    reason: SkipReason::ServiceRefusedState,
-                    detail: e.to_string(),
-                    next_eligible_at: Some(next),
-                };
-                let claim = marked(claim, lost_at);
-                self.give_back(&claim, Some((&e.code, &e.message)), Some(next), skip)
-                    .await
-            }
-            Refusal::Throttled => {
-                let later = Outcome::Deferred {
-                    detail: format!(
-                        "still throttled after {} attempts, each in its own slot: {e}",
-                        authorities::CREATE_ATTEMPTS
-                    ),
-                };
-                let claim = marked(claim, lost_at);
-                self.give_back(&claim, None, None, later).await
-            }
-            Refusal::Limit => {
-                let message = format!("{}: {}", authorities::LIMIT_CAUSE, e.message);
-                let fail = failed(&e.code, message.clone());
-                self.give_back(claim, Some((&e.code, &message)), None, fail)
-                    .await
-            }
-            Refusal::Ambiguous | Refusal::Failed => {
-                // Every attempt's answer lost: the service may hold a report all the same.
-                // Search for it now; failing that, the next claim searches again.
-                if let Some(since) = lost_at {
-                    let bucket = &settings.report_bucket;
+        let unrecorded = claim.previous.unrecorded_since(self.services.clock.now());
+        let interval = self.services.settings.min_interval;
+        match verdict(&e, requested_at, lost_at, unrecorded, interval) {
+            Verdict::FindLost(since) => self.find_lost_report(claim, since, &e).await,
+            Verdict::Release {
+                then,
+                kept_error,
+                next,
+                look_first,
+            } => {
+                if let Some(since) = look_first {
+                    let bucket = &self.services.settings.report_bucket;
                     let known = claim.previous.last_s3_key.as_deref();
+                    let s3 = &self.services.s3;
                     if let Ok(Some(found)) =
-                        verify::find_unrecorded(&self.services.s3, bucket, &claim.arn, since, known)
-                            .await
+                        verify::find_unrecorded(s3, bucket, &claim.arn, since, known).await
                     {
                         let why = format!(
                             "the service's answers to this run's creates were lost ({e}); the \
@@ -926,19 +979,9 @@ impl RunContext<'_> {
                         return self.recover(claim, found, why).await;
                     }
                 }
-                let message = match lost_at {
-                    Some(_) => format!(
-                        "no certain answer after {} attempts ({}); a report made meanwhile is \
-                         looked for in the bucket before the next request",
-                        authorities::CREATE_ATTEMPTS,
-                        e.message
-                    ),
-                    None => e.message.clone(),
-                };
-                let fail = failed(&e.code, message.clone());
                 let claim = marked(claim, lost_at);
-                self.give_back(&claim, Some((&e.code, &message)), None, fail)
-                    .await
+                let error = kept_error.as_deref().map(|m| (e.code.as_str(), m));
+                self.give_back(&claim, error, next, then).await
             }
         }
     }
@@ -1179,6 +1222,85 @@ mod tests {
                 ("ClaimedByAnotherRun".into(), Some(t(1_500))),
             ]
         );
+    }
+
+    fn error(code: &str, ambiguous: bool) -> ServiceError {
+        ServiceError {
+            code: code.into(),
+            message: "said".into(),
+            ambiguous,
+        }
+    }
+
+    #[test]
+    fn each_refusal_has_its_verdict() {
+        let day = Interval::new(Duration::from_secs(86_400)).unwrap();
+        let at = t(10_000);
+        let verdict_of =
+            |code, ambiguous, lost| verdict(&error(code, ambiguous), at, lost, None, day);
+        let release = |v: Verdict| match v {
+            Verdict::Release {
+                then,
+                kept_error,
+                next,
+                look_first,
+            } => (then, kept_error, next, look_first),
+            other => panic!("{other:?}"),
+        };
+        // Too soon: skipped until the service's 30 minutes end, no error kept.
+        let (then, kept, next, look) =
+            release(verdict_of("RequestInProgressException", false, None));
+        assert!(matches!(
+            then,
+            Outcome::Skipped {
+                reason: SkipReason::ServiceWindow,
+                ..
+            }
+        ));
+        assert_eq!((kept, next, look), (None, Some(t(11_800)), None));
+        // Too soon after a lost answer, this run's or an earlier one's: find that report.
+        assert_eq!(
+            verdict_of("RequestInProgressException", false, Some(t(9_990))),
+            Verdict::FindLost(t(9_990))
+        );
+        assert_eq!(
+            verdict(
+                &error("RequestInProgressException", false),
+                at,
+                None,
+                Some(t(5)),
+                day
+            ),
+            Verdict::FindLost(t(5))
+        );
+        // The state: skipped for an interval, the error kept on the CA.
+        let (then, kept, next, _) = release(verdict_of("InvalidStateException", false, None));
+        assert!(matches!(
+            then,
+            Outcome::Skipped {
+                reason: SkipReason::ServiceRefusedState,
+                ..
+            }
+        ));
+        assert_eq!((kept.as_deref(), next), (Some("said"), Some(t(96_400))));
+        // Throttled to the end: deferred, the window untouched.
+        let (then, kept, next, _) = release(verdict_of("ThrottlingException", false, None));
+        assert!(matches!(then, Outcome::Deferred { .. }));
+        assert_eq!((kept, next), (None, None));
+        // The certificate limit: a failure naming the cause, every run.
+        let (then, _, next, _) = release(verdict_of("LimitExceededException", false, None));
+        assert!(
+            matches!(&then, Outcome::Failed { error_message, .. } if error_message.contains("100 million"))
+        );
+        assert_eq!(next, None);
+        // Every answer lost: failed, after a look in the bucket since the first.
+        let (then, _, _, look) = release(verdict_of("InternalFailure", true, Some(t(9_000))));
+        assert!(matches!(then, Outcome::Failed { .. }));
+        assert_eq!(look, Some(t(9_000)));
+        // A certain refusal: failed at once, nothing to look for.
+        let (then, kept, _, look) = release(verdict_of("AccessDeniedException", false, None));
+        assert!(matches!(then, Outcome::Failed { .. }));
+        assert_eq!((kept.as_deref(), look), (Some("said"), None));
     }
 
     #[test]
