@@ -18,7 +18,7 @@ use crate::config::{Accounts, Settings};
 use crate::fan_out;
 use crate::format::ReportFormat;
 use crate::ledger::{Claim, ClaimResult, LedgerError, ReportRecord};
-use crate::request::{RunRequest, Trigger};
+use crate::request::{RunRequest, Trigger, WorkItem};
 use crate::scope;
 use crate::summary::{
     AccountError, CaOutcome, Outcome, RegionError, ReportCheck, ReportStatus, RunSummary,
@@ -52,6 +52,8 @@ struct Target {
 
 /// Runs one audit round and returns its summary. Errors of single CAs, regions or accounts
 /// are in the summary; nothing here fails the whole run but a summary with failures in it.
+// Spans carry the ids, so the log lines inside a run, an account-region or a CA need not.
+#[tracing::instrument(name = "run", skip_all, fields(run_id = %invocation.run_id))]
 pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocation) -> RunSummary {
     let started_at = services.clock.now();
     let format = request.format.unwrap_or(services.settings.report_format);
@@ -85,47 +87,14 @@ pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocat
     };
 
     let mut to_audit = targets;
-    if let Some(f) = &services.settings.fan_out {
-        let whole_round = matches!(request.trigger, Trigger::Schedule { .. })
-            && request.only.is_none()
-            && request.target.is_none();
-        if whole_round && to_audit.len() > f.threshold {
-            let items: Vec<_> = to_audit
-                .iter()
-                .map(|t| fan_out::item(invocation, request, t.account.id(home), &t.region))
-                .collect();
-            let (sent, errors) = fan_out::send(&services.sqs, &f.queue_url, items).await;
-            fanned_out = sent;
-            region_errors.extend(errors);
-            to_audit.clear();
-        }
+    if let Some((sent, errors)) = fan_out_round(services, request, invocation, &to_audit).await {
+        fanned_out = sent;
+        region_errors.extend(errors);
+        to_audit.clear();
     }
-
-    // Enter every member account once, side by side; one that cannot be entered is one
-    // error, and its account-regions are left out.
-    let mut entered: HashMap<Account, SdkConfig> = HashMap::new();
-    let distinct: BTreeSet<Account> = to_audit.iter().map(|t| t.account.clone()).collect();
-    let results = futures::future::join_all(distinct.iter().map(|a| async move {
-        let partition = invocation.partition.as_deref();
-        (a.clone(), services.account_sdk(a, partition).await)
-    }))
-    .await;
-    for (account, result) in results {
-        match result {
-            Ok(sdk) => {
-                entered.insert(account, sdk);
-            }
-            Err(e) => {
-                // A manual request's CAs in that account each say so too.
-                for t in to_audit.iter().filter(|t| t.account == account) {
-                    for arn in t.only.iter().flatten() {
-                        outcomes.push(outcome(arn, failed(&e.error_code, e.error_message.clone())));
-                    }
-                }
-                account_errors.push(e);
-            }
-        }
-    }
+    let (entered, refused, not_entered) = enter_accounts(services, invocation, &to_audit).await;
+    outcomes.extend(refused);
+    account_errors.extend(not_entered);
     to_audit.retain(|t| entered.contains_key(&t.account));
 
     // The bucket is checked once, up front: a missing bucket fails every CA without
@@ -174,6 +143,67 @@ pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocat
         fanned_out,
         certificate_authorities: outcomes,
     }
+}
+
+/// A scheduled round over more account-regions than the fan-out threshold: one work item per
+/// account-region sent to the queue instead (what was sent, and what could not be).
+async fn fan_out_round(
+    services: &Services,
+    request: &RunRequest,
+    invocation: &Invocation,
+    targets: &[Target],
+) -> Option<(Vec<WorkItem>, Vec<RegionError>)> {
+    let f = services.settings.fan_out.as_ref()?;
+    let whole_round = matches!(request.trigger, Trigger::Schedule { .. })
+        && request.only.is_none()
+        && request.target.is_none();
+    if !whole_round || targets.len() <= f.threshold {
+        return None;
+    }
+    let home = invocation.home_account.as_deref();
+    let items: Vec<_> = targets
+        .iter()
+        .map(|t| fan_out::item(invocation, request, t.account.id(home), &t.region))
+        .collect();
+    Some(fan_out::send(&services.sqs, &f.queue_url, items).await)
+}
+
+/// Enters every member account of the targets once, side by side: the accounts entered, and
+/// for one that cannot be, its error (and a failure for each CA a manual request names there).
+async fn enter_accounts(
+    services: &Services,
+    invocation: &Invocation,
+    targets: &[Target],
+) -> (
+    HashMap<Account, SdkConfig>,
+    Vec<CaOutcome>,
+    Vec<AccountError>,
+) {
+    let distinct: BTreeSet<Account> = targets.iter().map(|t| t.account.clone()).collect();
+    let partition = invocation.partition.as_deref();
+    let results = futures::future::join_all(
+        distinct
+            .iter()
+            .map(|a| async move { (a.clone(), services.account_sdk(a, partition).await) }),
+    )
+    .await;
+    let (mut entered, mut outcomes, mut errors) = (HashMap::new(), Vec::new(), Vec::new());
+    for (account, result) in results {
+        match result {
+            Ok(sdk) => {
+                entered.insert(account, sdk);
+            }
+            Err(e) => {
+                for t in targets.iter().filter(|t| t.account == account) {
+                    for arn in t.only.iter().flatten() {
+                        outcomes.push(outcome(arn, failed(&e.error_code, e.error_message.clone())));
+                    }
+                }
+                errors.push(e);
+            }
+        }
+    }
+    (entered, outcomes, errors)
 }
 
 /// The account-regions of a run: the work item's one; the accounts and regions of the CAs a
@@ -465,6 +495,7 @@ fn still_creating(report: &PendingReport, detail: Option<String>) -> ReportCheck
 impl RunContext<'_> {
     /// One account-region, in three phases: select the CAs to consider, plan from the ledger
     /// which are due and in what order, execute (claim, request, record, follow up).
+    #[tracing::instrument(name = "account_region", skip_all, fields(account = %client.account, region = %client.region))]
     async fn audit_target(
         &self,
         client: &TargetClient,
@@ -736,6 +767,7 @@ impl RunContext<'_> {
 
     /// Claim, then request and record (or release) one CA; or, when the claim took over from
     /// a run that died, record the report that run left in the bucket.
+    #[tracing::instrument(name = "ca", skip_all, fields(ca_arn = %arn))]
     async fn audit_ca(
         &self,
         client: &TargetClient,
@@ -872,7 +904,7 @@ impl RunContext<'_> {
                 });
             }
             if let Err(e) = &result {
-                tracing::debug!(ca_arn = %claim.arn, attempt, error = %e, "create retried in the next slot");
+                tracing::debug!(attempt, error = %e, "create retried in the next slot");
             }
         }
         unreachable!("the last attempt returns")

@@ -31,6 +31,23 @@ pub enum SkipReason {
     LostReportPending,
 }
 
+impl SkipReason {
+    /// The name the summary gives it, for the log lines to say the same.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CaState => "caState",
+            Self::InsideWindow => "insideWindow",
+            Self::ClaimedByAnotherRun => "claimedByAnotherRun",
+            Self::ServiceWindow => "serviceWindow",
+            Self::ServiceRefusedState => "serviceRefusedState",
+            Self::Exempt => "exempt",
+            Self::CaType => "caType",
+            Self::MissingTag => "missingTag",
+            Self::LostReportPending => "lostReportPending",
+        }
+    }
+}
+
 /// Where a requested audit report stands, as the service and the bucket say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -290,7 +307,7 @@ impl RunSummary {
                     ca_arn = arn,
                     region,
                     outcome = "skipped",
-                    reason = ?reason,
+                    reason = reason.as_str(),
                     next_eligible_at = next_eligible_at.map(|t| t.to_string()),
                     "{detail}"
                 ),
@@ -428,6 +445,24 @@ mod tests {
         })
         .unwrap();
         assert_eq!(f["errorCode"], "ResourceNotFoundException");
+    }
+
+    #[test]
+    fn skip_reasons_are_named_alike_in_the_summary_and_the_logs() {
+        use SkipReason::*;
+        for r in [
+            CaState,
+            InsideWindow,
+            ClaimedByAnotherRun,
+            ServiceWindow,
+            ServiceRefusedState,
+            Exempt,
+            CaType,
+            MissingTag,
+            LostReportPending,
+        ] {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
     }
 
     #[test]
