@@ -249,107 +249,25 @@ impl RunSummary {
             .filter(|o| o.is_failure())
     }
 
-    /// One structured line per CA, then one for the run.
+    /// One log line per CA (and per report followed up), per account or region error, and
+    /// one for the run, inside spans that carry the run's and the CA's ids.
     pub fn log(&self) {
+        let run = tracing::info_span!("run", run_id = %self.run_id);
+        let _run = run.enter();
         for ca in &self.certificate_authorities {
-            let arn = ca.certificate_authority_arn.as_str();
-            let region = ca.region.as_str();
-            let run_id = self.run_id.as_str();
+            let span = tracing::info_span!(
+                "ca",
+                ca_arn = %ca.certificate_authority_arn,
+                region = %ca.region
+            );
+            let _ca = span.enter();
             if let Some(r) = &ca.report {
-                let detail = r.detail.as_deref().unwrap_or("");
-                match r.status {
-                    ReportStatus::Failed => tracing::error!(
-                        run_id,
-                        ca_arn = arn,
-                        region,
-                        report_id = r.report_id,
-                        report_status = r.status.as_str(),
-                        "audit report failed: {detail}"
-                    ),
-                    _ => tracing::info!(
-                        run_id,
-                        ca_arn = arn,
-                        region,
-                        report_id = r.report_id,
-                        report_status = r.status.as_str(),
-                        size_bytes = r.size_bytes,
-                        "audit report checked"
-                    ),
-                }
+                log_report(r);
             }
-            match &ca.outcome {
-                Outcome::Requested {
-                    report_id, s3_key, ..
-                } => tracing::info!(
-                    run_id,
-                    ca_arn = arn,
-                    region,
-                    outcome = "requested",
-                    report_id,
-                    s3_key,
-                    "audit report requested"
-                ),
-                Outcome::WouldRequest => {
-                    tracing::info!(
-                        run_id,
-                        ca_arn = arn,
-                        region,
-                        outcome = "wouldRequest",
-                        "dry run: audit report would be requested"
-                    )
-                }
-                Outcome::Skipped {
-                    reason,
-                    detail,
-                    next_eligible_at,
-                } => tracing::info!(
-                    run_id,
-                    ca_arn = arn,
-                    region,
-                    outcome = "skipped",
-                    reason = reason.as_str(),
-                    next_eligible_at = next_eligible_at.map(|t| t.to_string()),
-                    "{detail}"
-                ),
-                Outcome::Recovered {
-                    report_id,
-                    s3_key,
-                    detail,
-                    ..
-                } => tracing::warn!(
-                    run_id,
-                    ca_arn = arn,
-                    region,
-                    outcome = "recovered",
-                    report_id,
-                    s3_key,
-                    "audit report found in the bucket and recorded: {detail}"
-                ),
-                Outcome::Deferred { detail } => {
-                    tracing::warn!(
-                        run_id,
-                        ca_arn = arn,
-                        region,
-                        outcome = "deferred",
-                        "{detail}"
-                    )
-                }
-                Outcome::Failed {
-                    error_code,
-                    error_message,
-                } => tracing::error!(
-                    run_id,
-                    ca_arn = arn,
-                    region,
-                    outcome = "failed",
-                    error_code,
-                    "{error_message}"
-                ),
-            }
+            log_outcome(&ca.outcome);
         }
         for a in &self.account_errors {
             tracing::error!(
-                run_id = self.run_id,
                 account_id = a.account_id,
                 error_code = a.error_code,
                 "account not audited: {}",
@@ -358,7 +276,6 @@ impl RunSummary {
         }
         for r in &self.region_errors {
             tracing::error!(
-                run_id = self.run_id,
                 account_id = r.account_id,
                 region = r.region,
                 error_code = r.error_code,
@@ -368,7 +285,6 @@ impl RunSummary {
         }
         let c = self.counts;
         tracing::info!(
-            run_id = self.run_id,
             dry_run = self.dry_run,
             requested = c.requested,
             would_request = c.would_request,
@@ -414,6 +330,67 @@ impl RunSummary {
             // failure too. A CA whose report ended FAILED is in `failed`.
             "Failed": c.failed + self.region_errors.len() + self.account_errors.len(),
         })
+    }
+}
+
+/// The follow-up of a CA's report, as one log line.
+fn log_report(r: &ReportCheck) {
+    let detail = r.detail.as_deref().unwrap_or("");
+    let (report_id, report_status) = (r.report_id.as_str(), r.status.as_str());
+    match r.status {
+        ReportStatus::Failed => {
+            tracing::error!(report_id, report_status, "audit report failed: {detail}")
+        }
+        _ => tracing::info!(
+            report_id,
+            report_status,
+            size_bytes = r.size_bytes,
+            "audit report checked"
+        ),
+    }
+}
+
+/// What became of a CA, as one log line.
+fn log_outcome(outcome: &Outcome) {
+    match outcome {
+        Outcome::Requested {
+            report_id, s3_key, ..
+        } => tracing::info!(
+            outcome = "requested",
+            report_id,
+            s3_key,
+            "audit report requested"
+        ),
+        Outcome::WouldRequest => tracing::info!(
+            outcome = "wouldRequest",
+            "dry run: audit report would be requested"
+        ),
+        Outcome::Skipped {
+            reason,
+            detail,
+            next_eligible_at,
+        } => tracing::info!(
+            outcome = "skipped",
+            reason = reason.as_str(),
+            next_eligible_at = next_eligible_at.map(|t| t.to_string()),
+            "{detail}"
+        ),
+        Outcome::Recovered {
+            report_id,
+            s3_key,
+            detail,
+            ..
+        } => tracing::warn!(
+            outcome = "recovered",
+            report_id,
+            s3_key,
+            "audit report found in the bucket and recorded: {detail}"
+        ),
+        Outcome::Deferred { detail } => tracing::warn!(outcome = "deferred", "{detail}"),
+        Outcome::Failed {
+            error_code,
+            error_message,
+        } => tracing::error!(outcome = "failed", error_code, "{error_message}"),
     }
 }
 
