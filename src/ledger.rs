@@ -423,62 +423,12 @@ impl Ledger {
             code: Code::InvalidRequest.into(),
             message: e.to_string(),
         };
-        let mut window_set = vec!["last_report_status = :status", "last_verified_at = :now"];
-        let mut history_set = vec!["#status = :status", "verified_at = :now"];
-        let mut window = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(Self::window_key(arn)))
-            .condition_expression("last_report_id = :id")
-            .expression_attribute_values(":id", s(&report.report_id))
-            .expression_attribute_values(":status", s(check.status.as_str()))
-            .expression_attribute_values(":now", s(now.to_string()));
-        let mut history = Update::builder()
-            .table_name(&self.table)
-            .key(PARTITION_KEY, s(arn.as_str()))
-            .key(
-                SORT_KEY,
-                s(format!(
-                    "report#{}#{}",
-                    report.requested_at, report.report_id
-                )),
-            )
-            // Never make a history item out of nothing (say, one TTL already removed).
-            .condition_expression("attribute_exists(#record)")
-            .expression_attribute_names("#record", SORT_KEY)
-            // `status` is a DynamoDB reserved word.
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":status", s(check.status.as_str()))
-            .expression_attribute_values(":now", s(now.to_string()));
-        if let Some(size) = check.size_bytes {
-            window_set.push("last_report_size = :size");
-            history_set.push("size_bytes = :size");
-            window =
-                window.expression_attribute_values(":size", AttributeValue::N(size.to_string()));
-            history =
-                history.expression_attribute_values(":size", AttributeValue::N(size.to_string()));
-        }
-        if let Some(detail) = &check.detail {
-            history_set.push("detail = :detail");
-            history = history.expression_attribute_values(":detail", s(detail));
-        }
-        if let Some(reopen) = reopen_at {
-            window_set.push(
-                "next_eligible_at = :reopen, last_error_code = :code, last_error_message = :detail, last_error_at = :now",
-            );
-            window = window
-                .expression_attribute_values(":reopen", s(reopen.to_string()))
-                .expression_attribute_values(":code", s(Code::AuditReportFailed.as_str()))
-                .expression_attribute_values(
-                    ":detail",
-                    s(check.detail.clone().unwrap_or_default()),
-                );
-        }
-        let window = window
-            .update_expression(format!("SET {}", window_set.join(", ")))
+        let window = self
+            .verified_window(arn, report, check, reopen_at, now)
             .build()
             .map_err(invalid)?;
-        let history = history
-            .update_expression(format!("SET {}", history_set.join(", ")))
+        let history = self
+            .verified_history(arn, report, check, now)
             .build()
             .map_err(invalid)?;
         match self
@@ -500,5 +450,75 @@ impl Ledger {
             }
             Err(e) => Err(self.error(&e)),
         }
+    }
+
+    /// The window's part of a follow-up: only while `report` is still the CA's last.
+    fn verified_window(
+        &self,
+        arn: &CaArn,
+        report: &PendingReport,
+        check: &ReportCheck,
+        reopen_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
+        let mut set = vec!["last_report_status = :status", "last_verified_at = :now"];
+        let mut window = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::window_key(arn)))
+            .condition_expression("last_report_id = :id")
+            .expression_attribute_values(":id", s(&report.report_id))
+            .expression_attribute_values(":status", s(check.status.as_str()))
+            .expression_attribute_values(":now", s(now.to_string()));
+        if let Some(size) = check.size_bytes {
+            set.push("last_report_size = :size");
+            window =
+                window.expression_attribute_values(":size", AttributeValue::N(size.to_string()));
+        }
+        if let Some(reopen) = reopen_at {
+            set.push(
+                "next_eligible_at = :reopen, last_error_code = :code, last_error_message = :detail, last_error_at = :now",
+            );
+            window = window
+                .expression_attribute_values(":reopen", s(reopen.to_string()))
+                .expression_attribute_values(":code", s(Code::AuditReportFailed.as_str()))
+                .expression_attribute_values(
+                    ":detail",
+                    s(check.detail.clone().unwrap_or_default()),
+                );
+        }
+        window.update_expression(format!("SET {}", set.join(", ")))
+    }
+
+    /// The history item's part of a follow-up: never made out of nothing (say, one TTL
+    /// already removed).
+    fn verified_history(
+        &self,
+        arn: &CaArn,
+        report: &PendingReport,
+        check: &ReportCheck,
+        now: Timestamp,
+    ) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
+        let mut set = vec!["#status = :status", "verified_at = :now"];
+        let record = format!("report#{}#{}", report.requested_at, report.report_id);
+        let mut history = Update::builder()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, s(arn.as_str()))
+            .key(SORT_KEY, s(record))
+            .condition_expression("attribute_exists(#record)")
+            .expression_attribute_names("#record", SORT_KEY)
+            // `status` is a DynamoDB reserved word.
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", s(check.status.as_str()))
+            .expression_attribute_values(":now", s(now.to_string()));
+        if let Some(size) = check.size_bytes {
+            set.push("size_bytes = :size");
+            history =
+                history.expression_attribute_values(":size", AttributeValue::N(size.to_string()));
+        }
+        if let Some(detail) = &check.detail {
+            set.push("detail = :detail");
+            history = history.expression_attribute_values(":detail", s(detail));
+        }
+        history.update_expression(format!("SET {}", set.join(", ")))
     }
 }
