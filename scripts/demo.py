@@ -7,8 +7,13 @@ import os
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import boto3
+
+# The repository's root, for the local stack's shared test fixtures.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from local.bucket_policy import bucket_policy  # noqa: E402
 
 TABLE = "pca-audit-ledger"
 BUCKET = "pca-audit-evidence"
@@ -47,23 +52,7 @@ def setup():
     )
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=BUCKET)
-    s3.put_bucket_policy(
-        Bucket=BUCKET,
-        Policy=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "acm-pca.amazonaws.com"},
-                        "Action": ["s3:PutObject", "s3:PutObjectAcl", "s3:GetBucketAcl", "s3:GetBucketLocation"],
-                        "Resource": [f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"],
-                        "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}},
-                    }
-                ],
-            }
-        ),
-    )
+    s3.put_bucket_policy(Bucket=BUCKET, Policy=bucket_policy(BUCKET, [ACCOUNT]))
     # Quick reports, the service's real quota and window.
     control("/config", {"account_id": ACCOUNT, "report_delay_seconds": 1})
     seeded = control(

@@ -13,6 +13,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from local.bucket_policy import bucket_policy
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -96,22 +98,7 @@ class Account:
             text = json.dumps({"Version": "2012-10-17", "Statement": statements}).replace("{bucket}", name)
             self.s3.put_bucket_policy(Bucket=name, Policy=text)
         elif policy:
-            self.s3.put_bucket_policy(
-                Bucket=name,
-                Policy=json.dumps(
-                    {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Effect": "Allow",
-                                "Principal": {"Service": "acm-pca.amazonaws.com"},
-                                "Action": ["s3:PutObject", "s3:GetBucketAcl"],
-                                "Resource": [f"arn:aws:s3:::{name}", f"arn:aws:s3:::{name}/*"],
-                            }
-                        ],
-                    }
-                ),
-            )
+            self.s3.put_bucket_policy(Bucket=name, Policy=bucket_policy(name))
         return name
 
     def calls(self):

@@ -345,25 +345,13 @@ impl World {
 
     /// The bucket policy that lets ACM PCA write the reports of these accounts' CAs.
     pub async fn allow_reports_from(&self, accounts: &[&str]) {
-        {
-            let policy = json!({
-                "Version": "2012-10-17",
-                "Statement": [{
-                    "Effect": "Allow",
-                    "Principal": {"Service": "acm-pca.amazonaws.com"},
-                    "Action": ["s3:PutObject", "s3:PutObjectAcl", "s3:GetBucketAcl", "s3:GetBucketLocation"],
-                    "Resource": [format!("arn:aws:s3:::{}", self.bucket), format!("arn:aws:s3:::{}/*", self.bucket)],
-                    "Condition": {"StringEquals": {"aws:SourceAccount": accounts}}
-                }]
-            });
-            self.s3
-                .put_bucket_policy()
-                .bucket(&self.bucket)
-                .policy(policy.to_string())
-                .send()
-                .await
-                .expect("bucket policy");
-        }
+        self.s3
+            .put_bucket_policy()
+            .bucket(&self.bucket)
+            .policy(bucket_policy(&self.bucket, accounts))
+            .send()
+            .await
+            .expect("bucket policy");
     }
 
     pub fn settings(&self) -> Settings {
@@ -540,6 +528,15 @@ impl World {
             .items
             .unwrap_or_default()
     }
+}
+
+/// The policy letting ACM PCA write `bucket`'s audit reports for the CAs of `accounts`: one
+/// definition for the Rust and the Python tests and the demo (`local/bucket_policy.json`).
+pub fn bucket_policy(bucket: &str, accounts: &[&str]) -> String {
+    let template = include_str!("../../local/bucket_policy.json").replace("BUCKET", bucket);
+    let mut policy: Value = serde_json::from_str(&template).expect("local/bucket_policy.json");
+    policy["Statement"][0]["Condition"]["StringEquals"]["aws:SourceAccount"] = json!(accounts);
+    policy.to_string()
 }
 
 pub fn attr<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {

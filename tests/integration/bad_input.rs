@@ -6,7 +6,7 @@
 //! `cargo lambda invoke --data-file tests/corpus/events/dry-run-yes.json`); what each refusal
 //! must say is in `CORPUS` below.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::Write;

@@ -3,7 +3,7 @@
 //! `scripts/reliability` runs them at full size (RELIABILITY_FULL=1) and writes the figures
 //! each one measured into RELIABILITY.md (RELIABILITY_FIGURES names the folder for them).
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

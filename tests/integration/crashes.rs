@@ -20,7 +20,7 @@
 //! case where the report exists and only the bucket knows its id. Even episodes run at the
 //! stack's natural speed.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -48,7 +48,7 @@ const FINAL_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a create takes at the service in the odd ("slow create") episodes.
 const SLOW_CREATE_MS: u64 = 700;
 const FUNCTION_ARN_NAME: &str = "audit";
-const SCHEDULED_EVENT: &str = include_str!("../events/scheduled.json");
+const SCHEDULED_EVENT: &str = include_str!("../../events/scheduled.json");
 
 // --- a seeded random source ---------------------------------------------------------------------
 
@@ -903,7 +903,7 @@ fn figures_markdown(all: &[Figures], base_seed: u64, parallel: usize, wall: Dura
     let mut md = String::new();
     md.push_str("## Crashes\n\n");
     md.push_str(&format!(
-        "`tests/crashes.rs`: {} episodes ({} side by side), base seed {base_seed} \
+        "`tests/integration/crashes.rs`: {} episodes ({} side by side), base seed {base_seed} \
          (`CRASH_SEED={base_seed}` replays the kill moments). Each episode: {CAS} CAs in a fresh \
          account, the function binary (as cargo builds it for tests) under a Runtime API giving a {} s deadline, SIGKILL at a \
          random moment {KILL_FROM_MS}–{KILL_TO_MS} ms after the invocation is handed out, then, \

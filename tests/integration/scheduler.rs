@@ -1,7 +1,7 @@
 //! The scheduler against the local stack: DynamoDB Local for the ledger, moto (with the
 //! audit-report operations) for ACM PCA and S3. Counts of create calls come from the emulator.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::sync::Arc;

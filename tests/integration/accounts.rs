@@ -1,7 +1,7 @@
 //! Organisation scale against the local stack: CAs of other accounts audited through the
 //! member role, scope, the follow-up of every report, orphans found in the bucket, fan-out.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::Arc;

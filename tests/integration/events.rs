@@ -1,7 +1,7 @@
 //! Every sample event in `events/` goes through the Lambda handler against the local stack,
 //! and is accepted or refused as the README says.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,7 +69,7 @@ fn every_sample_event_is_covered_here() {
             "scheduled.json",
             "scheduler.json"
         ],
-        "a new sample event needs its test in tests/events.rs"
+        "a new sample event needs its test in tests/integration/events.rs"
     );
 }
 

@@ -1,0 +1,14 @@
+//! Every integration test, in one binary against the local stack (`scripts/local-stack`): one
+//! link of the AWS SDK crates instead of one per file. `scripts/test` runs the reliability
+//! module on its own (its figures are measured at AWS's quota, so no other test may load the
+//! emulator meanwhile), and the rest together.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod accounts;
+mod bad_input;
+mod crashes;
+mod events;
+mod reliability;
+mod scheduler;
