@@ -172,7 +172,9 @@ async fn run_and_report(
     request: &RunRequest,
     invocation: &Invocation,
 ) -> RunSummary {
-    let summary = scheduler::run(services, request, invocation).await;
+    // Boxed: a run's future is deep (spans around nested async phases), and its layout,
+    // inlined into the runtime's, passes the compiler's query depth limit on a cold build.
+    let summary = Box::pin(scheduler::run(services, request, invocation)).await;
     summary.log();
     let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into());
     println!("{}", summary.metrics_document(&function));

@@ -70,21 +70,7 @@ pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocat
             Vec::new()
         }
     };
-    let accounts: Vec<String> = targets
-        .iter()
-        .map(|t| t.account.id(home).to_owned())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let regions: Vec<String> = {
-        let mut r: Vec<String> = Vec::new();
-        for t in &targets {
-            if !r.contains(&t.region) {
-                r.push(t.region.clone());
-            }
-        }
-        r
-    };
+    let (accounts, regions) = accounts_and_regions(&targets, home);
 
     let mut to_audit = targets;
     if let Some((sent, errors)) = fan_out_round(services, request, invocation, &to_audit).await {
@@ -143,6 +129,21 @@ pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocat
         fanned_out,
         certificate_authorities: outcomes,
     }
+}
+
+/// The accounts (sorted) and regions (in the order configured) a run covers, for its summary.
+fn accounts_and_regions(targets: &[Target], home: Option<&str>) -> (Vec<String>, Vec<String>) {
+    let accounts: BTreeSet<String> = targets
+        .iter()
+        .map(|t| t.account.id(home).to_owned())
+        .collect();
+    let mut regions: Vec<String> = Vec::new();
+    for t in targets {
+        if !regions.contains(&t.region) {
+            regions.push(t.region.clone());
+        }
+    }
+    (accounts.into_iter().collect(), regions)
 }
 
 /// A scheduled round over more account-regions than the fan-out threshold: one work item per
