@@ -151,9 +151,10 @@ pub enum Refusal {
 
 /// Which error means what. No public source says which error a second request inside the
 /// 30 minutes gets (AWS_FACTS.md): RequestInProgressException is the likely one.
-/// LimitExceededException is not among the operation's modelled errors; the documented
-/// limit it would stand for (no audit report for a CA that issued more than 100 million
-/// certificates) is permanent, so it fails the CA.
+/// LimitExceededException is not among the operation's modelled errors, but the Private CA
+/// user guide's Java sample for CreateCertificateAuthorityAuditReport says the service
+/// answers it for a CA that issued more than 100 million certificates: permanent, so it
+/// fails the CA.
 pub fn refusal(e: &ServiceError) -> Refusal {
     match e.code.as_str() {
         "RequestInProgressException" => Refusal::TooSoon,
@@ -168,7 +169,8 @@ pub fn refusal(e: &ServiceError) -> Refusal {
 /// What a `Limit` refusal most likely means, for the CA's failure message.
 pub const LIMIT_CAUSE: &str = "the service refuses this CA's audit reports with a limit: \
     AWS Private CA makes no audit report for a CA that has issued more than 100 million \
-    certificates (user guide, audit reports); this will not pass by itself";
+    certificates (Private CA user guide, audit reports and the CreateCertificateAuthorityAuditReport \
+    Java sample); this will not pass by itself";
 
 pub async fn request_report(
     client: &Client,

@@ -13,7 +13,8 @@ pub async fn check(client: &Client, bucket: &str) -> Result<(), ServiceError> {
         Err(e) => {
             let not_found = e.as_service_error().is_some_and(|s| s.is_not_found());
             let status = e.raw_response().map(|r| r.status().as_u16());
-            // S3 names the bucket's region on a HeadBucket answered from another region.
+            // S3 names the bucket's region in the `x-amz-bucket-region` header of its HeadBucket
+            // answer, a 301 when asked from another region (S3 API reference, HeadBucket).
             let bucket_region = e
                 .raw_response()
                 .and_then(|r| r.headers().get("x-amz-bucket-region"))

@@ -19,8 +19,10 @@
 //! second lost, nothing held.
 //!
 //! The slots are instants of the wall clock, so invocations on different hosts agree on them
-//! only as far as their clocks do: Lambda's hosts keep theirs by the Amazon Time Sync Service
-//! (well under a millisecond apart), and a throttle caused by skew is retried in a later slot.
+//! only as far as their clocks do. How closely Lambda's hosts agree is not documented
+//! (**assumed**: synchronised, as EC2 hosts are by the Amazon Time Sync Service); a throttle
+//! that skew causes widens the shared step and is retried in a later slot, so skew costs time,
+//! never a CA.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

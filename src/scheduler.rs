@@ -838,9 +838,7 @@ impl RunContext<'_> {
     async fn recover_unrecorded(&self, claim: &Claim) -> Option<CaOutcome> {
         let services = self.services;
         let since = claim.previous.unrecorded_since(services.clock.now())?;
-        let bucket = &services.settings.report_bucket;
-        let known = claim.previous.last_s3_key.as_deref();
-        match verify::find_unrecorded(&services.s3, bucket, &claim.arn, since, known).await {
+        match self.in_bucket(claim, since).await {
             Ok(Some(found)) => {
                 let why = format!(
                     "a run claimed the CA at {since} and did not record a report (it died, or \
@@ -998,25 +996,33 @@ impl RunContext<'_> {
                 next,
                 look_first,
             } => {
-                if let Some(since) = look_first {
-                    let bucket = &self.services.settings.report_bucket;
-                    let known = claim.previous.last_s3_key.as_deref();
-                    let s3 = &self.services.s3;
-                    if let Ok(Some(found)) =
-                        verify::find_unrecorded(s3, bucket, &claim.arn, since, known).await
-                    {
-                        let why = format!(
-                            "the service's answers to this run's creates were lost ({e}); the \
-                             report one of them made was found in the bucket"
-                        );
-                        return self.recover(claim, found, why).await;
-                    }
+                if let Some(since) = look_first
+                    && let Ok(Some(found)) = self.in_bucket(claim, since).await
+                {
+                    let why = format!(
+                        "the service's answers to this run's creates were lost ({e}); the \
+                         report one of them made was found in the bucket"
+                    );
+                    return self.recover(claim, found, why).await;
                 }
                 let claim = marked(claim, lost_at);
                 let error = kept_error.as_deref().map(|m| (e.code.as_str(), m));
                 self.give_back(&claim, error, next, then).await
             }
         }
+    }
+
+    /// The report of the CA written to the bucket since `since` that the ledger does not
+    /// have (its last recorded key aside): no API lists audit reports, so the bucket is where
+    /// a lost report id turns up again.
+    async fn in_bucket(
+        &self,
+        claim: &Claim,
+        since: Timestamp,
+    ) -> Result<Option<verify::FoundReport>, ServiceError> {
+        let bucket = &self.services.settings.report_bucket;
+        let known = claim.previous.last_s3_key.as_deref();
+        verify::find_unrecorded(&self.services.s3, bucket, &claim.arn, since, known).await
     }
 
     /// A create refused as too soon after one whose answer was lost: the report that one made
@@ -1030,11 +1036,9 @@ impl RunContext<'_> {
         e: &ServiceError,
     ) -> CaOutcome {
         let services = self.services;
-        let bucket = &services.settings.report_bucket;
-        let known = claim.previous.last_s3_key.as_deref();
         let give_up = (Instant::now() + LOST_REPORT_WAIT).min(self.invocation.cutoff());
         loop {
-            match verify::find_unrecorded(&services.s3, bucket, &claim.arn, since, known).await {
+            match self.in_bucket(claim, since).await {
                 Ok(Some(found)) => {
                     let why = format!(
                         "the service accepted a create at or after {since} whose answer was \
