@@ -4,8 +4,6 @@
 //! member role (`MEMBER_ROLE_NAME`, with `MEMBER_ROLE_EXTERNAL_ID` when set), assumed with
 //! aws-config's `AssumeRoleProvider`, whose credentials the clients cache and renew.
 
-use std::fmt;
-
 use aws_config::SdkConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
@@ -13,51 +11,13 @@ use aws_sdk_acmpca::error::DisplayErrorContext;
 use aws_sdk_organizations::types::{AccountState, AccountStatus, ChildType};
 
 use crate::arn::partition_of_region;
-use crate::authorities::ServiceError;
 use crate::codes::Code;
 use crate::config::{Accounts, MemberRole};
+use crate::ids::AccountId;
+use crate::service_error::ServiceError;
 use crate::summary::AccountError;
 
-/// One account whose CAs are audited.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Account {
-    /// The function's own account (its id may not be known: then it is called `self`).
-    Own,
-    Member(String),
-}
-
-impl Account {
-    /// How summaries, logs and work items name it.
-    pub fn label(&self) -> &str {
-        match self {
-            Self::Own => "self",
-            Self::Member(id) => id,
-        }
-    }
-
-    /// Its id where known: the member's, or the home account's for the function's own.
-    pub fn id<'a>(&'a self, home: Option<&'a str>) -> &'a str {
-        match (self, home) {
-            (Self::Own, Some(h)) => h,
-            (a, _) => a.label(),
-        }
-    }
-
-    /// The account a work item or a CA ARN names, as this function reaches it.
-    pub fn of(id: &str, home: Option<&str>) -> Self {
-        if id == "self" || Some(id) == home {
-            Self::Own
-        } else {
-            Self::Member(id.to_owned())
-        }
-    }
-}
-
-impl fmt::Display for Account {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.label())
-    }
-}
+pub use crate::ids::Account;
 
 fn org_error(e: ServiceError) -> AccountError {
     AccountError {
@@ -74,7 +34,7 @@ pub async fn audited(
     sdk: &SdkConfig,
     home: Option<&str>,
 ) -> Result<Vec<Account>, AccountError> {
-    let ids: Vec<String> = match accounts {
+    let ids: Vec<AccountId> = match accounts {
         Accounts::Own => return Ok(vec![Account::Own]),
         Accounts::List(ids) => ids.clone(),
         Accounts::Organization { units } => {
@@ -103,16 +63,23 @@ fn is_active(a: &aws_sdk_organizations::types::Account) -> bool {
     }
 }
 
-fn active_ids(accounts: &[aws_sdk_organizations::types::Account]) -> impl Iterator<Item = String> {
+fn active_ids(
+    accounts: &[aws_sdk_organizations::types::Account],
+) -> impl Iterator<Item = AccountId> {
     accounts
         .iter()
         .filter(|a| is_active(a))
-        .filter_map(|a| a.id().map(str::to_owned))
+        .filter_map(|a| a.id())
+        .filter_map(|id| {
+            AccountId::parse(id)
+                .inspect_err(|e| tracing::warn!("Organizations listed an account id: {e}"))
+                .ok()
+        })
 }
 
 async fn whole_organization(
     client: &aws_sdk_organizations::Client,
-) -> Result<Vec<String>, ServiceError> {
+) -> Result<Vec<AccountId>, ServiceError> {
     let mut pages = client.list_accounts().into_paginator().send();
     let mut ids = Vec::new();
     while let Some(page) = pages.next().await {
@@ -125,7 +92,7 @@ async fn whole_organization(
 async fn under_units(
     client: &aws_sdk_organizations::Client,
     units: &[String],
-) -> Result<Vec<String>, ServiceError> {
+) -> Result<Vec<AccountId>, ServiceError> {
     let mut ids = Vec::new();
     let mut parents: Vec<String> = units.to_vec();
     while let Some(parent) = parents.pop() {
@@ -208,19 +175,19 @@ mod tests {
 
     #[test]
     fn the_home_account_is_entered_with_its_own_credentials() {
+        let id = |s| AccountId::parse(s).unwrap();
         assert_eq!(
-            Account::of("111111111111", Some("111111111111")),
+            Account::of(&id("111111111111"), Some("111111111111")),
             Account::Own
         );
-        assert_eq!(Account::of("self", None), Account::Own);
+        assert_eq!(Account::parse_label("self", None), Ok(Account::Own));
+        let member = Account::Member(id("222222222222"));
         assert_eq!(
-            Account::of("222222222222", Some("111111111111")),
-            Account::Member("222222222222".into())
+            Account::parse_label("222222222222", Some("111111111111")),
+            Ok(member.clone())
         );
-        assert_eq!(
-            Account::Member("222222222222".into()).label(),
-            "222222222222"
-        );
+        assert_eq!(member.label(), "222222222222");
+        assert!(Account::parse_label("2222", None).is_err());
     }
 
     #[test]

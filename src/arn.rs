@@ -8,6 +8,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize, Serializer};
 
+pub(crate) use crate::ids::shorten;
+use crate::ids::{AccountId, Region};
+
 /// `arn:<partition>:acm-pca:<region>:<account>:certificate-authority/<uuid>`
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CaArn {
@@ -82,10 +85,10 @@ impl CaArn {
         if service != "acm-pca" {
             return Err(fail("not an acm-pca ARN"));
         }
-        if !is_region(region) {
+        if !Region::is_valid(region) {
             return Err(fail("invalid region"));
         }
-        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+        if !AccountId::is_valid(account) {
             return Err(fail("account must be 12 digits"));
         }
         let Some(id) = resource.strip_prefix("certificate-authority/") else {
@@ -116,28 +119,18 @@ impl CaArn {
         &self.text[self.account_at.0..self.account_at.1]
     }
 
+    pub fn account_id(&self) -> AccountId {
+        AccountId::checked(self.account())
+    }
+
+    pub fn region_id(&self) -> Region {
+        Region::checked(self.region())
+    }
+
     /// The CA's UUID, which names its folder of audit reports in the bucket.
     pub fn id(&self) -> &str {
         &self.text[self.id_at..]
     }
-}
-
-/// Region names as AWS forms them: `us-east-1`, `ap-southeast-2`, `us-gov-west-1`, `eu-isoe-west-1`.
-pub fn is_region(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('-').collect();
-    parts.len() >= 3
-        // Two letters (`eu-west-1`), or four for the European Sovereign Cloud (`eusc-de-east-1`).
-        && matches!(parts[0].len(), 2 | 4)
-        && parts[..parts.len() - 1]
-            .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
-        // Digits only, no sign or leading zero (`parse` would take `+1` and `01`).
-        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
-        && !parts[parts.len() - 1].starts_with('0')
-        && parts[parts.len() - 1]
-            .parse::<u8>()
-            .is_ok_and(|n| (1..=20).contains(&n))
-        && s.len() <= 25
 }
 
 fn is_lower_uuid(s: &str) -> bool {
@@ -147,17 +140,6 @@ fn is_lower_uuid(s: &str) -> bool {
             .iter()
             .zip([8, 4, 4, 4, 12])
             .all(|(g, n)| g.len() == n && g.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-}
-
-/// Error messages quote what they were given, but never more than a screenful of it.
-pub(crate) fn shorten(text: &str) -> String {
-    const MAX: usize = 120;
-    if text.chars().count() <= MAX {
-        text.to_owned()
-    } else {
-        let head: String = text.chars().take(MAX).collect();
-        format!("{head}…")
-    }
 }
 
 impl FromStr for CaArn {

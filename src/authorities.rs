@@ -4,8 +4,11 @@ use std::time::Duration;
 
 use aws_sdk_acmpca::Client;
 use aws_sdk_acmpca::config::retry::RetryConfig;
-use aws_sdk_acmpca::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_acmpca::types::{AuditReportResponseFormat, ResourceOwner};
+use aws_sdk_acmpca::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_acmpca::operation::create_certificate_authority_audit_report::CreateCertificateAuthorityAuditReportError;
+use aws_sdk_acmpca::types::{
+    AuditReportResponseFormat, CertificateAuthorityStatus, CertificateAuthorityType, ResourceOwner,
+};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -13,57 +16,14 @@ use crate::arn::CaArn;
 use crate::codes::Code;
 use crate::format::ReportFormat;
 
-/// An error the service (or the way to it) gave, with the service's own code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{code}: {message}")]
-pub struct ServiceError {
-    pub code: String,
-    pub message: String,
-    /// The request may have been carried out all the same: the service answered 5xx, the
-    /// call timed out, or the connection was lost after the request went out. Only the
-    /// service knows; for a create, the bucket tells later (`verify::find_unrecorded`).
-    pub ambiguous: bool,
-}
-
-impl ServiceError {
-    pub fn from_sdk<E: ProvideErrorMetadata + std::error::Error + 'static>(
-        e: &SdkError<E>,
-    ) -> Self {
-        let service = e.as_service_error();
-        let ambiguous = match e {
-            SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
-            // A connection lost may have carried the request; a request never built (bad
-            // credentials, bad input) is certain.
-            SdkError::DispatchFailure(d) => d.is_io() || d.is_timeout(),
-            SdkError::ServiceError(s) => s.raw().status().is_server_error(),
-            _ => false,
-        };
-        Self {
-            ambiguous,
-            code: service
-                .and_then(|s| s.code())
-                .unwrap_or(match e {
-                    SdkError::TimeoutError(_) => Code::Timeout.as_str(),
-                    SdkError::DispatchFailure(_) => Code::Unreachable.as_str(),
-                    SdkError::ResponseError(_) => Code::InvalidResponse.as_str(),
-                    _ => Code::RequestFailed.as_str(),
-                })
-                .to_owned(),
-            message: service
-                .and_then(|s| s.message())
-                .map(str::to_owned)
-                .unwrap_or_else(|| DisplayErrorContext(e).to_string()),
-        }
-    }
-}
+pub use crate::service_error::ServiceError;
 
 /// A CA as the listing shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authority {
     pub arn: CaArn,
-    pub status: String,
-    /// `ROOT` or `SUBORDINATE`.
-    pub ca_type: String,
+    pub status: Option<CertificateAuthorityStatus>,
+    pub ca_type: Option<CertificateAuthorityType>,
 }
 
 /// Every CA the account owns in the client's region, all pages (the service returns at most
@@ -83,14 +43,8 @@ pub async fn list(client: &Client) -> Result<Vec<Authority>, ServiceError> {
         match CaArn::parse(text) {
             Ok(arn) => found.push(Authority {
                 arn,
-                status: ca
-                    .status()
-                    .map(|s| s.as_str().to_owned())
-                    .unwrap_or_default(),
-                ca_type: ca
-                    .r#type()
-                    .map(|t| t.as_str().to_owned())
-                    .unwrap_or_default(),
+                status: ca.status().cloned(),
+                ca_type: ca.r#type().cloned(),
             }),
             Err(e) => tracing::warn!(
                 ca_arn = text,
@@ -149,20 +103,49 @@ pub enum Refusal {
     Failed,
 }
 
-/// Which error means what. No public source says which error a second request inside the
-/// 30 minutes gets (AWS_FACTS.md): RequestInProgressException is the likely one.
-/// LimitExceededException is not among the operation's modelled errors, but the Private CA
-/// user guide's Java sample for CreateCertificateAuthorityAuditReport says the service
-/// answers it for a CA that issued more than 100 million certificates: permanent, so it
-/// fails the CA.
-pub fn refusal(e: &ServiceError) -> Refusal {
-    match e.code.as_str() {
-        "RequestInProgressException" => Refusal::TooSoon,
-        "ThrottlingException" | "TooManyRequestsException" | "Throttling" => Refusal::Throttled,
-        "InvalidStateException" => Refusal::State,
-        "LimitExceededException" => Refusal::Limit,
-        _ if e.ambiguous => Refusal::Ambiguous,
-        _ => Refusal::Failed,
+/// A create the service did not accept, or whose answer was lost: what it means for the CA,
+/// read from the SDK's typed error while it is at hand, and what the service said.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct CreateRefused {
+    pub refusal: Refusal,
+    pub error: ServiceError,
+}
+
+impl Refusal {
+    /// Which answer to a create means what, from the operation's typed error. No public source
+    /// says which error a second request inside the 30 minutes gets (AWS_FACTS.md):
+    /// RequestInProgressException is the likely one. Throttling and LimitExceededException are
+    /// not among the operation's modelled errors, so only their codes tell: the Private CA
+    /// user guide's Java sample for CreateCertificateAuthorityAuditReport says the service
+    /// answers LimitExceededException for a CA that issued more than 100 million
+    /// certificates: permanent, so it fails the CA (the SDK's own retry classifier counts that
+    /// code as throttling, which for this operation it is not).
+    pub fn of_create(
+        e: &SdkError<CreateCertificateAuthorityAuditReportError>,
+        ambiguous: bool,
+    ) -> Self {
+        let Some(service) = e.as_service_error() else {
+            return if ambiguous {
+                Self::Ambiguous
+            } else {
+                Self::Failed
+            };
+        };
+        if service.is_request_in_progress_exception() {
+            return Self::TooSoon;
+        }
+        if service.is_invalid_state_exception() {
+            return Self::State;
+        }
+        match service.code() {
+            Some("ThrottlingException" | "TooManyRequestsException" | "Throttling") => {
+                Self::Throttled
+            }
+            Some("LimitExceededException") => Self::Limit,
+            _ if ambiguous => Self::Ambiguous,
+            _ => Self::Failed,
+        }
     }
 }
 
@@ -177,7 +160,7 @@ pub async fn request_report(
     arn: &CaArn,
     bucket: &str,
     format: ReportFormat,
-) -> Result<AuditReport, ServiceError> {
+) -> Result<AuditReport, CreateRefused> {
     let out = client
         .create_certificate_authority_audit_report()
         .certificate_authority_arn(arn.as_str())
@@ -195,15 +178,25 @@ pub async fn request_report(
         )
         .send()
         .await
-        .map_err(|e| ServiceError::from_sdk(&e))?;
+        .map_err(|e| {
+            let error = ServiceError::from_sdk(&e);
+            CreateRefused {
+                refusal: Refusal::of_create(&e, error.ambiguous),
+                error,
+            }
+        })?;
     match (out.audit_report_id, out.s3_key) {
         (Some(id), Some(s3_key)) => Ok(AuditReport { id, s3_key }),
         // Both are optional in the model; a report we cannot find again is no evidence.
-        _ => Err(ServiceError {
-            code: Code::IncompleteResponse.into(),
-            message: "the service accepted the request but returned no report id or S3 key".into(),
-            // Accepted, so a report may exist: the bucket will show it.
-            ambiguous: true,
+        // Accepted, so a report may exist: the bucket will show it.
+        _ => Err(CreateRefused {
+            refusal: Refusal::Ambiguous,
+            error: ServiceError {
+                code: Code::IncompleteResponse.into(),
+                message: "the service accepted the request but returned no report id or S3 key"
+                    .into(),
+                ambiguous: true,
+            },
         }),
     }
 }
@@ -290,45 +283,57 @@ impl Pacer {
 mod tests {
     use super::*;
 
-    fn error(code: &str, ambiguous: bool) -> ServiceError {
-        ServiceError {
-            code: code.into(),
-            message: String::new(),
-            ambiguous,
-        }
+    /// The SDK error a create gets for an answer with this code and HTTP status.
+    fn answered(code: &str, status: u16) -> SdkError<CreateCertificateAuthorityAuditReportError> {
+        use aws_sdk_acmpca::error::ErrorMetadata;
+        use aws_sdk_acmpca::operation::create_certificate_authority_audit_report::CreateCertificateAuthorityAuditReportError as E;
+        use aws_sdk_acmpca::types::error::{InvalidStateException, RequestInProgressException};
+        let meta = ErrorMetadata::builder().code(code).message("m").build();
+        let typed = match code {
+            "RequestInProgressException" => E::RequestInProgressException(
+                RequestInProgressException::builder().meta(meta).build(),
+            ),
+            "InvalidStateException" => {
+                E::InvalidStateException(InvalidStateException::builder().meta(meta).build())
+            }
+            _ => E::generic(meta),
+        };
+        let raw = aws_smithy_runtime_api::http::Response::new(
+            status.try_into().unwrap(),
+            aws_smithy_types::body::SdkBody::empty(),
+        );
+        SdkError::service_error(typed, raw)
+    }
+
+    fn refusal(code: &str, status: u16) -> Refusal {
+        let e = answered(code, status);
+        Refusal::of_create(&e, ServiceError::from_sdk(&e).ambiguous)
     }
 
     #[test]
     fn each_answer_means_what_the_service_documents() {
-        let refused = |code| refusal(&error(code, false));
-        assert_eq!(refused("RequestInProgressException"), Refusal::TooSoon);
-        assert_eq!(refused("ThrottlingException"), Refusal::Throttled);
-        assert_eq!(refused("InvalidStateException"), Refusal::State);
-        assert_eq!(refused("ResourceNotFoundException"), Refusal::Failed);
-        assert_eq!(refused("AccessDeniedException"), Refusal::Failed);
+        assert_eq!(refusal("RequestInProgressException", 400), Refusal::TooSoon);
+        assert_eq!(refusal("ThrottlingException", 400), Refusal::Throttled);
+        assert_eq!(refusal("InvalidStateException", 400), Refusal::State);
+        assert_eq!(refusal("ResourceNotFoundException", 400), Refusal::Failed);
+        assert_eq!(refusal("AccessDeniedException", 400), Refusal::Failed);
     }
 
     #[test]
     fn a_limit_is_a_failure_never_a_quiet_skip() {
-        assert_eq!(
-            refusal(&error("LimitExceededException", false)),
-            Refusal::Limit
-        );
+        assert_eq!(refusal("LimitExceededException", 400), Refusal::Limit);
     }
 
     #[test]
     fn only_answers_that_say_nothing_are_ambiguous() {
-        assert_eq!(refusal(&error("InternalFailure", true)), Refusal::Ambiguous);
-        assert_eq!(refusal(&error("Timeout", true)), Refusal::Ambiguous);
+        assert_eq!(refusal("InternalFailure", 500), Refusal::Ambiguous);
+        let timeout: SdkError<CreateCertificateAuthorityAuditReportError> =
+            SdkError::timeout_error("no answer in time");
+        assert!(ServiceError::from_sdk(&timeout).ambiguous);
+        assert_eq!(Refusal::of_create(&timeout, true), Refusal::Ambiguous);
         // A certain 4xx stays certain, and "too soon" keeps its meaning after a 5xx.
-        assert_eq!(
-            refusal(&error("InvalidArgsException", false)),
-            Refusal::Failed
-        );
-        assert_eq!(
-            refusal(&error("RequestInProgressException", false)),
-            Refusal::TooSoon
-        );
+        assert_eq!(refusal("InvalidArgsException", 400), Refusal::Failed);
+        assert_eq!(refusal("RequestInProgressException", 500), Refusal::TooSoon);
     }
 
     #[tokio::test(start_paused = true)]

@@ -2,8 +2,8 @@
 
 use aws_sdk_s3::Client;
 
-use crate::authorities::ServiceError;
 use crate::codes::Code;
+use crate::service_error::ServiceError;
 
 /// Fails clearly when the bucket is missing or out of reach: otherwise every CA of the run
 /// would claim its window only to have the service refuse the request.

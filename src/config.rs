@@ -3,11 +3,12 @@
 //! A missing or invalid setting stops start-up with a message naming it, so a bad deploy
 //! fails on its first invocation instead of auditing the wrong thing.
 
+use aws_sdk_acmpca::types::{CertificateAuthorityStatus, CertificateAuthorityType};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::arn::is_region;
 pub use crate::format::ReportFormat;
+use crate::ids::{AccountId, Region};
 use crate::window::{AUDITABLE_STATES, Interval};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,17 +26,6 @@ pub enum ConfigError {
     },
 }
 
-/// The CA states ListCertificateAuthorities reports.
-pub const CA_STATES: [&str; 7] = [
-    "CREATING",
-    "PENDING_CERTIFICATE",
-    "ACTIVE",
-    "DELETED",
-    "DISABLED",
-    "EXPIRED",
-    "FAILED",
-];
-
 /// Bucket names as S3 allows them (3–63 of lowercase letters, digits, dots and hyphens).
 pub fn is_bucket_name(s: &str) -> bool {
     (3..=63).contains(&s.len())
@@ -52,8 +42,8 @@ pub struct Settings {
     pub report_format: ReportFormat,
     pub min_interval: Interval,
     /// Regions whose CAs are audited, in the order given.
-    pub regions: Vec<String>,
-    pub audit_states: BTreeSet<String>,
+    pub regions: Vec<Region>,
+    pub audit_states: BTreeSet<CertificateAuthorityStatus>,
     pub history_retention: Duration,
     /// CAs handled at once per region; creates are paced separately.
     pub max_concurrency: usize,
@@ -72,7 +62,7 @@ pub enum Accounts {
     /// The function's own account, with its own credentials.
     Own,
     /// These accounts, each through the member role.
-    List(Vec<String>),
+    List(Vec<AccountId>),
     /// Every active account of the organization, or of these OUs and roots (nested OUs too).
     Organization { units: Vec<String> },
 }
@@ -103,7 +93,7 @@ pub struct Scope {
     pub exempt: BTreeSet<String>,
     pub required_tags: Vec<RequiredTag>,
     /// `ROOT`, `SUBORDINATE`: the CA types audited.
-    pub types: BTreeSet<String>,
+    pub types: BTreeSet<CertificateAuthorityType>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,12 +104,7 @@ pub struct FanOut {
 }
 
 pub const DEFAULT_MEMBER_ROLE: &str = "PcaAuditSchedulerMember";
-pub const CA_TYPES: [&str; 2] = ["ROOT", "SUBORDINATE"];
 pub const DEFAULT_FANOUT_THRESHOLD: usize = 8;
-
-fn is_account_id(s: &str) -> bool {
-    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
-}
 
 /// `ou-<root 4-32>-<8-32>` or `r-<4-32>`, lowercase letters and digits, as Organizations shapes them.
 fn is_parent_id(s: &str) -> bool {
@@ -234,37 +219,42 @@ fn interval_minutes(v: &str) -> Check<Interval> {
     Interval::new(Duration::from_secs(minutes * 60))
 }
 
-fn region(r: &str) -> Check<String> {
-    is_region(r)
-        .then(|| r.to_owned())
-        .ok_or_else(|| format!("`{r}` is not a region name"))
+fn region(r: &str) -> Check<Region> {
+    Region::parse(r).map_err(|e| e.to_string())
 }
 
-fn auditable_state(s: &str) -> Check<String> {
+/// One of the states the SDK knows (those ListCertificateAuthorities reports), and one the
+/// service makes audit reports of.
+fn auditable_state(s: &str) -> Check<CertificateAuthorityStatus> {
     let upper = s.to_ascii_uppercase();
-    if !CA_STATES.contains(&upper.as_str()) {
+    if !CertificateAuthorityStatus::values().contains(&upper.as_str()) {
         return Err(format!(
             "`{s}` is not a CA state (one of {})",
-            CA_STATES.join(", ")
+            CertificateAuthorityStatus::values().join(", ")
         ));
     }
-    if !AUDITABLE_STATES.contains(&upper.as_str()) {
+    let state = CertificateAuthorityStatus::from(upper.as_str());
+    if !AUDITABLE_STATES.contains(&state) {
+        let auditable: Vec<&str> = AUDITABLE_STATES.iter().map(|s| s.as_str()).collect();
         return Err(format!(
             "AWS Private CA makes no audit report of a CA in state {upper} (only {}: user \
              guide, \"Understand AWS Private CA CA status\"), so auditing it would only spend \
              the create quota on a refusal",
-            AUDITABLE_STATES.join(" and ")
+            auditable.join(" and ")
         ));
     }
-    Ok(upper)
+    Ok(state)
 }
 
-fn ca_type(t: &str) -> Check<String> {
+fn ca_type(t: &str) -> Check<CertificateAuthorityType> {
     let upper = t.to_ascii_uppercase();
-    CA_TYPES
-        .contains(&upper.as_str())
-        .then_some(upper)
-        .ok_or_else(|| format!("`{t}` is not a CA type (ROOT or SUBORDINATE)"))
+    if !CertificateAuthorityType::values().contains(&upper.as_str()) {
+        return Err(format!(
+            "`{t}` is not a CA type ({})",
+            CertificateAuthorityType::values().join(" or ")
+        ));
+    }
+    Ok(CertificateAuthorityType::from(upper.as_str()))
 }
 
 fn whole_in(
@@ -279,10 +269,8 @@ fn whole_in(
     }
 }
 
-fn account_id(id: &str) -> Check<String> {
-    is_account_id(id).then(|| id.to_owned()).ok_or_else(|| {
-        format!("`{id}` is not a 12-digit account id (or give the single word ORGANIZATION)")
-    })
+fn account_id(id: &str) -> Check<AccountId> {
+    AccountId::parse(id).map_err(|e| format!("{e} (or give the single word ORGANIZATION)"))
 }
 
 fn parent_id(id: &str) -> Check<String> {
@@ -352,7 +340,7 @@ impl Settings {
             audit_states: l
                 .list("AUDIT_CA_STATES", Some("state"), auditable_state)?
                 .map_or_else(
-                    || AUDITABLE_STATES.iter().map(|s| s.to_string()).collect(),
+                    || AUDITABLE_STATES.iter().cloned().collect(),
                     BTreeSet::from_iter,
                 ),
             history_retention: l
@@ -378,13 +366,14 @@ const RETENTION: &str = "must be a whole number of days from 1 to 36500";
 const CONCURRENCY: &str = "must be a whole number from 1 to 64";
 
 /// `AUDIT_REGIONS`, or the function's own region, which Lambda always sets.
-fn regions(l: &Lookup<impl Fn(&str) -> Option<String>>) -> Result<Vec<String>, ConfigError> {
+fn regions(l: &Lookup<impl Fn(&str) -> Option<String>>) -> Result<Vec<Region>, ConfigError> {
     if let Some(regions) = l.list("AUDIT_REGIONS", Some("region"), region)? {
         return Ok(regions);
     }
     match l.get("AWS_REGION").or_else(|| l.get("AWS_DEFAULT_REGION")) {
-        Some(r) if is_region(&r) => Ok(vec![r]),
-        Some(r) => Err(invalid("AWS_REGION", &r, "not a region name".into())),
+        Some(r) => Region::parse(&r)
+            .map(|r| vec![r])
+            .map_err(|_| invalid("AWS_REGION", &r, "not a region name".into())),
         None => Err(ConfigError::Missing {
             name: "AUDIT_REGIONS",
             hint: "set it, or AWS_REGION, to the regions whose CAs are audited",
@@ -449,7 +438,13 @@ fn scope(l: &Lookup<impl Fn(&str) -> Option<String>>) -> Result<Scope, ConfigErr
         types: l
             .list("AUDIT_CA_TYPES", Some("type"), ca_type)?
             .map_or_else(
-                || CA_TYPES.iter().map(|t| t.to_string()).collect(),
+                || {
+                    [
+                        CertificateAuthorityType::Root,
+                        CertificateAuthorityType::Subordinate,
+                    ]
+                    .into()
+                },
                 BTreeSet::from_iter,
             ),
     })
@@ -500,7 +495,10 @@ mod tests {
         assert_eq!(s.min_interval.duration(), Duration::from_secs(1800));
         assert_eq!(s.regions, vec!["eu-west-1"]);
         assert_eq!(
-            s.audit_states.iter().cloned().collect::<Vec<_>>(),
+            s.audit_states
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>(),
             vec!["ACTIVE", "DISABLED"]
         );
         assert_eq!(s.max_concurrency, 8);
@@ -530,6 +528,7 @@ mod tests {
                 .unwrap()
                 .audit_states
                 .iter()
+                .map(|s| s.as_str())
                 .collect::<Vec<_>>(),
             vec!["DISABLED"]
         );
@@ -634,7 +633,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            s.scope.types.iter().collect::<Vec<_>>(),
+            s.scope.types.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
             vec!["SUBORDINATE"]
         );
         assert_eq!(s.fan_out.unwrap().threshold, 4);
@@ -643,7 +642,10 @@ mod tests {
         pairs.push(("AUDIT_ACCOUNTS", "111111111111,222222222222,111111111111"));
         assert_eq!(
             settings(&pairs).unwrap().accounts,
-            Accounts::List(vec!["111111111111".into(), "222222222222".into()])
+            Accounts::List(vec![
+                AccountId::parse("111111111111").unwrap(),
+                AccountId::parse("222222222222").unwrap()
+            ])
         );
     }
 

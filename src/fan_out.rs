@@ -3,9 +3,9 @@
 
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
-use crate::authorities::ServiceError;
 use crate::invocation::Invocation;
 use crate::request::{RunRequest, WorkItem};
+use crate::service_error::ServiceError;
 use crate::summary::RegionError;
 
 /// SendMessageBatch takes at most ten messages.

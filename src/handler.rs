@@ -92,7 +92,7 @@ pub fn remaining_ms(deadline_ms: u64, now_ms: u64) -> u64 {
 /// The account of the function's own ARN (`arn:aws:lambda:<region>:<account>:function:<name>`).
 pub fn home_account(invoked_function_arn: &str) -> Option<String> {
     let account = invoked_function_arn.split(':').nth(4)?;
-    (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())).then(|| account.to_owned())
+    crate::ids::AccountId::is_valid(account).then(|| account.to_owned())
 }
 
 /// The partition of the function's own ARN (`aws`, `aws-cn`, `aws-us-gov`, ...): the member

@@ -27,9 +27,9 @@ use aws_sdk_dynamodb::types::{
 };
 
 use crate::arn::CaArn;
-use crate::authorities::ServiceError;
 use crate::codes::Code;
 use crate::format::ReportFormat;
+use crate::service_error::ServiceError;
 use crate::summary::{ReportCheck, ReportStatus};
 use crate::time::Timestamp;
 use crate::window::{self, Lease, PendingReport, Window};

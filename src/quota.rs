@@ -33,8 +33,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::authorities::{Pacer, ServiceError};
+use crate::authorities::Pacer;
 use crate::ledger::{PARTITION_KEY, SORT_KEY};
+use crate::service_error::ServiceError;
 
 const QUOTA_RECORD: &str = "quota";
 

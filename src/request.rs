@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::arn::{CaArn, InvalidArn, shorten};
 use crate::format::ReportFormat;
+use crate::ids::{Account, Region};
 
 /// One account-region handed to another invocation through the fan-out queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,13 +86,31 @@ pub enum Trigger {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunRequest {
     pub trigger: Trigger,
-    /// Only these CAs (a manual request); `None` means every CA of the configured regions.
-    pub only: Option<Vec<CaArn>>,
+    pub scope: RunScope,
     pub dry_run: bool,
     /// Overrides the configured format for this run.
     pub format: Option<ReportFormat>,
-    /// A work item's one account-region (account id, or `self`; region).
-    pub target: Option<(String, String)>,
+}
+
+/// The CAs a run covers: one of three, never a mix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunScope {
+    /// Every CA of every audited account in the configured regions.
+    Every,
+    /// The CAs a manual request names (at least one, each once).
+    These(Vec<CaArn>),
+    /// The one account-region of a work item from the fan-out queue.
+    AccountRegion { account: Account, region: Region },
+}
+
+impl RunScope {
+    /// The CAs a manual request names; none for the other scopes.
+    pub fn named_cas(&self) -> &[CaArn] {
+        match self {
+            Self::These(arns) => arns,
+            _ => &[],
+        }
+    }
 }
 
 /// A person's request: `{"certificateAuthorityArns": [...], "dryRun": true, "format": "CSV"}`.
@@ -177,8 +196,8 @@ impl RunRequest {
             ));
         }
         let manual: ManualRequest = read("manual request", event)?;
-        let only = match manual.certificate_authority_arns {
-            None => None,
+        let scope = match manual.certificate_authority_arns {
+            None => RunScope::Every,
             Some(arns) if arns.is_empty() => return Err(RequestError::NoArns),
             Some(arns) if arns.len() > MAX_REQUESTED_ARNS => {
                 return Err(RequestError::TooManyArns(arns.len()));
@@ -192,15 +211,14 @@ impl RunRequest {
                         parsed.push(arn);
                     }
                 }
-                Some(parsed)
+                RunScope::These(parsed)
             }
         };
         Ok(Self {
             trigger: Trigger::Manual,
-            only,
+            scope,
             dry_run: manual.dry_run,
             format: manual.format,
-            target: None,
         })
     }
 
@@ -209,38 +227,27 @@ impl RunRequest {
         let item: WorkItem =
             serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(body))
                 .map_err(|e| RequestError::InvalidWorkItem(explain(&e)))?;
-        let account_ok = item.account_id == "self"
-            || (item.account_id.len() == 12 && item.account_id.bytes().all(|b| b.is_ascii_digit()));
-        if !account_ok {
-            return Err(RequestError::InvalidWorkItem(format!(
-                "accountId `{}` is not a 12-digit account id",
-                shorten(&item.account_id)
-            )));
-        }
-        if !crate::arn::is_region(&item.region) {
-            return Err(RequestError::InvalidWorkItem(format!(
-                "region `{}` is not a region name",
-                shorten(&item.region)
-            )));
-        }
+        // The function's own account, named by its id, is told apart when the run starts.
+        let account = Account::parse_label(&item.account_id, None)
+            .map_err(|e| RequestError::InvalidWorkItem(format!("accountId {e}")))?;
+        let region = Region::parse(&item.region)
+            .map_err(|e| RequestError::InvalidWorkItem(format!("region {e}")))?;
         Ok(Self {
             trigger: Trigger::FanOut {
                 parent_run_id: item.parent_run_id,
             },
-            only: None,
+            scope: RunScope::AccountRegion { account, region },
             dry_run: item.dry_run,
             format: item.format,
-            target: Some((item.account_id, item.region)),
         })
     }
 
     fn scheduled(source: String, id: Option<String>, time: Option<String>) -> Self {
         Self {
             trigger: Trigger::Schedule { source, id, time },
-            only: None,
+            scope: RunScope::Every,
             dry_run: false,
             format: None,
-            target: None,
         }
     }
 }
@@ -337,7 +344,7 @@ mod tests {
                "region":"us-east-1","resources":["arn:aws:events:us-east-1:123456789012:rule/audit"],"detail":{}}"#,
         )
         .unwrap();
-        assert_eq!(r.only, None);
+        assert_eq!(r.scope, RunScope::Every);
         assert!(!r.dry_run);
         assert!(
             matches!(r.trigger, Trigger::Schedule { ref source, .. } if source == "aws.events")
@@ -380,10 +387,13 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(r.trigger, Trigger::Manual);
-        assert_eq!(r.only.unwrap().len(), 1, "duplicates collapse");
+        assert!(
+            matches!(&r.scope, RunScope::These(arns) if arns.len() == 1),
+            "duplicates collapse"
+        );
         assert!(r.dry_run);
         assert_eq!(r.format, Some(ReportFormat::Csv));
-        assert_eq!(parse("{}").unwrap().only, None);
+        assert_eq!(parse("{}").unwrap().scope, RunScope::Every);
     }
 
     #[test]
@@ -419,8 +429,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            r.target,
-            Some(("111111111111".to_string(), "eu-west-1".to_string()))
+            r.scope,
+            RunScope::AccountRegion {
+                account: Account::parse_label("111111111111", None).unwrap(),
+                region: Region::parse("eu-west-1").unwrap()
+            }
         );
         assert_eq!(
             r.trigger,

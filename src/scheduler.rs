@@ -9,17 +9,20 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::accounts::{self, Account};
+use crate::accounts;
 use crate::arn::CaArn;
-use crate::authorities::{self, Authority, Refusal, ServiceError};
+use crate::authorities::{self, Authority, CreateRefused, Refusal};
 use crate::bucket;
 use crate::codes::Code;
 use crate::config::{Accounts, Settings};
 use crate::fan_out;
 use crate::format::ReportFormat;
+use crate::ids::Account;
+use crate::ids::Region;
 use crate::ledger::{Claim, ClaimResult, LedgerError, ReportRecord};
-use crate::request::{RunRequest, Trigger, WorkItem};
+use crate::request::{RunRequest, RunScope, Trigger, WorkItem};
 use crate::scope;
+use crate::service_error::ServiceError;
 use crate::summary::{
     AccountError, CaOutcome, Outcome, RegionError, ReportCheck, ReportStatus, RunSummary,
     SkipReason,
@@ -46,7 +49,7 @@ const LOST_REPORT_WAIT: Duration = Duration::from_secs(30);
 /// One account-region of a run, and for a manual request the CAs asked for there.
 struct Target {
     account: Account,
-    region: String,
+    region: Region,
     only: Option<Vec<CaArn>>,
 }
 
@@ -104,7 +107,7 @@ pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocat
         let client = services.target(
             &t.account,
             t.account.id(home),
-            &t.region,
+            t.region.as_str(),
             &entered[&t.account],
         );
         let ctx = &ctx;
@@ -139,8 +142,8 @@ fn accounts_and_regions(targets: &[Target], home: Option<&str>) -> (Vec<String>,
         .collect();
     let mut regions: Vec<String> = Vec::new();
     for t in targets {
-        if !regions.contains(&t.region) {
-            regions.push(t.region.clone());
+        if !regions.iter().any(|r| t.region == r.as_str()) {
+            regions.push(t.region.to_string());
         }
     }
     (accounts.into_iter().collect(), regions)
@@ -155,16 +158,15 @@ async fn fan_out_round(
     targets: &[Target],
 ) -> Option<(Vec<WorkItem>, Vec<RegionError>)> {
     let f = services.settings.fan_out.as_ref()?;
-    let whole_round = matches!(request.trigger, Trigger::Schedule { .. })
-        && request.only.is_none()
-        && request.target.is_none();
+    let whole_round =
+        matches!(request.trigger, Trigger::Schedule { .. }) && request.scope == RunScope::Every;
     if !whole_round || targets.len() <= f.threshold {
         return None;
     }
     let home = invocation.home_account.as_deref();
     let items: Vec<_> = targets
         .iter()
-        .map(|t| fan_out::item(invocation, request, t.account.id(home), &t.region))
+        .map(|t| fan_out::item(invocation, request, t.account.id(home), t.region.as_str()))
         .collect();
     Some(fan_out::send(&services.sqs, &f.queue_url, items).await)
 }
@@ -217,74 +219,98 @@ async fn targets(
     outcomes: &mut Vec<CaOutcome>,
 ) -> Result<Vec<Target>, AccountError> {
     let settings = &services.settings;
-    let in_scope = |id: &str| {
-        id == "self"
-            || home == Some(id)
-            || match &settings.accounts {
-                // Without its own id the function cannot tell: the CA's listing will.
-                Accounts::Own => home.is_none(),
-                Accounts::List(ids) => ids.iter().any(|x| x == id),
-                Accounts::Organization { .. } => true,
-            }
+    let audited = |account: &Account| match account {
+        Account::Own => true,
+        Account::Member(id) => match &settings.accounts {
+            // Without its own id the function cannot tell: the CA's listing will.
+            Accounts::Own => home.is_none(),
+            Accounts::List(ids) => ids.contains(id),
+            Accounts::Organization { .. } => true,
+        },
     };
-    let not_audited = |id: &str| {
-        failed(
-            Code::AccountNotAudited.as_str(),
-            format!("account {id} is not among the accounts this function audits (AUDIT_ACCOUNTS)"),
-        )
-    };
-    if let Some((account, region)) = &request.target {
-        if !in_scope(account) {
-            return Err(AccountError {
-                account_id: account.clone(),
-                error_code: Code::AccountNotAudited.into(),
-                error_message: format!(
-                    "work item for account {account}, which is not among the accounts this function audits (AUDIT_ACCOUNTS)"
-                ),
-            });
-        }
-        return Ok(vec![Target {
-            account: Account::of(account, home),
-            region: region.clone(),
-            only: None,
-        }]);
-    }
-    if let Some(arns) = &request.only {
-        let mut targets: Vec<Target> = Vec::new();
-        for arn in arns {
-            if !in_scope(arn.account()) {
-                outcomes.push(outcome(arn, not_audited(arn.account())));
-                continue;
-            }
-            let account = match settings.accounts {
-                Accounts::Own => Account::Own,
-                _ => Account::of(arn.account(), home),
+    match &request.scope {
+        RunScope::AccountRegion { account, region } => {
+            let account = match account {
+                Account::Member(id) => Account::of(id, home),
+                own => own.clone(),
             };
-            match targets
-                .iter_mut()
-                .find(|t| t.account == account && t.region == arn.region())
-            {
-                Some(t) => t.only.get_or_insert_with(Vec::new).push(arn.clone()),
-                None => targets.push(Target {
-                    account,
-                    region: arn.region().to_owned(),
-                    only: Some(vec![arn.clone()]),
-                }),
+            if !audited(&account) {
+                return Err(AccountError {
+                    account_id: account.label().to_owned(),
+                    error_code: Code::AccountNotAudited.into(),
+                    error_message: format!(
+                        "work item for account {account}, which is not among the accounts this function audits (AUDIT_ACCOUNTS)"
+                    ),
+                });
             }
+            let (region, only) = (region.clone(), None);
+            Ok(vec![Target {
+                account,
+                region,
+                only,
+            }])
         }
-        return Ok(targets);
+        RunScope::These(arns) => Ok(named_targets(arns, settings, home, audited, outcomes)),
+        RunScope::Every => {
+            let accounts = accounts::audited(&settings.accounts, &services.sdk, home).await?;
+            Ok(accounts
+                .iter()
+                .flat_map(|a| {
+                    settings.regions.iter().map(move |r| Target {
+                        account: a.clone(),
+                        region: r.clone(),
+                        only: None,
+                    })
+                })
+                .collect())
+        }
     }
-    let accounts = accounts::audited(&settings.accounts, &services.sdk, home).await?;
-    Ok(accounts
-        .iter()
-        .flat_map(|a| {
-            settings.regions.iter().map(move |r| Target {
-                account: a.clone(),
-                region: r.clone(),
-                only: None,
-            })
-        })
-        .collect())
+}
+
+/// The account-regions of the CAs a manual request names, each with its CAs; a CA of an
+/// account not audited is refused here, before anything is listed.
+fn named_targets(
+    arns: &[CaArn],
+    settings: &Settings,
+    home: Option<&str>,
+    audited: impl Fn(&Account) -> bool,
+    outcomes: &mut Vec<CaOutcome>,
+) -> Vec<Target> {
+    let mut targets: Vec<Target> = Vec::new();
+    for arn in arns {
+        let account = Account::of(&arn.account_id(), home);
+        if !audited(&account) {
+            outcomes.push(outcome(
+                arn,
+                failed(
+                    Code::AccountNotAudited.as_str(),
+                    format!(
+                        "account {} is not among the accounts this function audits (AUDIT_ACCOUNTS)",
+                        arn.account()
+                    ),
+                ),
+            ));
+            continue;
+        }
+        // With only its own account audited, every CA named is reached with the function's
+        // own credentials, whatever the account its ARN says (the listing tells).
+        let account = match settings.accounts {
+            Accounts::Own => Account::Own,
+            _ => account,
+        };
+        match targets
+            .iter_mut()
+            .find(|t| t.account == account && t.region == arn.region())
+        {
+            Some(t) => t.only.get_or_insert_with(Vec::new).push(arn.clone()),
+            None => targets.push(Target {
+                account,
+                region: arn.region_id(),
+                only: Some(vec![arn.clone()]),
+            }),
+        }
+    }
+    targets
 }
 
 struct RunContext<'a> {
@@ -311,11 +337,11 @@ enum Verdict {
     },
 }
 
-/// What a create refused with `e` means for the CA: a pure function of the typed refusal,
-/// when the last attempt was made, when an answer was first lost (this run), and since when
-/// an earlier report of the CA is unaccounted for.
+/// What a create refused with `refused` means for the CA: a pure function of the typed
+/// refusal, when the last attempt was made, when an answer was first lost (this run), and
+/// since when an earlier report of the CA is unaccounted for.
 fn verdict(
-    e: &ServiceError,
+    refused: &CreateRefused,
     requested_at: Timestamp,
     lost_at: Option<Timestamp>,
     unrecorded: Option<Timestamp>,
@@ -327,7 +353,8 @@ fn verdict(
         next,
         look_first: None,
     };
-    match authorities::refusal(e) {
+    let e = &refused.error;
+    match refused.refusal {
         Refusal::TooSoon => match lost_at.or(unrecorded) {
             Some(since) => Verdict::FindLost(since),
             None => {
@@ -393,7 +420,7 @@ struct CreateAttempt {
     requested_at: Timestamp,
     /// When the first attempt whose answer was lost was made: a report may exist since.
     lost_at: Option<Timestamp>,
-    result: Result<authorities::AuditReport, ServiceError>,
+    result: Result<authorities::AuditReport, CreateRefused>,
 }
 
 /// The listed CAs a request asks for: all of them, or those a manual request names (each
@@ -429,8 +456,8 @@ fn choose(
 fn in_scope(authorities: Vec<Authority>, settings: &Settings) -> (Vec<CaArn>, Vec<CaOutcome>) {
     let (mut kept, mut outcomes) = (Vec::new(), Vec::new());
     for a in authorities {
-        let skip = window::state_outcome(&a.status, &settings.audit_states)
-            .or_else(|| scope::outcome(a.arn.as_str(), &a.ca_type, &settings.scope));
+        let skip = window::state_outcome(a.status.as_ref(), &settings.audit_states)
+            .or_else(|| scope::outcome(a.arn.as_str(), a.ca_type.as_ref(), &settings.scope));
         match skip {
             Some(skip) => outcomes.push(outcome(&a.arn, skip)),
             None => kept.push(a.arn),
@@ -883,7 +910,7 @@ impl RunContext<'_> {
                     client.creates.accepted().await;
                     false
                 }
-                Err(e) => match authorities::refusal(e) {
+                Err(e) => match e.refusal {
                     Refusal::Throttled => {
                         client.creates.throttled().await;
                         true
@@ -984,12 +1011,13 @@ impl RunContext<'_> {
         claim: &Claim,
         requested_at: Timestamp,
         lost_at: Option<Timestamp>,
-        e: ServiceError,
+        refused: CreateRefused,
     ) -> CaOutcome {
+        let e = &refused.error;
         let unrecorded = claim.previous.unrecorded_since(self.services.clock.now());
         let interval = self.services.settings.min_interval;
-        match verdict(&e, requested_at, lost_at, unrecorded, interval) {
-            Verdict::FindLost(since) => self.find_lost_report(claim, since, &e).await,
+        match verdict(&refused, requested_at, lost_at, unrecorded, interval) {
+            Verdict::FindLost(since) => self.find_lost_report(claim, since, e).await,
             Verdict::Release {
                 then,
                 kept_error,
@@ -1261,11 +1289,24 @@ mod tests {
         );
     }
 
-    fn error(code: &str, ambiguous: bool) -> ServiceError {
-        ServiceError {
-            code: code.into(),
-            message: "said".into(),
-            ambiguous,
+    /// A refused create as `authorities::request_report` gives it (`Refusal::of_create` has
+    /// its own tests of which answer is which refusal).
+    fn error(code: &str, ambiguous: bool) -> CreateRefused {
+        let refusal = match code {
+            "RequestInProgressException" => Refusal::TooSoon,
+            "InvalidStateException" => Refusal::State,
+            "ThrottlingException" => Refusal::Throttled,
+            "LimitExceededException" => Refusal::Limit,
+            _ if ambiguous => Refusal::Ambiguous,
+            _ => Refusal::Failed,
+        };
+        CreateRefused {
+            refusal,
+            error: ServiceError {
+                code: code.into(),
+                message: "said".into(),
+                ambiguous,
+            },
         }
     }
 
@@ -1344,8 +1385,8 @@ mod tests {
     fn a_named_ca_the_listing_lacks_fails_before_any_create() {
         let listed = vec![Authority {
             arn: arn(1),
-            status: "ACTIVE".into(),
-            ca_type: "ROOT".into(),
+            status: Some(aws_sdk_acmpca::types::CertificateAuthorityStatus::Active),
+            ca_type: Some(aws_sdk_acmpca::types::CertificateAuthorityType::Root),
         }];
         let (chosen, outcomes) = choose(
             listed.clone(),

@@ -1,6 +1,8 @@
 //! Which listed CAs are audited at all: exemptions, CA types and required tags (the settings'
 //! `Scope`). Pure decisions; the tags are read by `authorities`.
 
+use aws_sdk_acmpca::types::CertificateAuthorityType;
+
 use crate::config::{RequiredTag, Scope};
 use crate::summary::{Outcome, SkipReason};
 
@@ -13,7 +15,11 @@ fn skipped(reason: SkipReason, detail: String) -> Outcome {
 }
 
 /// Why a CA is out of scope by its ARN or type, or `None` if it is in.
-pub fn outcome(arn: &str, ca_type: &str, scope: &Scope) -> Option<Outcome> {
+pub fn outcome(
+    arn: &str,
+    ca_type: Option<&CertificateAuthorityType>,
+    scope: &Scope,
+) -> Option<Outcome> {
     if scope.exempt.contains(arn) {
         return Some(skipped(
             SkipReason::Exempt,
@@ -21,12 +27,16 @@ pub fn outcome(arn: &str, ca_type: &str, scope: &Scope) -> Option<Outcome> {
         ));
     }
     // A type the listing did not give is not a reason to leave a CA unaudited.
-    if !ca_type.is_empty() && !scope.types.contains(ca_type) {
+    if let Some(ca_type) = ca_type
+        && !scope.types.contains(ca_type)
+    {
+        let audited: Vec<&str> = scope.types.iter().map(|t| t.as_str()).collect();
         return Some(skipped(
             SkipReason::CaType,
             format!(
-                "CA type is {ca_type}; audited types are {}",
-                scope.types.iter().cloned().collect::<Vec<_>>().join(", ")
+                "CA type is {}; audited types are {}",
+                ca_type.as_str(),
+                audited.join(", ")
             ),
         ));
     }
@@ -74,7 +84,7 @@ mod tests {
                     value: None,
                 },
             ],
-            types: ["SUBORDINATE".to_string()].into(),
+            types: [CertificateAuthorityType::Subordinate].into(),
         }
     }
 
@@ -82,7 +92,7 @@ mod tests {
     fn exempt_and_unaudited_types_are_skipped_with_their_reason() {
         let s = scope();
         assert!(matches!(
-            outcome(CA, "SUBORDINATE", &s),
+            outcome(CA, Some(&CertificateAuthorityType::Subordinate), &s),
             Some(Outcome::Skipped {
                 reason: SkipReason::Exempt,
                 ..
@@ -90,13 +100,17 @@ mod tests {
         ));
         let other = CA.replace("111111111111", "222222222222");
         assert!(matches!(
-            outcome(&other, "ROOT", &s),
+            outcome(&other, Some(&CertificateAuthorityType::Root), &s),
             Some(Outcome::Skipped {
                 reason: SkipReason::CaType,
                 ..
             })
         ));
-        assert_eq!(outcome(&other, "SUBORDINATE", &s), None);
+        assert_eq!(
+            outcome(&other, Some(&CertificateAuthorityType::Subordinate), &s),
+            None
+        );
+        assert_eq!(outcome(&other, None, &s), None);
     }
 
     #[test]

@@ -9,9 +9,10 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use aws_sdk_acmpca::config::Region;
 
-use crate::accounts::{self, Account};
+use crate::accounts;
 use crate::authorities::{self, Pacer};
 use crate::config::Settings;
+use crate::ids::Account;
 use crate::ledger::Ledger;
 use crate::quota::SharedPacer;
 use crate::summary::AccountError;
@@ -82,13 +83,22 @@ impl Services {
         let Account::Member(id) = account else {
             return Ok(self.sdk.clone());
         };
-        if let Some(sdk) = self.members.lock().await.get(id) {
+        if let Some(sdk) = self.members.lock().await.get(id.as_str()) {
             return Ok(sdk.clone());
         }
         // Not held across the call: accounts are entered side by side. A failure is not
         // kept, so the next run tries the account again.
-        let sdk = accounts::enter(&self.sdk, &self.settings.member_role, partition, id).await?;
-        self.members.lock().await.insert(id.clone(), sdk.clone());
+        let sdk = accounts::enter(
+            &self.sdk,
+            &self.settings.member_role,
+            partition,
+            id.as_str(),
+        )
+        .await?;
+        self.members
+            .lock()
+            .await
+            .insert(id.to_string(), sdk.clone());
         Ok(sdk)
     }
 

@@ -8,8 +8,8 @@
 use aws_sdk_acmpca::types::AuditReportStatus;
 
 use crate::arn::CaArn;
-use crate::authorities::ServiceError;
 use crate::format::ReportFormat;
+use crate::service_error::ServiceError;
 use crate::summary::{ReportCheck, ReportStatus};
 use crate::time::Timestamp;
 use crate::window::PendingReport;

@@ -6,6 +6,7 @@
 //! window; `blocked` only spares a claim (and a DynamoDB write) for a CA that could not win
 //! it.
 
+use aws_sdk_acmpca::types::CertificateAuthorityStatus;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -19,7 +20,10 @@ pub const SERVICE_WINDOW: Duration = Duration::from_secs(30 * 60);
 /// The only states the service makes an audit report for (Private CA user guide, "Understand
 /// AWS Private CA CA status", column "Generate audits"): ACTIVE and DISABLED. Any other,
 /// EXPIRED included, is refused with InvalidStateException, a create slot spent for nothing.
-pub const AUDITABLE_STATES: [&str; 2] = ["ACTIVE", "DISABLED"];
+pub const AUDITABLE_STATES: [CertificateAuthorityStatus; 2] = [
+    CertificateAuthorityStatus::Active,
+    CertificateAuthorityStatus::Disabled,
+];
 
 /// The ledger's claim condition: the window has opened and no live lease holds the CA.
 /// `Window::blocked` is its reading in code; the two must agree.
@@ -177,12 +181,21 @@ impl Window {
 }
 
 /// Whether a CA in `state` is audited at all.
-pub fn state_outcome(state: &str, audited: &BTreeSet<String>) -> Option<Outcome> {
-    if audited.contains(state) {
+pub fn state_outcome(
+    state: Option<&CertificateAuthorityStatus>,
+    audited: &BTreeSet<CertificateAuthorityStatus>,
+) -> Option<Outcome> {
+    if state.is_some_and(|s| audited.contains(s)) {
         return None;
     }
-    let audited_list = audited.iter().cloned().collect::<Vec<_>>().join(", ");
-    let detail = if AUDITABLE_STATES.contains(&state) {
+    let audited_list = audited
+        .iter()
+        .map(CertificateAuthorityStatus::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    // A CA the listing gave no state for is not audited: nothing says the service would.
+    let state = state.map_or("of no state the listing gave", |s| s.as_str());
+    let detail = if AUDITABLE_STATES.iter().any(|s| s.as_str() == state) {
         format!("CA is {state}; AUDIT_CA_STATES audits only {audited_list}")
     } else {
         format!(
@@ -329,9 +342,11 @@ mod tests {
 
     #[test]
     fn unaudited_states_are_skipped_with_their_state() {
-        let audited: BTreeSet<String> = ["ACTIVE".to_string()].into();
-        assert_eq!(state_outcome("ACTIVE", &audited), None);
-        match state_outcome("PENDING_CERTIFICATE", &audited) {
+        use CertificateAuthorityStatus as S;
+        let audited: BTreeSet<S> = [S::Active].into();
+        assert_eq!(state_outcome(Some(&S::Active), &audited), None);
+        assert!(state_outcome(None, &audited).is_some());
+        match state_outcome(Some(&S::PendingCertificate), &audited) {
             Some(Outcome::Skipped {
                 reason: SkipReason::CaState,
                 detail,

@@ -4,11 +4,11 @@
 use crate::common;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    Member, World, accepted_creates_of, attr, control, invocation, scheduled, seed_account,
+    Member, World, accepted_creates_of, attr, clock, control, fast_settings, invocation, scheduled,
+    seed_account,
 };
 use lambda_runtime::{Context, LambdaEvent};
 use pca_audit_scheduler::arn::CaArn;
@@ -21,12 +21,11 @@ use serde_json::json;
 const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
 const EXTERNAL_ID: &str = "pca-audit-test-ext";
 
+/// `World::fast` for an account the test has only the id of.
 fn fast(world_account: &str) {
-    control(
-        "POST",
-        "/config",
-        Some(json!({"account_id": world_account, "create_rps": 1000, "report_delay_seconds": 0})),
-    );
+    let mut settings = fast_settings();
+    settings["account_id"] = json!(world_account);
+    control("POST", "/config", Some(settings));
 }
 
 async fn run_as(services: &Services, world: &World, run_id: &str) -> RunSummary {
@@ -96,7 +95,7 @@ async fn three_accounts_in_two_regions_are_audited_once_and_an_account_without_t
             ("MEMBER_ROLE_EXTERNAL_ID", EXTERNAL_ID),
         ]),
         &world.sdk,
-        Arc::new(SystemClock::default()),
+        clock(),
     )
     .with_create_period(Duration::ZERO);
 
@@ -187,7 +186,7 @@ async fn exempt_other_types_and_untagged_cas_are_skipped_with_their_reason() {
             ("AUDIT_CA_TYPES", "SUBORDINATE"),
         ]),
         &world.sdk,
-        Arc::new(SystemClock::default()),
+        clock(),
     )
     .with_create_period(Duration::ZERO);
     let summary = run_as(&services, &world, "scope").await;
@@ -220,9 +219,7 @@ async fn a_report_that_ends_failed_fails_the_ca_and_reopens_its_window() {
         .await
         .expect("delete policy");
     let arn = world.seeded_arns(&[("ACTIVE", 1)]).remove(0);
-    let services = world
-        .services(Arc::new(SystemClock::default()))
-        .with_create_period(Duration::ZERO);
+    let services = world.fast_services();
     let summary = run_as(&services, &world, "failing").await;
     let o = &summary.certificate_authorities[0];
     let report = o.report.as_ref().expect("followed up");
@@ -264,9 +261,7 @@ async fn a_report_still_creating_is_followed_up_first_thing_next_run() {
     let world = World::new().await;
     world.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 600}));
     let arn = world.seeded_arns(&[("ACTIVE", 1)]).remove(0);
-    let services = world
-        .services(Arc::new(SystemClock::default()))
-        .with_create_period(Duration::ZERO);
+    let services = world.fast_services();
     // Too little time to wait for the report: it stays CREATING.
     let mut short = invocation("short", Duration::from_secs(14));
     short.home_account = Some(world.account_id.clone());
@@ -308,9 +303,7 @@ async fn the_report_of_a_run_that_died_before_recording_it_is_recovered_from_the
     fast(&world.account_id);
     let arn = world.seeded_arns(&[("ACTIVE", 1)]).remove(0);
     let ca = CaArn::parse(&arn).unwrap();
-    let services = world
-        .services(Arc::new(SystemClock::default()))
-        .with_create_period(Duration::ZERO);
+    let services = world.fast_services();
 
     // A run claims the CA, requests the report and dies before recording it.
     let clock = SystemClock::default();
@@ -410,7 +403,7 @@ async fn a_large_round_fans_out_one_work_item_per_account_region_and_each_is_don
             ("FANOUT_THRESHOLD", "4"),
         ]),
         &world.sdk,
-        Arc::new(SystemClock::default()),
+        clock(),
     )
     .with_create_period(Duration::ZERO);
 
@@ -573,7 +566,7 @@ async fn organization_discovery_audits_the_accounts_under_the_chosen_units_only(
     let mut members = Vec::new();
     for id in [&in_pki, &in_nested, &in_sandbox] {
         let m = Member::existing(id, &world.account_id).await;
-        m.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 0}));
+        m.fast();
         m.seed_in(common::REGION, 1);
         members.push(m);
     }
@@ -586,7 +579,7 @@ async fn organization_discovery_audits_the_accounts_under_the_chosen_units_only(
             ("AUDIT_ORGANIZATIONAL_UNITS", &pki),
         ]),
         &world.sdk,
-        Arc::new(SystemClock::default()),
+        clock(),
     )
     .with_create_period(Duration::ZERO);
     let summary = run_as(&services, &world, "org").await;

@@ -15,12 +15,14 @@ use std::time::Duration;
 
 use common::*;
 use lambda_runtime::{Context, LambdaEvent};
-use pca_audit_scheduler::arn::{CaArn, is_region};
+use pca_audit_scheduler::arn::CaArn;
 use pca_audit_scheduler::config::{ReportFormat, Settings};
 use pca_audit_scheduler::handler::{self, Response, RunError};
-use pca_audit_scheduler::request::{MAX_REQUESTED_ARNS, RequestError, RunRequest, Trigger};
+use pca_audit_scheduler::ids::is_region;
+use pca_audit_scheduler::request::{
+    MAX_REQUESTED_ARNS, RequestError, RunRequest, RunScope, Trigger,
+};
 use pca_audit_scheduler::scheduler::Services;
-use pca_audit_scheduler::time::SystemClock;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
 use serde_json::{Value, json};
@@ -742,11 +744,9 @@ async fn ledger_items(world: &World) -> i32 {
 
 async fn fast_world_with_one_ca() -> (World, String, Services) {
     let world = World::new().await;
-    world.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 0}));
+    world.fast();
     let arn = world.seeded_arns(&[("ACTIVE", 1)]).remove(0);
-    let services = world
-        .services(Arc::new(SystemClock::default()))
-        .with_create_period(Duration::ZERO);
+    let services = world.fast_services();
     (world, arn, services)
 }
 
@@ -984,7 +984,7 @@ fn logs_of_an_account_that_cannot_be_entered_carry_no_external_id_or_keys() {
     block_on(async {
         let external_id = "some-secret-value";
         let world = World::new().await;
-        world.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 0}));
+        world.fast();
         let arn = world.seeded_arns(&[("ACTIVE", 1)]).remove(0);
         let locked = Member::new(&world.account_id, None).await;
         let accounts = format!("{},{}", world.account_id, locked.account_id);
@@ -994,7 +994,7 @@ fn logs_of_an_account_that_cannot_be_entered_carry_no_external_id_or_keys() {
                 ("MEMBER_ROLE_EXTERNAL_ID", external_id),
             ]),
             &world.sdk,
-            Arc::new(SystemClock::default()),
+            clock(),
         )
         .with_create_period(Duration::ZERO);
         let run_id = uuid::Uuid::new_v4().to_string();
@@ -1210,7 +1210,7 @@ fn parse_everywhere(value: &Value) -> Result<(), TestCaseError> {
         match result {
             Err(e) => check_refusal(e)?,
             Ok(r) => {
-                for arn in r.only.iter().flatten() {
+                for arn in r.scope.named_cas() {
                     check_safe_id(arn)?;
                 }
             }
@@ -1219,9 +1219,12 @@ fn parse_everywhere(value: &Value) -> Result<(), TestCaseError> {
     match RunRequest::from_work_item(&String::from_utf8(bytes).unwrap()) {
         Err(e) => check_refusal(&e)?,
         Ok(r) => {
-            let (account, region) = r.target.clone().unwrap();
-            prop_assert!(account == "self" || account.len() == 12);
-            prop_assert!(is_region(&region));
+            let RunScope::AccountRegion { account, region } = &r.scope else {
+                return Err(TestCaseError::fail("a work item runs one account-region"));
+            };
+            let label = account.label();
+            prop_assert!(label == "self" || label.len() == 12);
+            prop_assert!(is_region(region.as_str()));
         }
     }
     Ok(())
@@ -1260,7 +1263,7 @@ fn arbitrary_bytes_never_panic_and_every_refusal_says_what_it_refused() {
         match RunRequest::from_json(&bytes) {
             Err(e) => check_refusal(&e)?,
             Ok(r) => {
-                for arn in r.only.iter().flatten() {
+                for arn in r.scope.named_cas() {
                     check_safe_id(arn)?;
                 }
             }
@@ -1306,7 +1309,7 @@ fn any_valid_manual_request_parses_and_keeps_its_arns_in_order() {
                 unique.push(a);
             }
         }
-        let parsed = r.only.unwrap();
+        let parsed = r.scope.named_cas();
         let back: Vec<&str> = parsed.iter().map(CaArn::as_str).collect();
         prop_assert_eq!(back, unique.iter().map(|s| s.as_str()).collect::<Vec<_>>());
         for (arn, text) in parsed.iter().zip(unique) {

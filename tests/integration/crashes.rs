@@ -510,7 +510,7 @@ async fn episode(episode: usize, seed: u64, log_dir: PathBuf) -> Figures {
     }
 
     let world = World::new().await;
-    world.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 0}));
+    world.fast();
     let arns = world.seeded_arns(&[("ACTIVE", CAS)]);
     let function_arn = format!(
         "arn:aws:lambda:{}:{}:function:{FUNCTION_ARN_NAME}",

@@ -3,15 +3,11 @@
 
 use crate::common;
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use common::*;
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use pca_audit_scheduler::handler;
 use pca_audit_scheduler::scheduler::Services;
 use pca_audit_scheduler::summary::RunSummary;
-use pca_audit_scheduler::time::SystemClock;
 use serde_json::{Value, json};
 
 /// The ARN `events/manual-one-ca.json` names; the test puts a real CA in its place.
@@ -44,11 +40,9 @@ async fn invoke(services: &Services, payload: Value) -> Result<RunSummary, Diagn
 
 async fn world_with_cas(n: usize) -> (World, Vec<String>, Services) {
     let world = World::new().await;
-    world.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 0}));
+    world.fast();
     let arns = world.seeded_arns(&[("ACTIVE", n)]);
-    let services = world
-        .services(Arc::new(SystemClock::default()))
-        .with_create_period(Duration::ZERO);
+    let services = world.fast_services();
     (world, arns, services)
 }
 

@@ -6,13 +6,11 @@
 use crate::common;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
 use pca_audit_scheduler::scheduler::{self, Invocation, Services};
 use pca_audit_scheduler::summary::{Outcome, RunSummary, SkipReason};
-use pca_audit_scheduler::time::{Clock, SystemClock};
 use serde_json::{Value, json};
 
 /// The tests here take turns: several measure what production gets at AWS's quota, and the
@@ -30,10 +28,6 @@ fn figures(name: &str, markdown: &str) {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(format!("{dir}/{name}.md"), markdown).unwrap();
     }
-}
-
-fn clock_at(offset: Duration) -> Arc<dyn Clock> {
-    Arc::new(SystemClock { offset })
 }
 
 fn short(run_id: &str, seconds: u64) -> Invocation {
@@ -206,7 +200,7 @@ async fn under_a_fifth_of_calls_failing_every_ca_is_served_once_and_the_ledger_h
     let cas = if full() { 60 } else { 20 };
     const MAX_RUNS: usize = 8;
     let world = World::new().await;
-    world.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 0}));
+    world.fast();
     let arns: Vec<String> = world.seeded_arns(&[("ACTIVE", cas)]);
 
     // A fifth of each service's calls fail: a third of them throttled, a third HTTP 500, a
@@ -231,9 +225,7 @@ async fn under_a_fifth_of_calls_failing_every_ca_is_served_once_and_the_ledger_h
         }
     }
 
-    let services = world
-        .services(Arc::new(SystemClock::default()))
-        .with_create_period(Duration::ZERO);
+    let services = world.fast_services();
     let begun = Instant::now();
     let mut runs = 0;
     let mut per_run = Vec::new();
@@ -352,13 +344,11 @@ async fn under_a_fifth_of_calls_failing_every_ca_is_served_once_and_the_ledger_h
 async fn with_dynamodb_unreachable_no_report_is_requested_and_the_run_says_why() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let world = World::new().await;
-    world.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 0}));
+    world.fast();
     let arns = world.seeded_arns(&[("ACTIVE", 5)]);
     let rule =
         fault(json!({"service": "dynamodb", "table": world.table, "rate": 1, "kind": "reset"}));
-    let services = world
-        .services(Arc::new(SystemClock::default()))
-        .with_create_period(Duration::ZERO);
+    let services = world.fast_services();
     let summary = scheduler::run(&services, &scheduled(), &short("no-ledger", 60)).await;
     clear_fault(&rule);
     assert_eq!(summary.counts.failed, arns.len(), "{summary:#?}");
@@ -381,11 +371,9 @@ async fn with_dynamodb_unreachable_no_report_is_requested_and_the_run_says_why()
 async fn with_acm_pca_unreachable_claims_are_released_and_windows_untouched() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let world = World::new().await;
-    world.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 0}));
+    world.fast();
     let arns = world.seeded_arns(&[("ACTIVE", 4)]);
-    let services = world
-        .services(Arc::new(SystemClock::default()))
-        .with_create_period(Duration::ZERO);
+    let services = world.fast_services();
 
     // Listing works, every create fails (after the SDK's own retries).
     let rule = fault(
@@ -410,9 +398,7 @@ async fn with_acm_pca_unreachable_claims_are_released_and_windows_untouched() {
     let rule = fault(
         json!({"service": "acm-pca", "account_id": world2.account_id, "rate": 1, "kind": "500"}),
     );
-    let services2 = world2
-        .services(Arc::new(SystemClock::default()))
-        .with_create_period(Duration::ZERO);
+    let services2 = world2.fast_services();
     let summary = scheduler::run(&services2, &scheduled(), &short("pca-gone", 60)).await;
     clear_fault(&rule);
     assert_eq!(summary.region_errors.len(), 1, "{summary:#?}");
@@ -434,7 +420,7 @@ async fn a_bucket_deleted_mid_run_fails_the_remaining_cas_clearly() {
     world.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 120}));
     let arns = world.seeded_arns(&[("ACTIVE", 8)]);
     let services = world
-        .services(Arc::new(SystemClock::default()))
+        .services(clock())
         .with_create_period(Duration::from_millis(400));
     let (request, invocation) = (scheduled(), short("bucket-gone", 12));
     let run = scheduler::run(&services, &request, &invocation);
@@ -505,7 +491,7 @@ async fn a_create_whose_answer_is_lost_is_found_in_the_bucket_and_recorded() {
     let rule = fault(json!({"service": "acm-pca", "account_id": world.account_id,
         "operation": "CreateCertificateAuthorityAuditReport", "kind": "accept-then-500",
         "rate": 0.3, "seed": 15}));
-    let services = world.services(Arc::new(SystemClock::default()));
+    let services = world.services(clock());
     let begun = Instant::now();
     let summary = run(&services, &scheduled(), "lost-answers").await;
     let took = begun.elapsed();
@@ -570,7 +556,7 @@ async fn creates_failing_before_acceptance_are_retried_in_the_next_slot() {
     let rule = fault(json!({"service": "acm-pca", "account_id": world.account_id,
         "operation": "CreateCertificateAuthorityAuditReport", "kind": "500",
         "rate": 0.3, "seed": 16}));
-    let services = world.services(Arc::new(SystemClock::default()));
+    let services = world.services(clock());
     let begun = Instant::now();
     let summary = run(&services, &scheduled(), "failing-creates").await;
     let took = begun.elapsed();

@@ -4,41 +4,22 @@
 use crate::common;
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use pca_audit_scheduler::handler::verdict;
-use pca_audit_scheduler::time::{Clock, SystemClock, Timestamp};
+use pca_audit_scheduler::time::Timestamp;
 use serde_json::json;
-
-fn clock() -> Arc<dyn Clock> {
-    Arc::new(SystemClock::default())
-}
-
-fn clock_at(offset: Duration) -> Arc<dyn Clock> {
-    Arc::new(SystemClock { offset })
-}
-
-/// Tests not about the quota raise it for their account, so they run in milliseconds.
-fn fast(world: &World) {
-    world.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 0}));
-}
-
-/// Services on the machine's clock, pacing creates only as fast as `fast` lets the emulator take them.
-fn fast_services(world: &World) -> pca_audit_scheduler::scheduler::Services {
-    world.services(clock()).with_create_period(Duration::ZERO)
-}
 
 #[tokio::test]
 async fn first_run_requests_every_audited_ca_and_records_report_and_key() {
     let world = World::new().await;
-    fast(&world);
+    world.fast();
     let audited = world.seeded_arns(&[("ACTIVE", 2), ("DISABLED", 1)]);
     // The service makes no report of an EXPIRED CA (user guide, "Generate audits"): skipped
     // by state, spending no create.
     let pending = world.seeded_arns(&[("PENDING_CERTIFICATE", 1), ("DELETED", 1), ("EXPIRED", 1)]);
-    let services = fast_services(&world);
+    let services = world.fast_services();
 
     let summary = run(&services, &scheduled(), "run-1").await;
 
@@ -107,9 +88,9 @@ async fn first_run_requests_every_audited_ca_and_records_report_and_key() {
 #[tokio::test]
 async fn second_run_inside_window_requests_nothing_and_says_when_each_is_next_eligible() {
     let world = World::new().await;
-    fast(&world);
+    world.fast();
     let arns = world.seeded_arns(&[("ACTIVE", 3)]);
-    let services = fast_services(&world);
+    let services = world.fast_services();
 
     let first = run(&services, &scheduled(), "run-1").await;
     assert_eq!(first.counts.requested, 3);
@@ -135,7 +116,7 @@ async fn second_run_inside_window_requests_nothing_and_says_when_each_is_next_el
 #[tokio::test]
 async fn every_page_of_every_configured_region_is_audited() {
     let world = World::new().await;
-    fast(&world);
+    world.fast();
     // More than one page (the service lists at most 100 a page) in one region, a few in another.
     let east = world.seeded_arns(&[("ACTIVE", 120)]);
     let west: Vec<String> = world
@@ -161,9 +142,9 @@ async fn every_page_of_every_configured_region_is_audited() {
 #[tokio::test]
 async fn a_run_killed_after_claiming_does_not_lock_its_cas_past_the_lease() {
     let world = World::new().await;
-    fast(&world);
+    world.fast();
     let arns = world.seeded_arns(&[("ACTIVE", 2)]);
-    let services = fast_services(&world);
+    let services = world.fast_services();
 
     // A run claims both CAs with a 60-second lease, then dies before requesting.
     let now = clock().now();
@@ -201,14 +182,14 @@ async fn a_run_killed_after_claiming_does_not_lock_its_cas_past_the_lease() {
 #[tokio::test]
 async fn pending_ca_and_unknown_arn_get_their_own_outcomes_and_the_rest_are_served() {
     let world = World::new().await;
-    fast(&world);
+    world.fast();
     let active = world.seeded_arns(&[("ACTIVE", 2)]);
     let pending = world.seeded_arns(&[("PENDING_CERTIFICATE", 1)]);
     let unknown = format!(
         "arn:aws:acm-pca:{REGION}:{}:certificate-authority/00000000-0000-4000-8000-000000000000",
         world.account_id
     );
-    let services = fast_services(&world);
+    let services = world.fast_services();
     let request = manual(&[&active[0], &pending[0], &unknown, &active[1]]);
 
     let summary = run(&services, &request, "manual-1").await;
@@ -243,7 +224,7 @@ async fn pending_ca_and_unknown_arn_get_their_own_outcomes_and_the_rest_are_serv
 #[tokio::test]
 async fn a_missing_bucket_fails_every_ca_clearly_and_consumes_no_window() {
     let world = World::new().await;
-    fast(&world);
+    world.fast();
     let arns = world.seeded_arns(&[("ACTIVE", 2)]);
     world
         .s3
@@ -259,7 +240,7 @@ async fn a_missing_bucket_fails_every_ca_clearly_and_consumes_no_window() {
         .send()
         .await
         .unwrap();
-    let services = fast_services(&world);
+    let services = world.fast_services();
 
     let summary = run(&services, &scheduled(), "run-1").await;
 
@@ -282,7 +263,7 @@ async fn a_missing_bucket_fails_every_ca_clearly_and_consumes_no_window() {
 #[tokio::test]
 async fn a_report_made_outside_the_function_skips_the_ca_until_the_service_allows_it() {
     let world = World::new().await;
-    fast(&world);
+    world.fast();
     let arns = world.seeded_arns(&[("ACTIVE", 2)]);
     // Someone requests a report by hand, outside the function.
     world
@@ -294,7 +275,7 @@ async fn a_report_made_outside_the_function_skips_the_ca_until_the_service_allow
         .send()
         .await
         .expect("manual report");
-    let services = fast_services(&world);
+    let services = world.fast_services();
 
     let first = run(&services, &scheduled(), "run-1").await;
     let o = outcome_of(&first, &arns[0]);
@@ -322,9 +303,9 @@ async fn a_report_made_outside_the_function_skips_the_ca_until_the_service_allow
 #[tokio::test]
 async fn dry_run_decides_without_claiming_or_requesting() {
     let world = World::new().await;
-    fast(&world);
+    world.fast();
     let arns = world.seeded_arns(&[("ACTIVE", 2), ("DISABLED", 1)]);
-    let services = fast_services(&world);
+    let services = world.fast_services();
     let mut request = scheduled();
     request.dry_run = true;
 
@@ -395,7 +376,7 @@ async fn running_short_of_time_defers_the_rest_and_the_next_run_takes_them_first
 #[tokio::test]
 async fn a_missing_ledger_table_requests_nothing() {
     let world = World::new().await;
-    fast(&world);
+    world.fast();
     let arns = world.seeded_arns(&[("ACTIVE", 2)]);
     world
         .dynamodb
@@ -404,7 +385,7 @@ async fn a_missing_ledger_table_requests_nothing() {
         .send()
         .await
         .unwrap();
-    let services = fast_services(&world);
+    let services = world.fast_services();
 
     let summary = run(&services, &scheduled(), "run-1").await;
 
@@ -450,14 +431,14 @@ async fn at_the_default_quota_twenty_cas_finish_without_a_failure() {
 #[tokio::test]
 async fn a_ca_past_the_certificate_limit_fails_naming_the_cause() {
     let world = World::new().await;
-    fast(&world);
+    world.fast();
     let arns = world.seeded_arns(&[("ACTIVE", 2)]);
     control(
         "POST",
         "/certificate-count",
         Some(json!({"arn": arns[0], "count": 100_000_001u64})),
     );
-    let services = fast_services(&world);
+    let services = world.fast_services();
     let summary = run(&services, &scheduled(), "limit").await;
     let o = outcome_of(&summary, &arns[0]);
     assert_eq!(o["outcome"], "failed", "{o}");
