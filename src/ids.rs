@@ -20,27 +20,8 @@ pub struct AccountId(String);
 impl AccountId {
     pub const EXPECTED: &'static str = "a 12-digit account id";
 
-    pub fn parse(s: &str) -> Result<Self, InvalidId> {
-        Self::is_valid(s)
-            .then(|| Self(s.to_owned()))
-            .ok_or_else(|| InvalidId {
-                given: shorten(s),
-                expected: Self::EXPECTED,
-            })
-    }
-
-    /// One already checked where it entered (a CA ARN's account).
-    pub(crate) fn checked(s: &str) -> Self {
-        debug_assert!(Self::is_valid(s), "{s}");
-        Self(s.to_owned())
-    }
-
     pub fn is_valid(s: &str) -> bool {
         s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 
@@ -51,27 +32,8 @@ pub struct Region(String);
 impl Region {
     pub const EXPECTED: &'static str = "a region name";
 
-    pub fn parse(s: &str) -> Result<Self, InvalidId> {
-        Self::is_valid(s)
-            .then(|| Self(s.to_owned()))
-            .ok_or_else(|| InvalidId {
-                given: shorten(s),
-                expected: Self::EXPECTED,
-            })
-    }
-
-    /// One already checked where it entered (a CA ARN's region).
-    pub(crate) fn checked(s: &str) -> Self {
-        debug_assert!(Self::is_valid(s), "{s}");
-        Self(s.to_owned())
-    }
-
     pub fn is_valid(s: &str) -> bool {
         is_region(s)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 
@@ -157,8 +119,30 @@ pub(crate) fn shorten(text: &str) -> String {
     }
 }
 
+/// What both ids share: parsed from text once, then only read.
 macro_rules! text_id {
     ($t:ty) => {
+        impl $t {
+            pub fn parse(s: &str) -> Result<Self, InvalidId> {
+                Self::is_valid(s)
+                    .then(|| Self(s.to_owned()))
+                    .ok_or_else(|| InvalidId {
+                        given: shorten(s),
+                        expected: Self::EXPECTED,
+                    })
+            }
+
+            /// One already checked where it entered (a CA ARN's account or region).
+            pub(crate) fn checked(s: &str) -> Self {
+                debug_assert!(Self::is_valid(s), "{s}");
+                Self(s.to_owned())
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl fmt::Display for $t {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.0)

@@ -204,9 +204,7 @@ impl Member {
     }
 
     pub fn configure_emulator(&self, config: Value) {
-        let mut body = config;
-        body["account_id"] = json!(self.account_id);
-        control("POST", "/config", Some(body));
+        configure_account(&self.account_id, config);
     }
 
     /// See `World::fast`.
@@ -443,9 +441,7 @@ impl World {
 
     /// Emulator settings for this account only (window, quotas, report delay).
     pub fn configure_emulator(&self, config: Value) {
-        let mut body = config;
-        body["account_id"] = json!(self.account_id);
-        control("POST", "/config", Some(body));
+        configure_account(&self.account_id, config);
     }
 
     /// For tests not about the quota: the account's create quota raised and reports written
@@ -565,6 +561,13 @@ pub fn attr<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option
 
 fn rand_u64() -> u64 {
     u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().unwrap())
+}
+
+/// Emulator settings for one account only (window, quotas, report delay).
+pub fn configure_account(account_id: &str, config: Value) {
+    let mut body = config;
+    body["account_id"] = json!(account_id);
+    control("POST", "/config", Some(body));
 }
 
 /// What `World::fast` sets at the emulator.

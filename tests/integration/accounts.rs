@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::{
-    Member, World, accepted_creates_of, attr, clock, control, fast_settings, invocation, scheduled,
-    seed_account,
+    Member, World, accepted_creates_of, attr, clock, configure_account, control, fast_settings,
+    invocation, scheduled, seed_account,
 };
 use lambda_runtime::{Context, LambdaEvent};
 use pca_audit_scheduler::arn::CaArn;
@@ -23,9 +23,7 @@ const EXTERNAL_ID: &str = "pca-audit-test-ext";
 
 /// `World::fast` for an account the test has only the id of.
 fn fast(world_account: &str) {
-    let mut settings = fast_settings();
-    settings["account_id"] = json!(world_account);
-    control("POST", "/config", Some(settings));
+    configure_account(world_account, fast_settings());
 }
 
 async fn run_as(services: &Services, world: &World, run_id: &str) -> RunSummary {
