@@ -25,6 +25,7 @@ pub mod handler;
 pub mod invocation;
 pub mod ledger;
 pub mod quota;
+pub mod report_contents;
 pub mod request;
 pub mod scheduler;
 pub mod scope;
