@@ -64,6 +64,8 @@ pub struct Settings {
     pub scope: Scope,
     /// Where a run too large for one invocation sends its work items.
     pub fan_out: Option<FanOut>,
+    /// Read each SUCCESS report and count what it lists (needs s3:GetObject on the reports).
+    pub read_reports: bool,
 }
 
 /// The accounts whose CAs are audited (`AUDIT_ACCOUNTS`).
@@ -321,6 +323,14 @@ fn required_tag(t: &str) -> Check<RequiredTag> {
     })
 }
 
+fn boolean(v: &str) -> Check<bool> {
+    match v {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("must be true or false".into()),
+    }
+}
+
 fn queue_url(url: &str) -> Check<()> {
     (url.starts_with("https://") || url.starts_with("http://"))
         .then_some(())
@@ -368,6 +378,7 @@ impl Settings {
             member_role: member_role(&l)?,
             scope: scope(&l)?,
             fan_out: fan_out(&l)?,
+            read_reports: l.parsed("READ_REPORTS", false, boolean)?,
         })
     }
 }

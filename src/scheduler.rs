@@ -18,6 +18,7 @@ use crate::config::{Accounts, Settings};
 use crate::fan_out;
 use crate::format::ReportFormat;
 use crate::ledger::{Claim, ClaimResult, LedgerError, ReportRecord};
+use crate::report_contents;
 use crate::request::{RunRequest, Trigger, WorkItem};
 use crate::scope;
 use crate::summary::{
@@ -490,6 +491,7 @@ fn still_creating(report: &PendingReport, detail: Option<String>) -> ReportCheck
         status: ReportStatus::Creating,
         size_bytes: None,
         detail,
+        contents: None,
     }
 }
 
@@ -690,6 +692,11 @@ impl RunContext<'_> {
         if check.status == ReportStatus::Creating {
             return check;
         }
+        let check = if self.services.settings.read_reports {
+            report_contents::read_into(self.services, arn, pending, check).await
+        } else {
+            check
+        };
         let reopen = (check.status == ReportStatus::Failed).then(|| {
             next_eligible(
                 Event::ReportFailed(pending.requested_at),
