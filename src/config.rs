@@ -547,6 +547,23 @@ mod tests {
     }
 
     #[test]
+    fn read_reports_is_off_unless_true_and_refuses_anything_else() {
+        assert!(!settings(&BASE).unwrap().read_reports);
+        let with = |v| {
+            let mut pairs = BASE.to_vec();
+            pairs.push(("READ_REPORTS", v));
+            settings(&pairs)
+        };
+        assert!(with("true").unwrap().read_reports);
+        assert!(!with("false").unwrap().read_reports);
+        let err = with("yes").unwrap_err().to_string();
+        assert!(
+            err.contains("READ_REPORTS") && err.contains("true or false"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn missing_table_is_named() {
         let err = settings(&[("REPORT_BUCKET", "b-b-b"), ("AWS_REGION", "eu-west-1")]).unwrap_err();
         assert!(err.to_string().contains("LEDGER_TABLE"), "{err}");

@@ -538,5 +538,65 @@ mod tests {
             "PcaAuditScheduler"
         );
         assert_eq!(m["_aws"]["Timestamp"], 20_000);
+        // No report read in this run: no certificate metrics.
+        assert!(m.get("CertificatesIssued").is_none());
+        let metrics = m["_aws"]["CloudWatchMetrics"][0]["Metrics"].to_string();
+        assert!(!metrics.contains("Certificates"), "{metrics}");
+    }
+
+    #[test]
+    fn metrics_document_totals_certificates_of_the_reports_read() {
+        let read = |issued, revoked| CaOutcome {
+            certificate_authority_arn: "arn:x".into(),
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+            report: Some(ReportCheck {
+                report_id: "r-1".into(),
+                status: ReportStatus::Success,
+                size_bytes: Some(10),
+                detail: None,
+                contents: Some(crate::report_contents::ReportContents {
+                    certificates: 10,
+                    issued_since: issued,
+                    revoked_since: revoked,
+                    ..Default::default()
+                }),
+            }),
+            outcome: Outcome::Deferred { detail: "d".into() },
+        };
+        let s = RunSummary {
+            run_id: "r".into(),
+            trigger: Trigger::Manual,
+            dry_run: false,
+            started_at: Timestamp::from_epoch_seconds(10),
+            finished_at: Timestamp::from_epoch_seconds(20),
+            accounts: vec![],
+            regions: vec![],
+            counts: Counts::default(),
+            account_errors: vec![],
+            fanned_out: vec![],
+            region_errors: vec![],
+            certificate_authorities: vec![read(3, 1), read(4, 0)],
+        };
+        let m = s.metrics_document("fn");
+        assert_eq!(
+            (
+                m["CertificatesIssued"].as_u64(),
+                m["CertificatesRevoked"].as_u64()
+            ),
+            (Some(7), Some(1))
+        );
+        let names: Vec<&str> = m["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["Name"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.ends_with(&["CertificatesIssued", "CertificatesRevoked"]),
+            "{names:?}"
+        );
+        let v = serde_json::to_value(&s.certificate_authorities[0]).unwrap();
+        assert_eq!(v["report"]["contents"]["issuedSince"], 3);
     }
 }
