@@ -34,6 +34,34 @@ fn env(name: &str) -> String {
         .unwrap_or_else(|_| panic!("{name} is not set (scripts/bench-reports sets it)"))
 }
 
+/// A report of `rows` certificates in the guide's CSV form (the subject quoted: it holds
+/// commas), a tenth of them revoked.
+fn csv_report(ca_arn: &str, rows: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rows * 400);
+    out.extend_from_slice(
+        pca_audit_scheduler::report_contents::CSV_COLUMNS
+            .join(",")
+            .as_bytes(),
+    );
+    out.push(b'\n');
+    for i in 0..rows {
+        let (revoked_at, reason) = if i % 10 == 0 {
+            ("2026-02-01T00:00:00+0000", "KEY_COMPROMISE")
+        } else {
+            ("", "")
+        };
+        let line = format!(
+            "123456789012,,{ca_arn}/certificate/{i:032x},{:02x}:{:02x}:{:02x}:{:02x},\"CN=host-{i}.example.internal,OU=Sales,O=Example Company,L=Seattle,ST=Washington,C=US\",2026-01-01T00:00:00+0000,2027-01-01T00:00:00+0000,2026-01-01T00:00:01+0000,{revoked_at},{reason},arn:aws:acm-pca:::template/EndEntityCertificate/V1\n",
+            i >> 24 & 255,
+            i >> 16 & 255,
+            i >> 8 & 255,
+            i & 255
+        );
+        out.extend_from_slice(line.as_bytes());
+    }
+    out
+}
+
 /// A report of `rows` certificates in the guide's JSON form, a tenth of them revoked.
 fn report(ca_arn: &str, rows: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(rows * 560);
@@ -149,18 +177,24 @@ fn invoke_cold(world: &World, extra: &[(&str, &str)]) -> (Value, Duration, f64) 
     )
 }
 
-#[tokio::main]
-async fn main() {
-    let rows: usize = std::env::var("BENCH_REPORT_ROWS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(100_000);
+/// What reading one report took: peak RSS (MiB), the invocation's time, the report's size
+/// (MiB) and how many of its certificates were revoked.
+struct Reading {
+    rss: f64,
+    took: Duration,
+    size_mib: f64,
+    revoked: u64,
+}
+
+/// One report of `rows` certificates in `format`, read by a cold invocation of the binary.
+async fn measure(format: &str, rows: usize) -> Reading {
     let world = World::new().await;
     world.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 600}));
     let arn = world.seeded_arns(&[("ACTIVE", 1)]).remove(0);
 
     // The report is accepted and left CREATING: too little time to wait for it.
-    let services = world.services(Arc::new(SystemClock::default()));
+    let settings = world.settings_with(&[("REPORT_FORMAT", format)]);
+    let services = scheduler::Services::new(settings, &world.sdk, Arc::new(SystemClock::default()));
     let first = scheduler::run(
         &services,
         &scheduled(),
@@ -178,7 +212,11 @@ async fn main() {
         "/finish-reports",
         Some(json!({"account_id": world.account_id})),
     );
-    let body = report(&arn, rows);
+    let body = if format == "CSV" {
+        csv_report(&arn, rows)
+    } else {
+        report(&arn, rows)
+    };
     let size_mib = body.len() as f64 / 1048576.0;
     world
         .s3
@@ -190,27 +228,57 @@ async fn main() {
         .await
         .expect("put the report");
 
-    let (answer, took, rss) = invoke_cold(&world, &[("READ_REPORTS", "true")]);
+    let (answer, took, rss) = invoke_cold(
+        &world,
+        &[("READ_REPORTS", "true"), ("REPORT_FORMAT", format)],
+    );
     let contents = &answer["certificateAuthorities"][0]["report"]["contents"];
     assert_eq!(
         contents["certificates"].as_u64(),
         Some(rows as u64),
-        "the report was not read: {answer}"
+        "the {format} report was not read: {answer}"
     );
-    let revoked = contents["revokedSince"].as_u64().unwrap_or(0);
+    Reading {
+        rss,
+        took,
+        size_mib,
+        revoked: contents["revokedSince"].as_u64().unwrap_or(0),
+    }
+}
 
+#[tokio::main]
+async fn main() {
+    let rows: usize = std::env::var("BENCH_REPORT_ROWS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100_000);
+    let json = measure("JSON", rows).await;
+    let csv = measure("CSV", rows).await;
+    let rss = json.rss.max(csv.rss);
     let row = format!(
-        "| {NAME} | {rss:.1} MiB peak RSS, {:.1} s | < {LIMIT_MIB:.0} MiB | {} |",
-        took.as_secs_f64(),
+        "| {NAME} | {:.1} MiB peak RSS (JSON), {:.1} MiB (CSV); {:.1} s, {:.1} s | < {LIMIT_MIB:.0} MiB | {} |",
+        json.rss,
+        csv.rss,
+        json.took.as_secs_f64(),
+        csv.took.as_secs_f64(),
         if rss < LIMIT_MIB { "yes" } else { "**no**" }
     );
     let detail = format!(
-        "- **{NAME}**: one invocation of the release binary, started cold, following up a SUCCESS \
-         report of {rows} certificates ({size_mib:.1} MiB of JSON, {revoked} revoked) and reading \
-         it from S3 as a stream: VmHWM {rss:.1} MiB, invocation {:.1} s (Describe, ListObjectsV2, \
-         the ledger's Query for the previous report, GetObject and the parse, the ledger write). \
-         Run alone by `scripts/bench-reports` on {}.",
-        took.as_secs_f64(),
+        "- **{NAME}**: per format, one invocation of the release binary, started cold, following \
+         up a SUCCESS report of {rows} certificates ({} revoked) and reading it from S3 as a \
+         stream; the invocation's time covers Describe, ListObjectsV2, the ledger's Query for \
+         the previous report, GetObject and the parse, and the ledger write. JSON: {:.1} MiB \
+         read, VmHWM {:.1} MiB, {:.2} s; CSV: {:.1} MiB read, VmHWM {:.1} MiB, {:.2} s. The \
+         report is generated and written over a real report of the local stack (a CA there \
+         cannot issue 100,000 certificates in reasonable time). Run alone by \
+         `scripts/bench-reports` on {}.",
+        json.revoked,
+        json.size_mib,
+        json.rss,
+        json.took.as_secs_f64(),
+        csv.size_mib,
+        csv.rss,
+        csv.took.as_secs_f64(),
         pca_audit_scheduler::time::Timestamp::from_system_time(std::time::SystemTime::now())
             .to_string()[..10]
             .to_owned()
@@ -219,8 +287,9 @@ async fn main() {
     write_row(&env("BENCH_OUT"), &row, &detail);
 }
 
-/// Puts the row at the end of the table and the detail at the end of the details (replacing
-/// an earlier one of the same name); every other line stays.
+/// Puts the row at the end of the figures' table and the detail at the end of their details,
+/// both between scripts/bench's markers (replacing an earlier one of the same name); every
+/// other line stays.
 fn write_row(path: &str, row: &str, detail: &str) {
     let text = std::fs::read_to_string(path).expect("BENCHMARKS.md");
     let mut lines: Vec<String> = text
@@ -230,18 +299,25 @@ fn write_row(path: &str, row: &str, detail: &str) {
         })
         .map(str::to_owned)
         .collect();
-    let last_row = lines
+    let begin = lines
         .iter()
-        .rposition(|l| l.starts_with("| ") && !l.starts_with("| Benchmark"));
-    let at = last_row.map_or(lines.len(), |i| i + 1);
-    lines.insert(at, row.to_owned());
+        .position(|l| l.starts_with("<!-- figures of scripts/bench: begin"))
+        .expect("the begin marker of scripts/bench in BENCHMARKS.md");
     let end = lines
         .iter()
-        .position(|l| l.starts_with("<!-- figures of scripts/bench: end"));
-    let last_detail = lines[..end.unwrap_or(lines.len())]
+        .position(|l| l.starts_with("<!-- figures of scripts/bench: end"))
+        .expect("the end marker of scripts/bench in BENCHMARKS.md");
+    let figures = &lines[begin..end];
+    let last_row = figures
         .iter()
-        .rposition(|l| l.starts_with("- **"));
-    let at = last_detail.map_or(lines.len(), |i| i + 1);
-    lines.insert(at, detail.to_owned());
+        .rposition(|l| l.starts_with("| "))
+        .expect("the figures' table");
+    lines.insert(begin + last_row + 1, row.to_owned());
+    // One line further down now.
+    let last_detail = lines[begin..=end]
+        .iter()
+        .rposition(|l| l.starts_with("- **"))
+        .expect("the figures' details");
+    lines.insert(begin + last_detail + 1, detail.to_owned());
     std::fs::write(path, lines.join("\n") + "\n").expect("write BENCHMARKS.md");
 }
