@@ -59,6 +59,11 @@ ACTION_EXCEPTIONS = {
 # the calling principal may write to the bucket (AWS_FACTS.md, "IAM for the function").
 DOCUMENTED_EXTRAS = {"s3:PutObject"}
 
+# ReadReports=true only: reading each SUCCESS report and finding the CA's previous one in the
+# ledger; with the stack's SSE-KMS key, the kms:Decrypt S3 makes as the caller on GetObject.
+READING_ACTIONS = {"s3:GetObject", "dynamodb:Query"}
+READING_EXTRAS = {"kms:Decrypt"}
+
 # The only actions that may have Resource "*". ListCertificateAuthorities and ListAccounts
 # support no resource-level permission; ListAccountsForParent and ListChildren read the tree
 # under the OUs or roots of AUDIT_ORGANIZATIONAL_UNITS (read-only, the organization's only).
@@ -106,6 +111,7 @@ ENV_VARS = {
     "AUDIT_CA_TYPES",
     "FANOUT_QUEUE_URL",
     "FANOUT_THRESHOLD",
+    "READ_REPORTS",
 }
 
 # Environment variable -> the template parameter it is set from, as it is.
@@ -124,6 +130,7 @@ ENV_FROM_PARAMETER = {
     "REQUIRED_TAGS": "RequiredTags",
     "AUDIT_CA_TYPES": "AuditCaTypes",
     "FANOUT_THRESHOLD": "FanOutThreshold",
+    "READ_REPORTS": "ReadReports",
 }
 
 # The deployments the template's conditions tell apart.
@@ -142,6 +149,9 @@ SCENARIOS = {
     "single-account, existing bucket": EXISTING_BUCKET,
     "organization, existing bucket": {**ORGANIZATION, **EXISTING_BUCKET},
     "account-list, SSE-KMS": {**ACCOUNT_LIST, "ReportEncryption": "SSE-KMS"},
+    "single-account, reading reports": {"ReadReports": "true"},
+    "organization, SSE-KMS, reading reports": {**ORGANIZATION, "ReportEncryption": "SSE-KMS", "ReadReports": "true"},
+    "single-account, existing bucket, reading reports": {**EXISTING_BUCKET, "ReadReports": "true"},
 }
 
 
@@ -475,7 +485,7 @@ def test_function_role_grants_exactly_what_the_code_calls(operations, rendered):
     """Over every deployment, audit-calls grants exactly the code's actions and the extras;
     the organization's deployment, which uses every feature, grants them all at once."""
     calls, actions = code_actions(operations)
-    expected = actions | DOCUMENTED_EXTRAS
+    expected = actions | DOCUMENTED_EXTRAS | READING_EXTRAS
 
     granted_by = {
         name: granted_actions(role_policy_documents(r["Resources"])["audit-calls"])
@@ -487,7 +497,9 @@ def test_function_role_grants_exactly_what_the_code_calls(operations, rendered):
         f"the code calls {sorted(f'{s}:{o}' for s, o in calls)}; "
         f"not granted: {sorted(missing)}; granted but not called: {sorted(extra)}"
     )
-    assert granted_by["organization"] == expected
+    assert granted_by["organization, SSE-KMS, reading reports"] == expected
+    # Without ReadReports, nothing that reads a report or the history.
+    assert granted_by["organization"] == expected - READING_ACTIONS - READING_EXTRAS
 
 
 def test_single_account_grants_nothing_for_other_accounts(operations, rendered):
@@ -499,7 +511,7 @@ def test_single_account_grants_nothing_for_other_accounts(operations, rendered):
     assert set(policies) == {"audit-calls", "lambda-platform"}
     assert granted_actions(policies["audit-calls"]) == (
         actions | DOCUMENTED_EXTRAS
-    ) - CROSS_ACCOUNT_ACTIONS
+    ) - CROSS_ACCOUNT_ACTIONS - READING_ACTIONS
     everything = {a for d in policies.values() for a in granted_actions(d)}
     assert not {a for a in everything if a.startswith(("sts:", "organizations:"))}
     assert not EVENT_SOURCE_ACTIONS & everything
@@ -632,12 +644,14 @@ def test_put_object_is_limited_to_audit_reports(rendered):
 
 
 def test_no_role_can_read_what_a_report_says(rendered, member_template):
-    """Reports are evidence, read by auditors: the scheduler only learns that a report exists
-    and its size (ListObjectsV2), never its content (GetObject, or the KMS Decrypt it needs)."""
+    """Reports are evidence, read by auditors: unless ReadReports is on, the scheduler only
+    learns that a report exists and its size (ListObjectsV2), never its content (GetObject, or
+    the KMS Decrypt it needs). The member roles never read one, whatever the setting."""
     reading = {"s3:GetObject", "s3:GetObjectVersion", "kms:Decrypt"}
     documents = [
         (f"{scenario}/{name}", document)
         for scenario, r in rendered.items()
+        if "reading reports" not in scenario
         for name, document in role_policy_documents(r["Resources"]).items()
     ]
     documents += [
@@ -650,6 +664,45 @@ def test_no_role_can_read_what_a_report_says(rendered, member_template):
     for name, document in documents:
         for statement in statements(document):
             assert not set(as_list(statement["Action"])) & reading, f"{name}: {statement}"
+
+
+@pytest.mark.parametrize(
+    ("scenario", "bucket", "with_key"),
+    [
+        ("single-account, reading reports", "${ReportBucket.Arn}", False),
+        ("organization, SSE-KMS, reading reports", "${ReportBucket.Arn}", True),
+        ("single-account, existing bucket, reading reports", "arn:${AWS::Partition}:s3:::${ExistingReportBucketName}", False),
+    ],
+)
+def test_reading_reports_grants_get_object_on_reports_query_on_the_ledger_and_decrypt_via_s3(
+    rendered, scenario, bucket, with_key
+):
+    """ReadReports=true: GetObject on audit-report/* of the report bucket only, Query on the
+    ledger only, and kms:Decrypt on the stack's report key through S3 only when it has one."""
+    policy = role_policy_documents(rendered[scenario]["Resources"])["audit-calls"]
+    read = statement_by_sid(policy, "ReadReports")
+    assert as_list(read["Action"]) == ["s3:GetObject"]
+    assert read["Resource"] == {"Fn::Sub": bucket + "/audit-report/*"}
+    query = statement_by_sid(policy, "LedgerHistory")
+    assert as_list(query["Action"]) == ["dynamodb:Query"]
+    assert query["Resource"] == {"Fn::GetAtt": ["LedgerTable", "Arn"]}
+    decrypt = [s for s in statements(policy) if "kms:Decrypt" in as_list(s["Action"])]
+    if not with_key:
+        assert decrypt == []
+        return
+    (decrypt,) = decrypt
+    assert as_list(decrypt["Action"]) == ["kms:Decrypt"]
+    assert decrypt["Resource"] == {"Fn::GetAtt": ["ReportKey", "Arn"]}
+    assert decrypt["Condition"] == {
+        "StringEquals": {"kms:ViaService": {"Fn::Sub": "s3.${AWS::Region}.amazonaws.com"}}
+    }
+
+
+def test_read_reports_is_off_by_default_and_reaches_the_function(template, function_props):
+    parameter = template["Parameters"]["ReadReports"]
+    assert parameter["Default"] == "false"
+    assert parameter["AllowedValues"] == ["true", "false"]
+    assert function_props["Environment"]["Variables"]["READ_REPORTS"] == {"Ref": "ReadReports"}
 
 
 # --------------------------------------------------------------------------------------------

@@ -65,6 +65,10 @@ MAX_AUDITABLE_CERTIFICATES = 100_000_000
 PERMISSION_TEST_KEYS = ("acm-pca-permission-test-key", "acm-pca-permission-test-key-private")
 SERVICE_PRINCIPAL = "acm-pca.amazonaws.com"
 DEFAULT_TEMPLATE = "arn:aws:acm-pca:::template/EndEntityCertificate/V1"
+# The report's columns (CSV header, JSON keys), in the order of the Private CA user guide's
+# sample, "Use audit reports with your private CA"
+# (https://docs.aws.amazon.com/privateca/latest/userguide/PcaAuditReport.html). The function's
+# reader (src/report_contents.rs, READ_REPORTS) requires exactly these names.
 CSV_COLUMNS = [
     "awsAccountId",
     "requestedByServicePrincipal",

@@ -116,6 +116,26 @@ def seed(account_id: str, region: str, groups: list[dict]) -> list[dict]:
     return made
 
 
+def issue_more(arn: str, issued_n: int, revoked_n: int) -> dict:
+    """`issued_n` more certificates of an existing CA, the first `revoked_n` of them revoked:
+    what a CA signs between two audit reports (tests of READ_REPORTS)."""
+    if revoked_n > issued_n:
+        raise ValueError("revoked cannot exceed issued")
+    parts = arn.split(":")
+    if len(parts) < 6:
+        raise ValueError("need an acm-pca CA arn")
+    backend = acmpca_backends[parts[4]][parts[3]]
+    ca = backend.describe_certificate_authority(arn)
+    issued, revoked = [], []
+    for i in range(issued_n):
+        issued.append(backend.issue_certificate(arn, _csr(f"more-{i}.seed.internal"), None))
+    for cert_arn in issued[:revoked_n]:
+        serial = format(x509.load_pem_x509_certificate(ca.issued_certificates[cert_arn]).serial_number, "x")
+        backend.revoke_certificate(arn, serial, "KEY_COMPROMISE")
+        revoked.append(cert_arn)
+    return {"arn": arn, "issued": issued, "revoked": revoked}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Seed CAs into the running local stack.")
     parser.add_argument("--account-id", default="123456789012")

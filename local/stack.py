@@ -256,6 +256,8 @@ def control(method: str, path: str, query: dict, body: dict) -> tuple[int, objec
     if route == "/seed" and method == "POST":
         made = seeding.seed(body.get("account_id", "123456789012"), body.get("region", "us-east-1"), body.get("cas", []))
         return 200, {"certificate_authorities": made}
+    if route == "/certificates" and method == "POST":
+        return 200, seeding.issue_more(body.get("arn", ""), int(body.get("issued", 0)), int(body.get("revoked", 0)))
     if route == "/ca-state" and method == "POST":
         arn = body.get("arn", "")
         parts = arn.split(":")

@@ -54,6 +54,8 @@ pub struct Settings {
     pub scope: Scope,
     /// Where a run too large for one invocation sends its work items.
     pub fan_out: Option<FanOut>,
+    /// Read each SUCCESS report and count what it lists (needs s3:GetObject on the reports).
+    pub read_reports: bool,
 }
 
 /// The accounts whose CAs are audited (`AUDIT_ACCOUNTS`).
@@ -309,6 +311,14 @@ fn required_tag(t: &str) -> Check<RequiredTag> {
     })
 }
 
+fn boolean(v: &str) -> Check<bool> {
+    match v {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("must be true or false".into()),
+    }
+}
+
 fn queue_url(url: &str) -> Check<()> {
     (url.starts_with("https://") || url.starts_with("http://"))
         .then_some(())
@@ -356,6 +366,7 @@ impl Settings {
             member_role: member_role(&l)?,
             scope: scope(&l)?,
             fan_out: fan_out(&l)?,
+            read_reports: l.parsed("READ_REPORTS", false, boolean)?,
         })
     }
 }
@@ -531,6 +542,23 @@ mod tests {
                 .map(|s| s.as_str())
                 .collect::<Vec<_>>(),
             vec!["DISABLED"]
+        );
+    }
+
+    #[test]
+    fn read_reports_is_off_unless_true_and_refuses_anything_else() {
+        assert!(!settings(&BASE).unwrap().read_reports);
+        let with = |v| {
+            let mut pairs = BASE.to_vec();
+            pairs.push(("READ_REPORTS", v));
+            settings(&pairs)
+        };
+        assert!(with("true").unwrap().read_reports);
+        assert!(!with("false").unwrap().read_reports);
+        let err = with("yes").unwrap_err().to_string();
+        assert!(
+            err.contains("READ_REPORTS") && err.contains("true or false"),
+            "{err}"
         );
     }
 

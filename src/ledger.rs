@@ -12,7 +12,9 @@
 //!   on the CA with `ScanIndexForward = false` lists them newest first; `status`, `size_bytes`
 //!   and `verified_at` once followed up, `recovered` when found in the bucket rather than
 //!   recorded by the run that requested it; `expires_at` (epoch seconds) is the table's TTL
-//!   attribute.
+//!   attribute. With READ_REPORTS, a SUCCESS report's item also gets what it says:
+//!   `certificates`, `certificates_issued` and `certificates_revoked` (since the CA's previous
+//!   SUCCESS report), `first_issued` and `first_revoked` (lists of the first ARNs).
 //!
 //! Instants are RFC 3339 UTC strings (see `time`), compared in condition expressions.
 
@@ -407,6 +409,44 @@ impl Ledger {
         }
     }
 
+    /// When the CA's newest SUCCESS report before the one requested at `before` was
+    /// requested (READ_REPORTS counts what is new since then): its history item, newest first
+    /// under `report#`. `None` when there is none: everything in the report is new.
+    pub async fn previous_report_at(
+        &self,
+        arn: &CaArn,
+        before: Timestamp,
+    ) -> Result<Option<Timestamp>, LedgerError> {
+        let mut items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            // Sort keys `report#<requested_at>#<id>` of earlier instants sort below
+            // `report#<before>`; the report itself (`report#<before>#…`) sorts above it.
+            .key_condition_expression("#pk = :arn AND #record BETWEEN :first AND :before")
+            .filter_expression("#status = :success")
+            .expression_attribute_names("#pk", PARTITION_KEY)
+            .expression_attribute_names("#record", SORT_KEY)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":arn", s(arn.as_str()))
+            .expression_attribute_values(":first", s("report#"))
+            .expression_attribute_values(":before", s(format!("report#{before}")))
+            .expression_attribute_values(":success", s(ReportStatus::Success.as_str()))
+            .projection_expression("#record")
+            .scan_index_forward(false)
+            .into_paginator()
+            .items()
+            .send();
+        let Some(item) = items.next().await else {
+            return Ok(None);
+        };
+        let item = item.map_err(|e| self.error(&e))?;
+        let record = item.get(SORT_KEY).and_then(|v| v.as_s().ok());
+        Ok(record
+            .and_then(|r| r.strip_prefix("report#")?.split('#').next())
+            .and_then(Timestamp::parse))
+    }
+
     /// Writes what the follow-up of a report found, on the window (while that report is still
     /// the CA's last) and on its history item. A FAILED report reopens the window at
     /// `reopen_at`, so the CA is requested again once the service allows it.
@@ -518,6 +558,21 @@ impl Ledger {
         if let Some(detail) = &check.detail {
             set.push("detail = :detail");
             history = history.expression_attribute_values(":detail", s(detail));
+        }
+        if let Some(c) = &check.contents {
+            set.push(
+                "certificates = :certs, certificates_issued = :issued, \
+                 certificates_revoked = :revoked, first_issued = :first_issued, \
+                 first_revoked = :first_revoked",
+            );
+            let n = |v: u64| AttributeValue::N(v.to_string());
+            let arns = |v: &[String]| AttributeValue::L(v.iter().map(|a| s(a.as_str())).collect());
+            history = history
+                .expression_attribute_values(":certs", n(c.certificates))
+                .expression_attribute_values(":issued", n(c.issued_since))
+                .expression_attribute_values(":revoked", n(c.revoked_since))
+                .expression_attribute_values(":first_issued", arns(&c.first_issued))
+                .expression_attribute_values(":first_revoked", arns(&c.first_revoked));
         }
         history.update_expression(format!("SET {}", set.join(", ")))
     }

@@ -26,6 +26,7 @@ pub mod ids;
 pub mod invocation;
 pub mod ledger;
 pub mod quota;
+pub mod report_contents;
 pub mod request;
 pub mod scheduler;
 pub mod scope;

@@ -20,6 +20,7 @@ use crate::format::ReportFormat;
 use crate::ids::Account;
 use crate::ids::Region;
 use crate::ledger::{Claim, ClaimResult, LedgerError, ReportRecord};
+use crate::report_contents;
 use crate::request::{RunRequest, RunScope, Trigger, WorkItem};
 use crate::scope;
 use crate::service_error::ServiceError;
@@ -517,6 +518,7 @@ fn still_creating(report: &PendingReport, detail: Option<String>) -> ReportCheck
         status: ReportStatus::Creating,
         size_bytes: None,
         detail,
+        contents: None,
     }
 }
 
@@ -717,6 +719,11 @@ impl RunContext<'_> {
         if check.status == ReportStatus::Creating {
             return check;
         }
+        let check = if self.services.settings.read_reports {
+            report_contents::read_into(self.services, arn, pending, check).await
+        } else {
+            check
+        };
         let reopen = (check.status == ReportStatus::Failed).then(|| {
             next_eligible(
                 Event::ReportFailed(pending.requested_at),

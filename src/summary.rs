@@ -89,6 +89,9 @@ pub struct ReportCheck {
     pub size_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// What the report says (READ_REPORTS), once read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contents: Option<crate::report_contents::ReportContents>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -308,7 +311,7 @@ impl RunSummary {
     /// turns into metrics (namespace `PcaAuditScheduler`) without a PutMetricData call.
     pub fn metrics_document(&self, function_name: &str) -> serde_json::Value {
         let c = self.counts;
-        serde_json::json!({
+        let mut doc = serde_json::json!({
             "_aws": {
                 "Timestamp": self.finished_at.epoch_seconds() * 1000,
                 "CloudWatchMetrics": [{
@@ -329,7 +332,29 @@ impl RunSummary {
             // An account or region that could not be listed hides its CAs: count it as a
             // failure too. A CA whose report ended FAILED is in `failed`.
             "Failed": c.failed + self.region_errors.len() + self.account_errors.len(),
-        })
+        });
+        self.add_certificate_metrics(&mut doc);
+        doc
+    }
+
+    /// READ_REPORTS: the run's totals of certificates issued and revoked, over the reports
+    /// read in this run; left out when none was read. Run totals only: a per-CA dimension
+    /// would cost a custom metric per CA.
+    fn add_certificate_metrics(&self, doc: &mut serde_json::Value) {
+        let read: Vec<_> = (self.certificate_authorities.iter())
+            .filter_map(|ca| ca.report.as_ref()?.contents.as_ref())
+            .collect();
+        if read.is_empty() {
+            return;
+        }
+        let issued: u64 = read.iter().map(|c| c.issued_since).sum();
+        let revoked: u64 = read.iter().map(|c| c.revoked_since).sum();
+        if let Some(metrics) = doc["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array_mut() {
+            metrics.push(serde_json::json!({"Name": "CertificatesIssued", "Unit": "Count"}));
+            metrics.push(serde_json::json!({"Name": "CertificatesRevoked", "Unit": "Count"}));
+        }
+        doc["CertificatesIssued"] = issued.into();
+        doc["CertificatesRevoked"] = revoked.into();
     }
 }
 
@@ -348,6 +373,7 @@ fn log_report(r: &ReportCheck) {
             "audit report checked"
         ),
     }
+    crate::report_contents::log(r);
 }
 
 /// What became of a CA, as one log line.
@@ -449,6 +475,7 @@ mod tests {
             status,
             size_bytes: None,
             detail: None,
+            contents: None,
         };
         let skipped = Outcome::Skipped {
             reason: SkipReason::InsideWindow,
@@ -511,5 +538,65 @@ mod tests {
             "PcaAuditScheduler"
         );
         assert_eq!(m["_aws"]["Timestamp"], 20_000);
+        // No report read in this run: no certificate metrics.
+        assert!(m.get("CertificatesIssued").is_none());
+        let metrics = m["_aws"]["CloudWatchMetrics"][0]["Metrics"].to_string();
+        assert!(!metrics.contains("Certificates"), "{metrics}");
+    }
+
+    #[test]
+    fn metrics_document_totals_certificates_of_the_reports_read() {
+        let read = |issued, revoked| CaOutcome {
+            certificate_authority_arn: "arn:x".into(),
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+            report: Some(ReportCheck {
+                report_id: "r-1".into(),
+                status: ReportStatus::Success,
+                size_bytes: Some(10),
+                detail: None,
+                contents: Some(crate::report_contents::ReportContents {
+                    certificates: 10,
+                    issued_since: issued,
+                    revoked_since: revoked,
+                    ..Default::default()
+                }),
+            }),
+            outcome: Outcome::Deferred { detail: "d".into() },
+        };
+        let s = RunSummary {
+            run_id: "r".into(),
+            trigger: Trigger::Manual,
+            dry_run: false,
+            started_at: Timestamp::from_epoch_seconds(10),
+            finished_at: Timestamp::from_epoch_seconds(20),
+            accounts: vec![],
+            regions: vec![],
+            counts: Counts::default(),
+            account_errors: vec![],
+            fanned_out: vec![],
+            region_errors: vec![],
+            certificate_authorities: vec![read(3, 1), read(4, 0)],
+        };
+        let m = s.metrics_document("fn");
+        assert_eq!(
+            (
+                m["CertificatesIssued"].as_u64(),
+                m["CertificatesRevoked"].as_u64()
+            ),
+            (Some(7), Some(1))
+        );
+        let names: Vec<&str> = m["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["Name"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.ends_with(&["CertificatesIssued", "CertificatesRevoked"]),
+            "{names:?}"
+        );
+        let v = serde_json::to_value(&s.certificate_authorities[0]).unwrap();
+        assert_eq!(v["report"]["contents"]["issuedSince"], 3);
     }
 }

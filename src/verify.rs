@@ -34,6 +34,7 @@ pub async fn check(
         status,
         size_bytes,
         detail,
+        contents: None,
     };
     match described.audit_report_status() {
         Some(AuditReportStatus::Success) => {}

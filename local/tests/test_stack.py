@@ -32,6 +32,15 @@ def test_seed_makes_every_state_with_certificates(fast):
     assert tags == [{"Key": "team", "Value": "pki"}]
 
 
+
+def test_more_certificates_of_an_existing_ca_are_issued_and_revoked(fast):
+    (ca,) = fast.seed(state="ACTIVE", issued=1, revoked=0)
+    more = control("POST", "/certificates", {"arn": ca["arn"], "issued": 3, "revoked": 2})
+    assert len(more["issued"]) == 3 and more["revoked"] == more["issued"][:2]
+    for cert_arn in [*ca["issued"], *more["issued"]]:
+        got = fast.pca.get_certificate(CertificateAuthorityArn=ca["arn"], CertificateArn=cert_arn)
+        assert got["Certificate"].startswith("-----BEGIN CERTIFICATE-----")
+
 def test_seeding_hundreds_is_fast(fast):
     started = time.monotonic()
     made = fast.seed(state="ACTIVE", count=300, issued=1)

@@ -11,4 +11,5 @@ mod bad_input;
 mod crashes;
 mod events;
 mod reliability;
+mod reports;
 mod scheduler;

@@ -1,0 +1,323 @@
+//! The report-reading row of BENCHMARKS.md (READ_REPORTS, issue 14), run by
+//! `scripts/bench-reports` on its own: the function's release binary, started cold under
+//! cargo-lambda's runtime emulator, follows up a report of 100,000 certificates and reads it;
+//! its peak RSS (VmHWM) and the invocation's time are measured.
+//!
+//! How the report comes about: a first run (in-process, invocation too short to wait) has the
+//! local stack's emulator accept a real report and leaves it CREATING in the ledger; the
+//! emulator then writes it, and the object is overwritten with a generated report of 100,000
+//! rows in the documented JSON form (the stack cannot make a CA issue 100,000 certificates in
+//! reasonable time). The next invocation of the binary finds it SUCCESS and reads it: the
+//! same path as any report, only larger.
+//!
+//! Settings: BENCH_FUNCTION (the release binary), BENCH_CARGO_LAMBDA (cargo-lambda),
+//! BENCH_OUT (the markdown the row goes into), BENCH_REPORT_ROWS (100000 unless set).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{World, control, invocation, scheduled};
+use pca_audit_scheduler::scheduler;
+use pca_audit_scheduler::time::SystemClock;
+use serde_json::{Value, json};
+
+const NAME: &str = "6. Reading a report of 100,000 certificates (READ_REPORTS)";
+const LIMIT_MIB: f64 = 64.0;
+
+fn env(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set (scripts/bench-reports sets it)"))
+}
+
+/// A report of `rows` certificates in the guide's CSV form (the subject quoted: it holds
+/// commas), a tenth of them revoked.
+fn csv_report(ca_arn: &str, rows: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rows * 400);
+    out.extend_from_slice(
+        pca_audit_scheduler::report_contents::CSV_COLUMNS
+            .join(",")
+            .as_bytes(),
+    );
+    out.push(b'\n');
+    for i in 0..rows {
+        let (revoked_at, reason) = if i % 10 == 0 {
+            ("2026-02-01T00:00:00+0000", "KEY_COMPROMISE")
+        } else {
+            ("", "")
+        };
+        let line = format!(
+            "123456789012,,{ca_arn}/certificate/{i:032x},{:02x}:{:02x}:{:02x}:{:02x},\"CN=host-{i}.example.internal,OU=Sales,O=Example Company,L=Seattle,ST=Washington,C=US\",2026-01-01T00:00:00+0000,2027-01-01T00:00:00+0000,2026-01-01T00:00:01+0000,{revoked_at},{reason},arn:aws:acm-pca:::template/EndEntityCertificate/V1\n",
+            i >> 24 & 255,
+            i >> 16 & 255,
+            i >> 8 & 255,
+            i & 255
+        );
+        out.extend_from_slice(line.as_bytes());
+    }
+    out
+}
+
+/// A report of `rows` certificates in the guide's JSON form, a tenth of them revoked.
+fn report(ca_arn: &str, rows: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rows * 560);
+    out.push(b'[');
+    for i in 0..rows {
+        if i > 0 {
+            out.push(b',');
+        }
+        let mut row = json!({
+            "awsAccountId": "123456789012",
+            "certificateArn": format!("{ca_arn}/certificate/{i:032x}"),
+            "serial": format!("{:02x}:{:02x}:{:02x}:{:02x}", i >> 24 & 255, i >> 16 & 255, i >> 8 & 255, i & 255),
+            "subject": format!("CN=host-{i}.example.internal,OU=Sales,O=Example Company,L=Seattle,ST=Washington,C=US"),
+            "notBefore": "2026-01-01T00:00:00+0000",
+            "notAfter": "2027-01-01T00:00:00+0000",
+            "issuedAt": "2026-01-01T00:00:01+0000",
+            "templateArn": "arn:aws:acm-pca:::template/EndEntityCertificate/V1",
+        });
+        if i % 10 == 0 {
+            row["revokedAt"] = json!("2026-02-01T00:00:00+0000");
+            row["revocationReason"] = json!("KEY_COMPROMISE");
+        }
+        serde_json::to_writer(&mut out, &row).unwrap();
+    }
+    out.push(b']');
+    out
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Peak resident memory of a process (VmHWM), in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    kb / 1024.0
+}
+
+/// Starts the binary cold under its own runtime emulator, invokes it once with the schedule's
+/// event; its answer, the invocation's time and its peak RSS.
+fn invoke_cold(world: &World, extra: &[(&str, &str)]) -> (Value, Duration, f64) {
+    let port = free_port();
+    let mut emulator = Command::new(env("BENCH_CARGO_LAMBDA"))
+        .args(["lambda", "watch", "--only-lambda-apis", "--quiet"])
+        .args(["-A", "127.0.0.1", "-P", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start cargo-lambda's runtime emulator");
+    let ready = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            ready.elapsed() < Duration::from_secs(60),
+            "the runtime emulator did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/target/bench/reports-function.log"
+    );
+    std::fs::create_dir_all(std::path::Path::new(log).parent().unwrap()).unwrap();
+    let log = std::fs::File::create(log).unwrap();
+    let mut function = Command::new(env("BENCH_FUNCTION"))
+        .env_clear()
+        .envs(world.function_env(extra))
+        .env(
+            "AWS_LAMBDA_RUNTIME_API",
+            format!("http://127.0.0.1:{port}/.rt"),
+        )
+        .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start the function");
+    let event: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/events/scheduled.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let sent = Instant::now();
+    let mut response = ureq::post(format!(
+        "http://127.0.0.1:{port}/2015-03-31/functions/_/invocations"
+    ))
+    .send_json(&event)
+    .expect("invoke");
+    let took = sent.elapsed();
+    let text = response.body_mut().read_to_string().expect("answer");
+    let rss = peak_rss_mib(function.id());
+    let _ = function.kill();
+    let _ = function.wait();
+    let _ = emulator.kill();
+    let _ = emulator.wait();
+    (
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        took,
+        rss,
+    )
+}
+
+/// What reading one report took: peak RSS (MiB), the invocation's time, the report's size
+/// (MiB) and how many of its certificates were revoked.
+struct Reading {
+    rss: f64,
+    took: Duration,
+    size_mib: f64,
+    revoked: u64,
+}
+
+/// One report of `rows` certificates in `format`, read by a cold invocation of the binary.
+async fn measure(format: &str, rows: usize) -> Reading {
+    let world = World::new().await;
+    world.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 600}));
+    let arn = world.seeded_arns(&[("ACTIVE", 1)]).remove(0);
+
+    // The report is accepted and left CREATING: too little time to wait for it.
+    let settings = world.settings_with(&[("REPORT_FORMAT", format)]);
+    let services = scheduler::Services::new(settings, &world.sdk, Arc::new(SystemClock::default()));
+    let first = scheduler::run(
+        &services,
+        &scheduled(),
+        &invocation("bench-first", Duration::from_secs(12)),
+    )
+    .await;
+    assert_eq!(first.counts.requested, 1, "{first:#?}");
+    let key = match &first.certificate_authorities[0].outcome {
+        pca_audit_scheduler::summary::Outcome::Requested { s3_key, .. } => s3_key.clone(),
+        other => panic!("not requested: {other:?}"),
+    };
+    world.configure_emulator(json!({"report_delay_seconds": 0}));
+    control(
+        "POST",
+        "/finish-reports",
+        Some(json!({"account_id": world.account_id})),
+    );
+    let body = if format == "CSV" {
+        csv_report(&arn, rows)
+    } else {
+        report(&arn, rows)
+    };
+    let size_mib = body.len() as f64 / 1048576.0;
+    world
+        .s3
+        .put_object()
+        .bucket(&world.bucket)
+        .key(&key)
+        .body(body.into())
+        .send()
+        .await
+        .expect("put the report");
+
+    let (answer, took, rss) = invoke_cold(
+        &world,
+        &[("READ_REPORTS", "true"), ("REPORT_FORMAT", format)],
+    );
+    let contents = &answer["certificateAuthorities"][0]["report"]["contents"];
+    assert_eq!(
+        contents["certificates"].as_u64(),
+        Some(rows as u64),
+        "the {format} report was not read: {answer}"
+    );
+    Reading {
+        rss,
+        took,
+        size_mib,
+        revoked: contents["revokedSince"].as_u64().unwrap_or(0),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let rows: usize = std::env::var("BENCH_REPORT_ROWS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100_000);
+    let json = measure("JSON", rows).await;
+    let csv = measure("CSV", rows).await;
+    let rss = json.rss.max(csv.rss);
+    let row = format!(
+        "| {NAME} | {:.1} MiB peak RSS (JSON), {:.1} MiB (CSV); {:.1} s, {:.1} s | < {LIMIT_MIB:.0} MiB | {} |",
+        json.rss,
+        csv.rss,
+        json.took.as_secs_f64(),
+        csv.took.as_secs_f64(),
+        if rss < LIMIT_MIB { "yes" } else { "**no**" }
+    );
+    let detail = format!(
+        "- **{NAME}**: per format, one invocation of the release binary, started cold, following \
+         up a SUCCESS report of {rows} certificates ({} revoked) and reading it from S3 as a \
+         stream; the invocation's time covers Describe, ListObjectsV2, the ledger's Query for \
+         the previous report, GetObject and the parse, and the ledger write. JSON: {:.1} MiB \
+         read, VmHWM {:.1} MiB, {:.2} s; CSV: {:.1} MiB read, VmHWM {:.1} MiB, {:.2} s. The \
+         report is generated and written over a real report of the local stack (a CA there \
+         cannot issue 100,000 certificates in reasonable time). Run alone by \
+         `scripts/bench-reports` on {}.",
+        json.revoked,
+        json.size_mib,
+        json.rss,
+        json.took.as_secs_f64(),
+        csv.size_mib,
+        csv.rss,
+        csv.took.as_secs_f64(),
+        pca_audit_scheduler::time::Timestamp::from_system_time(std::time::SystemTime::now())
+            .to_string()[..10]
+            .to_owned()
+    );
+    println!("{row}\n{detail}");
+    write_row(&env("BENCH_OUT"), &row, &detail);
+}
+
+/// Puts the row at the end of the figures' table and the detail at the end of their details,
+/// both between scripts/bench's markers (replacing an earlier one of the same name); every
+/// other line stays.
+fn write_row(path: &str, row: &str, detail: &str) {
+    let text = std::fs::read_to_string(path).expect("BENCHMARKS.md");
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| {
+            !l.starts_with(&format!("| {NAME} |")) && !l.starts_with(&format!("- **{NAME}**"))
+        })
+        .map(str::to_owned)
+        .collect();
+    let begin = lines
+        .iter()
+        .position(|l| l.starts_with("<!-- figures of scripts/bench: begin"))
+        .expect("the begin marker of scripts/bench in BENCHMARKS.md");
+    let end = lines
+        .iter()
+        .position(|l| l.starts_with("<!-- figures of scripts/bench: end"))
+        .expect("the end marker of scripts/bench in BENCHMARKS.md");
+    let figures = &lines[begin..end];
+    let last_row = figures
+        .iter()
+        .rposition(|l| l.starts_with("| "))
+        .expect("the figures' table");
+    lines.insert(begin + last_row + 1, row.to_owned());
+    // One line further down now.
+    let last_detail = lines[begin..=end]
+        .iter()
+        .rposition(|l| l.starts_with("- **"))
+        .expect("the figures' details");
+    lines.insert(begin + last_detail + 1, detail.to_owned());
+    std::fs::write(path, lines.join("\n") + "\n").expect("write BENCHMARKS.md");
+}

@@ -1,0 +1,202 @@
+//! READ_REPORTS against the local stack: each SUCCESS report read from the bucket (JSON and
+//! CSV, the stack's reports built from the CA's real certificates), counted since the CA's
+//! previous report, on the summary and the ledger's history item.
+
+use crate::common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{World, attr, control, invocation, outcome_of, run, scheduled};
+use pca_audit_scheduler::report_contents::UNREADABLE;
+use pca_audit_scheduler::scheduler::{self, Services};
+use pca_audit_scheduler::summary::ReportStatus;
+use pca_audit_scheduler::time::{Clock, SystemClock};
+use serde_json::{Value, json};
+
+fn reading(world: &World, format: &str, clock: Arc<dyn Clock>) -> Services {
+    let settings = world.settings_with(&[("READ_REPORTS", "true"), ("REPORT_FORMAT", format)]);
+    Services::new(settings, &world.sdk, clock).with_create_period(Duration::ZERO)
+}
+
+/// One ACTIVE CA that issued `issued` certificates and revoked the first `revoked`.
+fn ca_with_certificates(world: &World, issued: usize, revoked: usize) -> Value {
+    let out = control(
+        "POST",
+        "/seed",
+        Some(
+            json!({"account_id": world.account_id, "region": "us-east-1",
+                    "cas": [{"state": "ACTIVE", "count": 1, "issued": issued, "revoked": revoked}]}),
+        ),
+    );
+    out["certificate_authorities"][0].clone()
+}
+
+fn n(
+    item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+    name: &str,
+) -> u64 {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .unwrap_or_else(|| panic!("{name} in {item:?}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn each_report_read_in_json_and_csv_gives_its_counts_on_the_summary_and_history() {
+    for format in ["JSON", "CSV"] {
+        let world = World::new().await;
+        world.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 0}));
+        let ca = ca_with_certificates(&world, 3, 1);
+        let arn = ca["arn"].as_str().unwrap();
+        let services = reading(&world, format, Arc::new(SystemClock::default()));
+
+        let summary = run(&services, &scheduled(), "run-1").await;
+
+        let o = outcome_of(&summary, arn);
+        assert_eq!(o["outcome"], "requested", "{format}: {o:#}");
+        let report = &o["report"];
+        assert_eq!(report["status"], "SUCCESS", "{format}: {o:#}");
+        let contents = &report["contents"];
+        // No earlier report: everything the CA signed is new.
+        assert_eq!(contents["certificates"], 3, "{format}: {o:#}");
+        assert_eq!(contents["issuedSince"], 3);
+        assert_eq!(contents["revokedSince"], 1);
+        let issued: Vec<&str> = ca["issued"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let mut first_issued: Vec<&str> = contents["firstIssued"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        first_issued.sort();
+        let mut expected = issued.clone();
+        expected.sort();
+        assert_eq!(first_issued, expected, "{format}");
+        assert_eq!(contents["firstRevoked"], json!([ca["revoked"][0]]));
+
+        let history = world.history(arn).await;
+        assert_eq!(attr(&history[0], "status"), Some("SUCCESS"));
+        assert_eq!(n(&history[0], "certificates"), 3);
+        assert_eq!(n(&history[0], "certificates_issued"), 3);
+        assert_eq!(n(&history[0], "certificates_revoked"), 1);
+        let revoked = history[0]["first_revoked"].as_l().unwrap();
+        assert_eq!(
+            revoked[0].as_s().unwrap(),
+            ca["revoked"][0].as_str().unwrap()
+        );
+
+        let metrics = summary.metrics_document("fn");
+        assert_eq!(metrics["CertificatesIssued"], 3);
+        assert_eq!(metrics["CertificatesRevoked"], 1);
+    }
+}
+
+#[tokio::test]
+async fn a_second_report_counts_only_what_was_signed_since_the_first() {
+    let world = World::new().await;
+    world.configure_emulator(
+        json!({"create_rps": 1000, "report_delay_seconds": 0, "window_seconds": 0}),
+    );
+    let ca = ca_with_certificates(&world, 2, 1);
+    let arn = ca["arn"].as_str().unwrap();
+    let first = run(
+        &reading(&world, "CSV", Arc::new(SystemClock::default())),
+        &scheduled(),
+        "run-1",
+    )
+    .await;
+    assert_eq!(
+        outcome_of(&first, arn)["report"]["contents"]["issuedSince"],
+        2,
+        "{first:#?}"
+    );
+
+    // The CA signs two more certificates and revokes one of them; the next report is due
+    // after the CA's window (the clock moved on past it).
+    let more = control(
+        "POST",
+        "/certificates",
+        Some(json!({"arn": arn, "issued": 2, "revoked": 1})),
+    );
+    let later = Arc::new(SystemClock {
+        offset: Duration::from_secs(31 * 60),
+    });
+    let second = run(&reading(&world, "CSV", later), &scheduled(), "run-2").await;
+
+    let o = outcome_of(&second, arn);
+    assert_eq!(o["outcome"], "requested", "{o:#}");
+    let contents = &o["report"]["contents"];
+    assert_eq!(contents["certificates"], 4, "{o:#}");
+    assert_eq!(contents["issuedSince"], 2, "{o:#}");
+    assert_eq!(contents["revokedSince"], 1, "{o:#}");
+    assert_eq!(contents["firstRevoked"], json!([more["revoked"][0]]));
+    let history = world.history(arn).await;
+    assert_eq!(history.len(), 2);
+    assert_eq!(n(&history[0], "certificates_issued"), 2);
+    assert_eq!(n(&history[1], "certificates_issued"), 2);
+}
+
+#[tokio::test]
+async fn a_report_that_cannot_be_parsed_is_a_clear_error_and_stays_success() {
+    let world = World::new().await;
+    world.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 600}));
+    let ca = ca_with_certificates(&world, 1, 0);
+    let arn = ca["arn"].as_str().unwrap();
+    let services = reading(&world, "JSON", Arc::new(SystemClock::default()));
+    // Too little time to wait for the report: it is followed up next run.
+    let short = invocation("short", Duration::from_secs(14));
+    let first = scheduler::run(&services, &scheduled(), &short).await;
+    let key = outcome_of(&first, arn)["s3Key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The service writes it, and something overwrites it with what is not a report.
+    world.configure_emulator(json!({"report_delay_seconds": 0}));
+    control(
+        "POST",
+        "/finish-reports",
+        Some(json!({"account_id": world.account_id})),
+    );
+    world
+        .s3
+        .put_object()
+        .bucket(&world.bucket)
+        .key(&key)
+        .body(
+            b"[{\"certificateArn\": \"arn:x\", \"issuedAt\": "
+                .to_vec()
+                .into(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let second = run(&services, &scheduled(), "next").await;
+
+    let o = outcome_of(&second, arn);
+    let report = &o["report"];
+    assert_eq!(report["status"], "SUCCESS", "{o:#}");
+    assert!(report.get("contents").is_none(), "{o:#}");
+    let detail = report["detail"].as_str().unwrap();
+    assert!(detail.starts_with(UNREADABLE), "{detail}");
+    assert!(detail.contains(&key) && detail.contains("EOF"), "{detail}");
+    assert_eq!(second.counts.reports_succeeded, 1);
+    let history = world.history(arn).await;
+    assert_eq!(attr(&history[0], "status"), Some("SUCCESS"));
+    assert!(attr(&history[0], "detail").unwrap().starts_with(UNREADABLE));
+    assert!(!history[0].contains_key("certificates"));
+    assert_eq!(
+        second.certificate_authorities[0]
+            .report
+            .as_ref()
+            .map(|r| r.status),
+        Some(ReportStatus::Success)
+    );
+}
