@@ -32,6 +32,42 @@ pub const CA_INDEX: &str = "ca-windows";
 /// The index's partition key (the window item's account).
 pub const CA_INDEX_KEY: &str = "account_id";
 
+/// The index as template.yaml declares it, for the tables tests and the benchmark make.
+pub fn ca_index() -> (
+    aws_sdk_dynamodb::types::AttributeDefinition,
+    aws_sdk_dynamodb::types::GlobalSecondaryIndex,
+) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+        ProjectionType, ScalarAttributeType,
+    };
+    let key = |name: &str, t| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(t)
+            .build()
+            .expect("name and type are set")
+    };
+    (
+        AttributeDefinition::builder()
+            .attribute_name(CA_INDEX_KEY)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("name and type are set"),
+        GlobalSecondaryIndex::builder()
+            .index_name(CA_INDEX)
+            .key_schema(key(CA_INDEX_KEY, KeyType::Hash))
+            .key_schema(key(PARTITION_KEY, KeyType::Range))
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::KeysOnly)
+                    .build(),
+            )
+            .build()
+            .expect("name and keys are set"),
+    )
+}
+
 /// History queries in flight at once: on-demand DynamoDB serves far more, this keeps one
 /// invocation from taking the table's burst from a scheduled run beside it.
 const QUERIES_IN_FLIGHT: usize = 16;
