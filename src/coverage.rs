@@ -297,9 +297,35 @@ pub struct CaCoverage {
     pub listed_now: bool,
     /// `covered`, or `gaps`.
     pub coverage: &'static str,
-    /// Reports requested in the period.
+    /// Reports requested in the period, by status.
+    pub report_counts: ReportCounts,
+    /// The reports themselves are in the manifest only: a year of 1,000 CAs' reports would
+    /// pass Lambda's 6 MB response limit many times over.
+    #[serde(skip)]
     pub reports: Vec<HistoryReport>,
     pub gaps: Vec<Gap>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportCounts {
+    pub total: usize,
+    pub success: usize,
+    pub failed: usize,
+    /// CREATING: not followed up yet.
+    pub pending: usize,
+}
+
+impl ReportCounts {
+    fn of(reports: &[HistoryReport]) -> Self {
+        let n = |s: &str| reports.iter().filter(|r| r.status == s).count();
+        Self {
+            total: reports.len(),
+            success: n("SUCCESS"),
+            failed: n("FAILED"),
+            pending: n("CREATING"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -505,32 +531,44 @@ pub fn manifest_csv(cas: &[CaCoverage]) -> String {
     out
 }
 
-/// The manifest as JSON: the same rows, reports then gaps.
-pub fn manifest_json(summary: &CoverageSummary) -> Value {
-    let mut rows = Vec::new();
-    for ca in &summary.certificate_authorities {
+/// The manifest as JSON: the same rows, reports then gaps; written row by row into one
+/// string, without a tree of values for a year of reports.
+pub fn manifest_json(summary: &CoverageSummary) -> String {
+    let cas = &summary.certificate_authorities;
+    let mut rows: Vec<String> = Vec::new();
+    for ca in cas {
         for r in &ca.reports {
-            rows.push(serde_json::json!({
+            rows.push(json_row(&serde_json::json!({
                 "row": "report", "account": ca.account_id, "region": ca.region,
                 "caArn": ca.certificate_authority_arn, "reportId": r.report_id, "s3Key": r.s3_key,
                 "format": r.format, "requestedAt": r.requested_at, "status": r.status,
                 "sizeBytes": r.size_bytes,
-            }));
+            })));
         }
     }
-    for ca in &summary.certificate_authorities {
+    for ca in cas {
         for g in &ca.gaps {
-            rows.push(serde_json::json!({
+            rows.push(json_row(&serde_json::json!({
                 "row": "gap", "account": ca.account_id, "region": ca.region,
                 "caArn": ca.certificate_authority_arn, "gapKind": g.kind, "gapFrom": g.from,
                 "gapTo": g.to,
-            }));
+            })));
         }
     }
-    serde_json::json!({
+    let head = json_row(&serde_json::json!({
         "from": summary.from, "to": summary.to, "generatedAt": summary.generated_at,
-        "thresholdMinutes": summary.threshold_minutes, "counts": summary.counts, "rows": rows,
-    })
+        "thresholdMinutes": summary.threshold_minutes, "counts": summary.counts,
+    }));
+    // `{...head fields..., "rows": [\n row,\n row\n]}`
+    format!(
+        "{},\"rows\":[\n{}\n]}}\n",
+        head.trim_end_matches('}'),
+        rows.join(",\n")
+    )
+}
+
+fn json_row(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 fn history_report(
@@ -662,6 +700,43 @@ async fn listed(
     (found, account_errors, region_errors)
 }
 
+/// Each CA's history from `since` to `until`, QUERIES_IN_FLIGHT at once; none is started
+/// after `cutoff` (the invocation's deadline less its reserve).
+async fn histories(
+    services: &Services,
+    all: BTreeSet<CaArn>,
+    since: Timestamp,
+    until: Timestamp,
+    cutoff: tokio::time::Instant,
+) -> Result<BTreeMap<CaArn, Vec<HistoryReport>>, CoverageError> {
+    let (client, table) = (services.ledger.client(), services.ledger.table());
+    let total = all.len();
+    let mut reads = futures::stream::iter(all.into_iter().map(|arn| async move {
+        if tokio::time::Instant::now() >= cutoff {
+            return (arn, Err(None));
+        }
+        let h = history(client, table, arn.as_str(), since, until).await;
+        (arn, h.map_err(Some))
+    }))
+    .buffer_unordered(QUERIES_IN_FLIGHT);
+    let mut found = BTreeMap::new();
+    while let Some((arn, h)) = reads.next().await {
+        match h {
+            Ok(h) => {
+                found.insert(arn, h);
+            }
+            Err(Some(e)) => return Err(CoverageError::Ledger(e)),
+            Err(None) => {
+                return Err(CoverageError::Deadline {
+                    read: found.len(),
+                    total,
+                });
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// Answers a coverage request: lists, reads each CA's history, computes gaps, writes the
 /// manifest, returns the summary.
 pub async fn answer(
@@ -675,38 +750,12 @@ pub async fn answer(
     let now = services.clock.now();
     let end = request.to.min(now);
     let (listed_now, account_errors, region_errors) = listed(services, invocation).await;
-    let client = services.ledger.client();
-    let table = services.ledger.table();
-    let known = ledger_cas(client, table)
+    let known = ledger_cas(services.ledger.client(), services.ledger.table())
         .await
         .map_err(CoverageError::Ledger)?;
     let all: BTreeSet<CaArn> = listed_now.iter().cloned().chain(known).collect();
-    let cutoff = invocation.cutoff();
     let since = request.from.minus(threshold);
-    let total = all.len();
-    let mut reads = futures::stream::iter(all.into_iter().map(|arn| async move {
-        if tokio::time::Instant::now() >= cutoff {
-            return (arn, Err(None));
-        }
-        let h = history(client, table, arn.as_str(), since, end).await;
-        (arn, h.map_err(Some))
-    }))
-    .buffer_unordered(QUERIES_IN_FLIGHT);
-    let mut histories: BTreeMap<CaArn, Vec<HistoryReport>> = BTreeMap::new();
-    while let Some((arn, h)) = reads.next().await {
-        match h {
-            Ok(h) => {
-                histories.insert(arn, h);
-            }
-            Err(Some(e)) => return Err(CoverageError::Ledger(e)),
-            Err(None) => {
-                return Err(CoverageError::Deadline {
-                    read: histories.len(),
-                    total,
-                });
-            }
-        }
-    }
+    let histories = histories(services, all, since, end, invocation.cutoff()).await?;
     let mut cas = Vec::new();
     for (arn, reports) in histories {
         let listed = listed_now.contains(&arn);
@@ -726,6 +775,7 @@ pub async fn answer(
             region: arn.region().to_owned(),
             listed_now: listed,
             coverage: if gaps.is_empty() { "covered" } else { "gaps" },
+            report_counts: ReportCounts::of(&in_period),
             reports: in_period,
             gaps,
         });
@@ -756,13 +806,15 @@ async fn write_manifest(
     services: &Services,
     summary: &CoverageSummary,
 ) -> Result<(), CoverageError> {
-    let csv = manifest_csv(&summary.certificate_authorities);
-    let json = serde_json::to_vec_pretty(&manifest_json(summary)).unwrap_or_default();
     let m = &summary.manifest;
-    for (key, body, content_type) in [
-        (&m.csv_key, csv.into_bytes(), "text/csv"),
-        (&m.json_key, json, "application/json"),
-    ] {
+    // One at a time: only one manifest's text is held at once.
+    for (key, content_type) in [(&m.csv_key, "text/csv"), (&m.json_key, "application/json")] {
+        let body = if content_type == "text/csv" {
+            manifest_csv(&summary.certificate_authorities)
+        } else {
+            manifest_json(summary)
+        }
+        .into_bytes();
         services
             .s3
             .put_object()
@@ -1059,6 +1111,7 @@ mod tests {
             region: "us-east-1".into(),
             listed_now: true,
             coverage: "gaps",
+            report_counts: ReportCounts::default(),
             reports,
             gaps,
         };
