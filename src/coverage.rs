@@ -107,14 +107,11 @@ fn instant(field: &str, text: &str, end: bool) -> Result<Timestamp, String> {
     let parsed = if date {
         Timestamp::parse(&format!("{t}T00:00:00Z")).map(|d| if end { d.plus(DAY) } else { d })
     } else {
-        humantime::parse_rfc3339_weak(t)
-            .ok()
-            .filter(|_| t.contains('T') || t.contains('t'))
-            .and_then(|_| Timestamp::parse(t))
+        Timestamp::parse(t)
     };
     parsed.ok_or_else(|| {
         format!(
-            "coverage.{field} `{}` is neither a date (YYYY-MM-DD) nor an RFC 3339 instant",
+            "coverage.{field} `{}` is neither a date (YYYY-MM-DD) nor an RFC 3339 UTC instant (YYYY-MM-DDThh:mm:ssZ)",
             shorten(t)
         )
     })
@@ -145,6 +142,12 @@ impl CoverageRequest {
 
     /// History older than the retention is gone (TTL), so such a period cannot be answered.
     pub fn check_retention(&self, now: Timestamp, retention: Duration) -> Result<(), String> {
+        if self.from >= now {
+            return Err(format!(
+                "coverage.from ({}) is not in the past: there is nothing to answer yet",
+                self.from
+            ));
+        }
         let oldest = now.minus(retention);
         if self.from < oldest {
             return Err(format!(
@@ -675,19 +678,8 @@ async fn listed(
         let id = account.id(home).to_owned();
         for region in &settings.regions {
             let target = services.target(&account, &id, region, &sdk);
-            match authorities::list(&target.acm_pca).await {
-                Ok(cas) => found.extend(
-                    cas.into_iter()
-                        .filter(|ca| {
-                            crate::window::state_outcome(&ca.status, &settings.audit_states)
-                                .is_none()
-                        })
-                        .filter(|ca| {
-                            crate::scope::outcome(ca.arn.as_str(), &ca.ca_type, &settings.scope)
-                                .is_none()
-                        })
-                        .map(|ca| ca.arn),
-                ),
+            match audited_in(services, &target, invocation.cutoff()).await {
+                Ok(cas) => found.extend(cas),
                 Err(e) => region_errors.push(RegionError {
                     account_id: account.label().to_owned(),
                     region: region.clone(),
@@ -698,6 +690,40 @@ async fn listed(
         }
     }
     (found, account_errors, region_errors)
+}
+
+/// The CAs of one account-region a run would audit: state, exemptions, types, and with
+/// REQUIRED_TAGS one ListTags each at the read pace (a CA whose tags cannot be read is kept:
+/// better a gap to look at than a CA silently left out).
+async fn audited_in(
+    services: &Services,
+    target: &crate::services::TargetClient,
+    cutoff: tokio::time::Instant,
+) -> Result<Vec<CaArn>, ServiceError> {
+    let settings = &services.settings;
+    let candidates: Vec<CaArn> = authorities::list(&target.acm_pca)
+        .await?
+        .into_iter()
+        .filter(|ca| crate::window::state_outcome(&ca.status, &settings.audit_states).is_none())
+        .filter(|ca| crate::scope::outcome(ca.arn.as_str(), &ca.ca_type, &settings.scope).is_none())
+        .map(|ca| ca.arn)
+        .collect();
+    let required = &settings.scope.required_tags;
+    if required.is_empty() {
+        return Ok(candidates);
+    }
+    let kept: Vec<Option<CaArn>> = futures::stream::iter(candidates)
+        .map(|arn| async move {
+            target.reads.wait_turn(cutoff).await;
+            match authorities::tags(&target.acm_pca, &arn).await {
+                Ok(tags) if crate::scope::tag_outcome(&tags, required).is_some() => None,
+                _ => Some(arn),
+            }
+        })
+        .buffered(4)
+        .collect()
+        .await;
+    Ok(kept.into_iter().flatten().collect())
 }
 
 /// Each CA's history from `since` to `until`, QUERIES_IN_FLIGHT at once; none is started
@@ -1100,6 +1126,13 @@ mod tests {
         assert!(
             r.check_retention(at("2027-06-30T00:00:00Z"), 365 * DAY)
                 .is_ok()
+        );
+        let e = r
+            .check_retention(at("2026-06-30T00:00:00Z"), 365 * DAY)
+            .unwrap_err();
+        assert!(
+            e.contains("coverage.from") && e.contains("not in the past"),
+            "{e}"
         );
     }
 
