@@ -162,6 +162,8 @@ async fn main() {
         partition: None,
     };
     common::control("DELETE", "/requests", None);
+    // The peak measured from here on is the request's, not the seeding's ("5" resets VmHWM).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
     let started = Instant::now();
     let summary = coverage::answer(&services, &request, &invocation)
         .await
@@ -192,7 +194,7 @@ async fn main() {
         if met { "yes" } else { "no" }
     );
     let details = format!(
-        "- **9. Coverage of a year**: {} CAs answered, {} covered, {} with gaps ({} gaps), {} reports listed; manifest CSV {:.1} MiB; peak memory of the process (seeding included) {peak:.0} MiB; calls: {}; seeded {items} items with BatchWriteItem in {:.0} s (not timed)\n",
+        "- **9. Coverage of a year**: {} CAs answered, {} covered, {} with gaps ({} gaps), {} reports listed; manifest CSV {:.1} MiB; peak memory (VmHWM, reset after seeding) {peak:.0} MiB; calls: {}; seeded {items} items with BatchWriteItem in {:.0} s (not timed)\n",
         c.certificate_authorities,
         c.covered,
         c.with_gaps,

@@ -481,7 +481,9 @@ fn csv_field(v: &str) -> String {
 
 /// The manifest as CSV: one row per report, then one per gap.
 pub fn manifest_csv(cas: &[CaCoverage]) -> String {
-    let mut out = String::from(CSV_HEADER);
+    let reports: usize = cas.iter().map(|c| c.reports.len()).sum();
+    let mut out = String::with_capacity(reports * 270 + 4096);
+    out.push_str(CSV_HEADER);
     out.push('\n');
     let mut row = |fields: [&str; 13]| {
         let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
@@ -538,36 +540,42 @@ pub fn manifest_csv(cas: &[CaCoverage]) -> String {
 /// string, without a tree of values for a year of reports.
 pub fn manifest_json(summary: &CoverageSummary) -> String {
     let cas = &summary.certificate_authorities;
-    let mut rows: Vec<String> = Vec::new();
-    for ca in cas {
-        for r in &ca.reports {
-            rows.push(json_row(&serde_json::json!({
-                "row": "report", "account": ca.account_id, "region": ca.region,
-                "caArn": ca.certificate_authority_arn, "reportId": r.report_id, "s3Key": r.s3_key,
-                "format": r.format, "requestedAt": r.requested_at, "status": r.status,
-                "sizeBytes": r.size_bytes,
-            })));
-        }
-    }
-    for ca in cas {
-        for g in &ca.gaps {
-            rows.push(json_row(&serde_json::json!({
-                "row": "gap", "account": ca.account_id, "region": ca.region,
-                "caArn": ca.certificate_authority_arn, "gapKind": g.kind, "gapFrom": g.from,
-                "gapTo": g.to,
-            })));
-        }
-    }
     let head = json_row(&serde_json::json!({
         "from": summary.from, "to": summary.to, "generatedAt": summary.generated_at,
         "thresholdMinutes": summary.threshold_minutes, "counts": summary.counts,
     }));
-    // `{...head fields..., "rows": [\n row,\n row\n]}`
-    format!(
-        "{},\"rows\":[\n{}\n]}}\n",
-        head.trim_end_matches('}'),
-        rows.join(",\n")
-    )
+    // `{...head fields..., "rows": [\n row,\n row\n]}`, each row written straight into the
+    // text (no vector of rows joined after: that would hold the rows twice).
+    let mut out = String::with_capacity(summary.counts.reports * 330 + 4096);
+    out.push_str(head.trim_end_matches('}'));
+    out.push_str(",\"rows\":[");
+    let mut first = true;
+    let mut push = |row: Value| {
+        out.push_str(if first { "\n" } else { ",\n" });
+        first = false;
+        out.push_str(&json_row(&row));
+    };
+    for ca in cas {
+        for r in &ca.reports {
+            push(serde_json::json!({
+                "row": "report", "account": ca.account_id, "region": ca.region,
+                "caArn": ca.certificate_authority_arn, "reportId": r.report_id, "s3Key": r.s3_key,
+                "format": r.format, "requestedAt": r.requested_at, "status": r.status,
+                "sizeBytes": r.size_bytes,
+            }));
+        }
+    }
+    for ca in cas {
+        for g in &ca.gaps {
+            push(serde_json::json!({
+                "row": "gap", "account": ca.account_id, "region": ca.region,
+                "caArn": ca.certificate_authority_arn, "gapKind": g.kind, "gapFrom": g.from,
+                "gapTo": g.to,
+            }));
+        }
+    }
+    out.push_str("\n]}\n");
+    out
 }
 
 fn json_row(v: &Value) -> String {
