@@ -689,7 +689,7 @@ async fn listed(
             match audited_in(services, &target, invocation.cutoff()).await {
                 Ok(cas) => found.extend(cas),
                 Err(e) => region_errors.push(RegionError {
-                    account_id: account.label().to_owned(),
+                    account_id: id.clone(),
                     region: region.clone(),
                     error_code: e.code,
                     error_message: e.message,
@@ -792,7 +792,15 @@ pub async fn answer(
     let histories = histories(services, all, since, end, invocation.cutoff()).await?;
     let mut cas = Vec::new();
     for (arn, reports) in histories {
-        let listed = listed_now.contains(&arn);
+        // Where the listing failed, a CA missing from it is not taken as deleted: its
+        // stretch to the period's end is judged as a listed CA's.
+        let unlisted_here = account_errors
+            .iter()
+            .any(|e| e.account_id == arn.account() || e.account_id == "organization")
+            || region_errors
+                .iter()
+                .any(|e| e.account_id == arn.account() && e.region == arn.region());
+        let listed = listed_now.contains(&arn) || unlisted_here;
         let in_period: Vec<HistoryReport> = reports
             .iter()
             .filter(|r| r.requested_at >= request.from && r.requested_at < request.to)
@@ -807,7 +815,7 @@ pub async fn answer(
             certificate_authority_arn: arn.as_str().to_owned(),
             account_id: arn.account().to_owned(),
             region: arn.region().to_owned(),
-            listed_now: listed,
+            listed_now: listed_now.contains(&arn),
             coverage: if gaps.is_empty() { "covered" } else { "gaps" },
             report_counts: ReportCounts::of(&in_period),
             reports: in_period,
