@@ -376,3 +376,42 @@ async fn a_manifest_that_cannot_be_written_is_a_clear_error() {
         err.error_message
     );
 }
+
+/// Coverage asks about the CAs a run would audit: not those out of scope by state, exemption
+/// or a missing required tag (they would otherwise show as never audited).
+#[tokio::test]
+async fn coverage_answers_for_the_cas_in_scope_only() {
+    let world = World::new().await;
+    let seed = |state: &str, tag: &str| {
+        seed_account(
+            &world.account_id,
+            REGION,
+            &[json!({"state": state, "count": 1, "issued": 1, "revoked": 0, "tags": {"audit": tag}})],
+        )
+        .remove(0)
+    };
+    let in_scope = seed("ACTIVE", "yes");
+    let untagged = seed("ACTIVE", "no");
+    let exempt = seed("ACTIVE", "yes");
+    let pending = seed("PENDING_CERTIFICATE", "yes");
+    let settings =
+        world.settings_with(&[("REQUIRED_TAGS", "audit=yes"), ("EXEMPT_CA_ARNS", &exempt)]);
+    let services = Services::new(settings, &world.sdk, Arc::new(SystemClock::default()));
+    let summary = coverage(
+        &services,
+        json!({"coverage": {"from": date(midnight_days_ago(3)), "to": date(midnight_days_ago(1))}}),
+    )
+    .await
+    .expect("coverage answered");
+    let answered: Vec<&str> = summary["certificateAuthorities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["certificateAuthorityArn"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        answered,
+        [in_scope.as_str()],
+        "not {untagged}, {exempt} or {pending}"
+    );
+}
