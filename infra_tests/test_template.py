@@ -57,11 +57,16 @@ ACTION_EXCEPTIONS = {
 
 # Not called by the code, granted on purpose: CreateCertificateAuthorityAuditReport checks that
 # the calling principal may write to the bucket (AWS_FACTS.md, "IAM for the function").
-DOCUMENTED_EXTRAS = {"s3:PutObject"}
+# s3:PutObject is also called, for the coverage manifest; kms:GenerateDataKey is what S3 needs of
+# the caller to encrypt that manifest with the bucket's own key (SSE-KMS).
+DOCUMENTED_EXTRAS = {"s3:PutObject", "kms:GenerateDataKey"}
+# Granted only with the stack's own key (ReportEncryption SSE-KMS).
+SSE_KMS_ONLY = {"kms:GenerateDataKey"}
 
-# ReadReports=true only: reading each SUCCESS report and finding the CA's previous one in the
-# ledger; with the stack's SSE-KMS key, the kms:Decrypt S3 makes as the caller on GetObject.
-READING_ACTIONS = {"s3:GetObject", "dynamodb:Query"}
+# ReadReports=true only: reading each SUCCESS report (the ledger Query that finds the CA's
+# previous one is granted anyway, for coverage); with the stack's SSE-KMS key, the
+# kms:Decrypt S3 makes as the caller on GetObject.
+READING_ACTIONS = {"s3:GetObject"}
 READING_EXTRAS = {"kms:Decrypt"}
 
 # The only actions that may have Resource "*". ListCertificateAuthorities and ListAccounts
@@ -101,6 +106,7 @@ ENV_VARS = {
     "AUDIT_REGIONS",
     "AUDIT_CA_STATES",
     "HISTORY_RETENTION_DAYS",
+    "COVERAGE_SLACK_MINUTES",
     "MAX_CONCURRENCY",
     "AUDIT_ACCOUNTS",
     "AUDIT_ORGANIZATIONAL_UNITS",
@@ -121,6 +127,7 @@ ENV_FROM_PARAMETER = {
     "AUDIT_REGIONS": "AuditRegions",
     "AUDIT_CA_STATES": "AuditCaStates",
     "HISTORY_RETENTION_DAYS": "HistoryRetentionDays",
+    "COVERAGE_SLACK_MINUTES": "CoverageSlackMinutes",
     "MAX_CONCURRENCY": "MaxConcurrency",
     "AUDIT_ACCOUNTS": "AuditAccounts",
     "AUDIT_ORGANIZATIONAL_UNITS": "AuditOrganizationalUnits",
@@ -498,8 +505,10 @@ def test_function_role_grants_exactly_what_the_code_calls(operations, rendered):
         f"not granted: {sorted(missing)}; granted but not called: {sorted(extra)}"
     )
     assert granted_by["organization, SSE-KMS, reading reports"] == expected
-    # Without ReadReports, nothing that reads a report or the history.
-    assert granted_by["organization"] == expected - READING_ACTIONS - READING_EXTRAS
+    # Without ReadReports, nothing that reads a report; without the stack's own SSE-KMS key,
+    # no kms:GenerateDataKey (the coverage manifest's).
+    assert granted_by["organization"] == expected - READING_ACTIONS - READING_EXTRAS - SSE_KMS_ONLY
+    assert granted_by["account-list, SSE-KMS"] >= SSE_KMS_ONLY
 
 
 def test_single_account_grants_nothing_for_other_accounts(operations, rendered):
@@ -511,7 +520,7 @@ def test_single_account_grants_nothing_for_other_accounts(operations, rendered):
     assert set(policies) == {"audit-calls", "lambda-platform"}
     assert granted_actions(policies["audit-calls"]) == (
         actions | DOCUMENTED_EXTRAS
-    ) - CROSS_ACCOUNT_ACTIONS - READING_ACTIONS
+    ) - CROSS_ACCOUNT_ACTIONS - READING_ACTIONS - SSE_KMS_ONLY
     everything = {a for d in policies.values() for a in granted_actions(d)}
     assert not {a for a in everything if a.startswith(("sts:", "organizations:"))}
     assert not EVENT_SOURCE_ACTIONS & everything
@@ -636,7 +645,7 @@ def test_put_object_is_limited_to_audit_reports(rendered):
         (statement,) = [
             s
             for s in statements(role_policy_documents(r["Resources"])["audit-calls"])
-            if "s3:PutObject" in as_list(s["Action"])
+            if "s3:PutObject" in as_list(s["Action"]) and s.get("Sid") != "CoverageManifest"
         ]
         resources = [item["Fn::Sub"] for item in as_list(statement["Resource"])]
         bucket = "${ReportBucket.Arn}" if "existing bucket" not in name else "arn:${AWS::Partition}:s3:::${ExistingReportBucketName}"
@@ -678,14 +687,14 @@ def test_reading_reports_grants_get_object_on_reports_query_on_the_ledger_and_de
     rendered, scenario, bucket, with_key
 ):
     """ReadReports=true: GetObject on audit-report/* of the report bucket only, Query on the
-    ledger only, and kms:Decrypt on the stack's report key through S3 only when it has one."""
+    ledger only (granted for coverage in every mode), and kms:Decrypt on the stack's report
+    key through S3 only when it has one."""
     policy = role_policy_documents(rendered[scenario]["Resources"])["audit-calls"]
     read = statement_by_sid(policy, "ReadReports")
     assert as_list(read["Action"]) == ["s3:GetObject"]
     assert read["Resource"] == {"Fn::Sub": bucket + "/audit-report/*"}
-    query = statement_by_sid(policy, "LedgerHistory")
-    assert as_list(query["Action"]) == ["dynamodb:Query"]
-    assert query["Resource"] == {"Fn::GetAtt": ["LedgerTable", "Arn"]}
+    query = [s for s in statements(policy) if "dynamodb:Query" in as_list(s["Action"])]
+    assert [q["Resource"] for q in query] == [{"Fn::GetAtt": ["LedgerTable", "Arn"]}]
     decrypt = [s for s in statements(policy) if "kms:Decrypt" in as_list(s["Action"])]
     if not with_key:
         assert decrypt == []
@@ -961,9 +970,54 @@ def test_ledger_table_keys_ttl_pitr_and_retention(resources):
     assert {(a["AttributeName"], a["AttributeType"]) for a in props["AttributeDefinitions"]} == {
         ("certificate_authority_arn", "S"),
         ("record", "S"),
+        # The key of the sparse index (see the next test).
+        ("account_id", "S"),
     }
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+
+
+def test_ledger_has_a_sparse_keys_only_index_of_window_items(resources):
+    """Coverage finds every CA the ledger knows in this index: keyed on account_id, which only
+    window items carry, so it holds one item per CA and no history."""
+    props = resources["LedgerTable"]["Properties"]
+    assert ("account_id", "S") in {
+        (a["AttributeName"], a["AttributeType"]) for a in props["AttributeDefinitions"]
+    }
+    (index,) = props["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "ca-windows"
+    assert [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]] == [
+        ("account_id", "HASH"),
+        ("certificate_authority_arn", "RANGE"),
+    ]
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    ledger_rs = (ROOT / "src" / "ledger.rs").read_text()
+    coverage_rs = (ROOT / "src" / "coverage.rs").read_text()
+    assert 'pub const CA_INDEX: &str = "ca-windows";' in coverage_rs
+    assert "account_id = :account" in ledger_rs, "the claim writes the index's key"
+
+
+def test_coverage_writes_only_its_manifest_and_reads_only_the_index(rendered):
+    """The coverage request's permissions: PutObject on evidence/* of the report bucket,
+    Query on the table, Scan on the sparse index only, and with the stack's own key,
+    kms:GenerateDataKey through S3 and nothing that decrypts."""
+    for name, r in rendered.items():
+        document = role_policy_documents(r["Resources"])["audit-calls"]
+        manifest = statement_by_sid(document, "CoverageManifest")
+        assert manifest["Action"] == "s3:PutObject", name
+        bucket = "${ReportBucket.Arn}" if "existing bucket" not in name else "arn:${AWS::Partition}:s3:::${ExistingReportBucketName}"
+        assert manifest["Resource"] == {"Fn::Sub": bucket + "/evidence/*"}, name
+        scan = statement_by_sid(document, "LedgerCaIndex")
+        assert scan["Action"] == "dynamodb:Scan", name
+        assert scan["Resource"] == {"Fn::Sub": "${LedgerTable.Arn}/index/ca-windows"}, name
+        assert "dynamodb:Query" in statement_by_sid(document, "Ledger")["Action"], name
+        keys = [s for s in statements(document) if s.get("Sid") == "CoverageManifestKey"]
+        for key in keys:
+            assert key["Action"] == "kms:GenerateDataKey", name
+            assert key["Resource"] == {"Fn::GetAtt": ["ReportKey", "Arn"]}, name
+            assert key["Condition"] == {
+                "StringEquals": {"kms:ViaService": {"Fn::Sub": "s3.${AWS::Region}.amazonaws.com"}}
+            }, name
 
 
 # --------------------------------------------------------------------------------------------
@@ -1137,7 +1191,7 @@ def test_member_role_grants_what_the_code_calls_in_a_member_account(operations, 
     """Every ACM PCA call of the code is made in the audited account (with the member role
     there), plus the write the service checks on the caller; nothing else."""
     _, actions = code_actions(operations)
-    expected = {a for a in actions if a.startswith("acm-pca:")} | DOCUMENTED_EXTRAS
+    expected = {a for a in actions if a.startswith("acm-pca:")} | DOCUMENTED_EXTRAS - SSE_KMS_ONLY
     assert {action for action, _ in member_grants(member_template)} == expected
 
 

@@ -40,10 +40,22 @@ def setup():
         AttributeDefinitions=[
             {"AttributeName": "certificate_authority_arn", "AttributeType": "S"},
             {"AttributeName": "record", "AttributeType": "S"},
+            {"AttributeName": "account_id", "AttributeType": "S"},
         ],
         KeySchema=[
             {"AttributeName": "certificate_authority_arn", "KeyType": "HASH"},
             {"AttributeName": "record", "KeyType": "RANGE"},
+        ],
+        # The sparse index of window items a coverage request scans (template.yaml).
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "ca-windows",
+                "KeySchema": [
+                    {"AttributeName": "account_id", "KeyType": "HASH"},
+                    {"AttributeName": "certificate_authority_arn", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
         ],
         BillingMode="PAY_PER_REQUEST",
     )

@@ -5,8 +5,9 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
 use tokio::time::Instant;
 
+use crate::coverage::{self, CoverageError, CoverageSummary};
 use crate::invocation::Invocation;
-use crate::request::{RequestError, RunRequest};
+use crate::request::{Request, RequestError, RunRequest};
 use crate::scheduler;
 use crate::services::Services;
 use crate::summary::{Outcome, RunSummary};
@@ -18,6 +19,9 @@ pub enum RunError {
     /// Everything else was done and recorded; these CAs (or regions) failed.
     #[error("{0}")]
     Failed(String),
+    /// A coverage request that could not be answered (ledger, deadline, manifest).
+    #[error(transparent)]
+    Coverage(#[from] CoverageError),
 }
 
 impl From<RunError> for Diagnostic {
@@ -25,6 +29,7 @@ impl From<RunError> for Diagnostic {
         let error_type = match e {
             RunError::InvalidRequest(_) => "InvalidRequest",
             RunError::Failed(_) => "CertificateAuthoritiesFailed",
+            RunError::Coverage(_) => "CoverageFailed",
         };
         Diagnostic {
             error_type: error_type.into(),
@@ -126,6 +131,7 @@ fn is_sqs_batch(event: &Value) -> bool {
 pub enum Response {
     Run(Box<RunSummary>),
     Batch(SqsBatchResponse),
+    Coverage(Box<CoverageSummary>),
 }
 
 pub async fn handle(services: &Services, event: LambdaEvent<Value>) -> Result<Response, RunError> {
@@ -153,9 +159,16 @@ pub async fn handle(services: &Services, event: LambdaEvent<Value>) -> Result<Re
         ));
     }
     // The event is not logged whole: a manual request could carry anything.
-    let request = RunRequest::from_value(payload).inspect_err(|e| {
-        tracing::error!(run_id = context.request_id, "refused the event: {e}");
-    })?;
+    let request = match Request::from_value(payload) {
+        Ok(Request::Run(run)) => run,
+        Ok(Request::Coverage(period)) => {
+            return answer_coverage(services, &period, &invocation).await;
+        }
+        Err(e) => {
+            tracing::error!(run_id = context.request_id, "refused the event: {e}");
+            return Err(e.into());
+        }
+    };
     tracing::info!(
         run_id = context.request_id,
         deadline_ms = context.deadline,
@@ -165,6 +178,26 @@ pub async fn handle(services: &Services, event: LambdaEvent<Value>) -> Result<Re
     );
     let summary = run_and_report(services, &request, &invocation).await;
     verdict(summary).map(|s| Response::Run(Box::new(s)))
+}
+
+/// A coverage request: refused (nothing written) when its period is beyond the history's
+/// retention; otherwise answered, logged and returned.
+async fn answer_coverage(
+    services: &Services,
+    period: &coverage::CoverageRequest,
+    invocation: &Invocation,
+) -> Result<Response, RunError> {
+    let now = services.clock.now();
+    period
+        .check_retention(now, services.settings.history_retention)
+        .map_err(RequestError::InvalidCoverage)
+        .inspect_err(|e| tracing::error!(run_id = invocation.run_id, "refused the event: {e}"))?;
+    tracing::info!(run_id = invocation.run_id, from = %period.from, to = %period.to, "coverage started");
+    let summary = coverage::answer(services, period, invocation)
+        .await
+        .inspect_err(|e| tracing::error!(run_id = invocation.run_id, "{e}"))?;
+    summary.log();
+    Ok(Response::Coverage(Box::new(summary)))
 }
 
 async fn run_and_report(

@@ -19,6 +19,7 @@ pub mod authorities;
 pub mod bucket;
 pub mod codes;
 pub mod config;
+pub mod coverage;
 pub mod fan_out;
 pub mod format;
 pub mod handler;

@@ -61,6 +61,8 @@ pub enum RequestError {
     TooManyArns(usize),
     #[error("invalid work item: {0}")]
     InvalidWorkItem(String),
+    #[error("invalid coverage request: {0}")]
+    InvalidCoverage(String),
 }
 
 /// What started the run.
@@ -249,6 +251,25 @@ impl RunRequest {
             dry_run: false,
             format: None,
         }
+    }
+}
+
+/// What an event asks for: a run, or the coverage of a period (`coverage`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Run(RunRequest),
+    Coverage(crate::coverage::CoverageRequest),
+}
+
+impl Request {
+    /// A manual request with a `coverage` field asks for coverage; every other event for a run.
+    pub fn from_value(event: Value) -> Result<Self, RequestError> {
+        if event.get("coverage").is_some() && event.get("detail-type").is_none() {
+            return crate::coverage::CoverageRequest::from_value(event)
+                .map(Self::Coverage)
+                .map_err(RequestError::InvalidCoverage);
+        }
+        RunRequest::from_value(event).map(Self::Run)
     }
 }
 

@@ -307,11 +307,15 @@ impl World {
                 .build()
                 .unwrap()
         };
+        // The sparse index of window items a coverage request scans (src/coverage.rs).
+        let (index_key, index) = pca_audit_scheduler::coverage::ca_index();
         self.dynamodb
             .create_table()
             .table_name(&self.table)
             .attribute_definitions(attr(PARTITION_KEY))
             .attribute_definitions(attr(SORT_KEY))
+            .attribute_definitions(index_key)
+            .global_secondary_indexes(index)
             .key_schema(key(PARTITION_KEY, KeyType::Hash))
             .key_schema(key(SORT_KEY, KeyType::Range))
             .billing_mode(BillingMode::PayPerRequest)

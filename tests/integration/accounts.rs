@@ -464,7 +464,7 @@ async fn a_large_round_fans_out_one_work_item_per_account_region_and_each_is_don
     for batch in records.chunks(3) {
         match invoke(batch.to_vec()).await.expect("batch") {
             Response::Batch(b) => assert!(b.batch_item_failures.is_empty(), "{b:?}"),
-            Response::Run(s) => panic!("{s:?}"),
+            other => panic!("{other:?}"),
         }
     }
     let mut requested = 0;
@@ -494,7 +494,7 @@ async fn a_large_round_fans_out_one_work_item_per_account_region_and_each_is_don
                 .collect();
             assert_eq!(failed, vec!["bad-1"]);
         }
-        Response::Run(s) => panic!("{s:?}"),
+        other => panic!("{other:?}"),
     }
     for a in members {
         assert!(accepted_creates_of(a).values().all(|&n| n == 1));

@@ -34,7 +34,7 @@ async fn handle(services: &Services, payload: Value) -> Result<handler::Response
 async fn invoke(services: &Services, payload: Value) -> Result<RunSummary, Diagnostic> {
     match handle(services, payload).await? {
         handler::Response::Run(summary) => Ok(*summary),
-        handler::Response::Batch(b) => panic!("a run's event answered as a batch: {b:?}"),
+        other => panic!("a run's event answered otherwise: {other:?}"),
     }
 }
 
@@ -56,6 +56,7 @@ fn every_sample_event_is_covered_here() {
     assert_eq!(
         names,
         [
+            "coverage.json",
             "dry-run.json",
             "fan-out-work-item.json",
             "invalid.json",
@@ -88,7 +89,7 @@ async fn fan_out_work_item_audits_its_account_region_and_reports_no_batch_failur
         handler::Response::Batch(b) => {
             assert!(b.batch_item_failures.is_empty(), "{b:?}")
         }
-        handler::Response::Run(r) => panic!("a work item answered as a run: {r:?}"),
+        other => panic!("a work item answered otherwise: {other:?}"),
     }
     assert_eq!(world.accepted_creates().len(), arns.len());
 }

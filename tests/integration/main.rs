@@ -8,6 +8,7 @@ mod common;
 
 mod accounts;
 mod bad_input;
+mod coverage;
 mod crashes;
 mod events;
 mod reliability;

@@ -1,0 +1,1205 @@
+//! Coverage of a period: was every CA audited in every window of it? Answered from the
+//! ledger's history and today's listing, without claiming or requesting anything, and written
+//! as a manifest (`evidence/coverage-<from>-<to>.csv` and `.json`) into the report bucket.
+//!
+//! A CA's *gaps* in the period: each stretch longer than the threshold (the configured
+//! interval plus the schedule's slack) without a SUCCESS report, each FAILED report, and a CA
+//! with no report at all (never audited). The schedule's slack is how late after its window
+//! opens a CA may be requested: one period of the schedule (`COVERAGE_SLACK_MINUTES`,
+//! default 60 for the template's default `rate(1 hour)`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::accounts;
+use crate::arn::{CaArn, shorten};
+use crate::authorities::{self, ServiceError};
+use crate::invocation::Invocation;
+use crate::ledger::{PARTITION_KEY, SORT_KEY};
+use crate::services::Services;
+use crate::summary::{AccountError, RegionError};
+use crate::time::Timestamp;
+
+/// The ledger's sparse index of window items: only they carry `account_id` (written by every
+/// claim), so a Scan of it reads one small item per CA the ledger knows instead of every
+/// history item (a Scan of the table at 1,000 CAs × a year reads 365,000 items to find 1,000).
+pub const CA_INDEX: &str = "ca-windows";
+/// The index's partition key (the window item's account).
+pub const CA_INDEX_KEY: &str = "account_id";
+
+/// The index as template.yaml declares it, for the tables tests and the benchmark make.
+pub fn ca_index() -> (
+    aws_sdk_dynamodb::types::AttributeDefinition,
+    aws_sdk_dynamodb::types::GlobalSecondaryIndex,
+) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+        ProjectionType, ScalarAttributeType,
+    };
+    let key = |name: &str, t| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(t)
+            .build()
+            .expect("name and type are set")
+    };
+    (
+        AttributeDefinition::builder()
+            .attribute_name(CA_INDEX_KEY)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("name and type are set"),
+        GlobalSecondaryIndex::builder()
+            .index_name(CA_INDEX)
+            .key_schema(key(CA_INDEX_KEY, KeyType::Hash))
+            .key_schema(key(PARTITION_KEY, KeyType::Range))
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::KeysOnly)
+                    .build(),
+            )
+            .build()
+            .expect("name and keys are set"),
+    )
+}
+
+/// History queries in flight at once: on-demand DynamoDB serves far more, this keeps one
+/// invocation from taking the table's burst from a scheduled run beside it.
+const QUERIES_IN_FLIGHT: usize = 16;
+/// Default slack: the template's default schedule, `rate(1 hour)`.
+const DEFAULT_SLACK_MINUTES: u64 = 60;
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// `{"coverage": {"from": "2026-07-01", "to": "2026-09-30"}}`: dates (a `to` date includes
+/// its whole day) or RFC 3339 instants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoverageRequest {
+    pub from: Timestamp,
+    /// Exclusive end.
+    pub to: Timestamp,
+    /// As written, for the manifest's key.
+    pub from_text: String,
+    pub to_text: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    coverage: RawPeriod,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeriod {
+    from: String,
+    to: String,
+}
+
+/// A date (`2026-07-01`, its midnight UTC) or an RFC 3339 instant.
+fn instant(field: &str, text: &str, end: bool) -> Result<Timestamp, String> {
+    let t = text.trim();
+    let date = t.len() == 10 && t.as_bytes()[4] == b'-' && t.as_bytes()[7] == b'-';
+    let parsed = if date {
+        Timestamp::parse(&format!("{t}T00:00:00Z")).map(|d| if end { d.plus(DAY) } else { d })
+    } else {
+        Timestamp::parse(t)
+    };
+    parsed.ok_or_else(|| {
+        format!(
+            "coverage.{field} `{}` is neither a date (YYYY-MM-DD) nor an RFC 3339 UTC instant (YYYY-MM-DDThh:mm:ssZ)",
+            shorten(t)
+        )
+    })
+}
+
+impl CoverageRequest {
+    /// Reads the request; the period's order is checked here, its age against the history's
+    /// retention by `check_retention`.
+    pub fn from_value(event: Value) -> Result<Self, String> {
+        let raw: Raw = serde_path_to_error::deserialize(event).map_err(|e| {
+            let path = e.path().to_string();
+            format!("{path}: {}", e.into_inner())
+        })?;
+        let from = instant("from", &raw.coverage.from, false)?;
+        let to = instant("to", &raw.coverage.to, true)?;
+        if from >= to {
+            return Err(format!(
+                "coverage.from ({from}) must be before coverage.to ({to})"
+            ));
+        }
+        Ok(Self {
+            from,
+            to,
+            from_text: raw.coverage.from.trim().to_owned(),
+            to_text: raw.coverage.to.trim().to_owned(),
+        })
+    }
+
+    /// History older than the retention is gone (TTL), so such a period cannot be answered.
+    pub fn check_retention(&self, now: Timestamp, retention: Duration) -> Result<(), String> {
+        if self.from >= now {
+            return Err(format!(
+                "coverage.from ({}) is not in the past: there is nothing to answer yet",
+                self.from
+            ));
+        }
+        let oldest = now.minus(retention);
+        if self.from < oldest {
+            return Err(format!(
+                "coverage.from ({}) is older than the history's retention allows ({} days: from {oldest} on)",
+                self.from,
+                retention.as_secs() / 86_400
+            ));
+        }
+        Ok(())
+    }
+
+    /// `evidence/coverage-<from>-<to>` without its extension.
+    pub fn manifest_stem(&self) -> String {
+        format!("evidence/coverage-{}-{}", self.from_text, self.to_text)
+    }
+}
+
+/// The slack the schedule adds to the interval (`COVERAGE_SLACK_MINUTES`).
+pub fn slack_from_env(value: Option<String>) -> Result<Duration, String> {
+    match value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
+        None => Ok(Duration::from_secs(DEFAULT_SLACK_MINUTES * 60)),
+        Some(v) => v
+            .parse::<u64>()
+            .map(|m| Duration::from_secs(m * 60))
+            .map_err(|_| {
+                format!(
+                    "setting COVERAGE_SLACK_MINUTES={v:?} is invalid: not a whole number of minutes"
+                )
+            }),
+    }
+}
+
+/// One history item, as the manifest lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryReport {
+    pub requested_at: Timestamp,
+    pub report_id: String,
+    pub s3_key: String,
+    pub format: String,
+    /// CREATING, SUCCESS or FAILED.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum GapKind {
+    /// Longer than the threshold without a SUCCESS report.
+    NoSuccess,
+    /// A report the service could not write.
+    FailedReport,
+    /// No report at all in the period (nor within the threshold before it).
+    NeverAudited,
+}
+
+impl GapKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoSuccess => "noSuccess",
+            Self::FailedReport => "failedReport",
+            Self::NeverAudited => "neverAudited",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Gap {
+    pub kind: GapKind,
+    pub from: Timestamp,
+    pub to: Timestamp,
+}
+
+/// A CA's gaps in `[from, end]`. `reports` (oldest first) may start up to `threshold` before
+/// `from`: a SUCCESS there covers the period's start. A CA no longer listed (deleted since)
+/// is judged only up to its last report: when it was deleted is not known, so the stretch
+/// after is not called a gap.
+pub fn gaps(
+    reports: &[HistoryReport],
+    from: Timestamp,
+    end: Timestamp,
+    threshold: Duration,
+    listed_now: bool,
+) -> Vec<Gap> {
+    let mut found = Vec::new();
+    if reports.is_empty() {
+        if listed_now {
+            found.push(Gap {
+                kind: GapKind::NeverAudited,
+                from,
+                to: end,
+            });
+        }
+        return found;
+    }
+    let end = if listed_now {
+        end
+    } else {
+        reports
+            .iter()
+            .map(|r| r.requested_at)
+            .max()
+            .map_or(end, |last| last.clamp(from, end))
+    };
+    let longer =
+        |a: Timestamp, b: Timestamp| b.epoch_seconds() > a.epoch_seconds() + threshold.as_secs();
+    // The stretch runs from the last SUCCESS (or the period's start) to the next one.
+    let mut since = from;
+    for r in reports.iter().filter(|r| r.requested_at <= end) {
+        if r.status == "FAILED" && r.requested_at >= from {
+            found.push(Gap {
+                kind: GapKind::FailedReport,
+                from: r.requested_at,
+                to: r.requested_at,
+            });
+        }
+        if r.status != "SUCCESS" {
+            continue;
+        }
+        if r.requested_at > from && longer(since, r.requested_at) {
+            found.push(Gap {
+                kind: GapKind::NoSuccess,
+                from: since.max(from),
+                to: r.requested_at,
+            });
+        }
+        since = r.requested_at;
+    }
+    if longer(since, end) {
+        found.push(Gap {
+            kind: GapKind::NoSuccess,
+            from: since.max(from),
+            to: end,
+        });
+    }
+    found.sort_by_key(|g| (g.from, g.to));
+    found
+}
+
+/// One CA's coverage, as the summary gives it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CaCoverage {
+    pub certificate_authority_arn: String,
+    pub account_id: String,
+    pub region: String,
+    /// Listed (and audited) now; false for a CA only the ledger knows (deleted since).
+    pub listed_now: bool,
+    /// `covered`, or `gaps`.
+    pub coverage: &'static str,
+    /// Reports requested in the period, by status.
+    pub report_counts: ReportCounts,
+    /// The reports themselves are in the manifest only: a year of 1,000 CAs' reports would
+    /// pass Lambda's 6 MB response limit many times over.
+    #[serde(skip)]
+    pub reports: Vec<HistoryReport>,
+    pub gaps: Vec<Gap>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportCounts {
+    pub total: usize,
+    pub success: usize,
+    pub failed: usize,
+    /// CREATING: not followed up yet.
+    pub pending: usize,
+}
+
+impl ReportCounts {
+    fn of(reports: &[HistoryReport]) -> Self {
+        let n = |s: &str| reports.iter().filter(|r| r.status == s).count();
+        Self {
+            total: reports.len(),
+            success: n("SUCCESS"),
+            failed: n("FAILED"),
+            pending: n("CREATING"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CoverageCounts {
+    pub certificate_authorities: usize,
+    pub covered: usize,
+    pub with_gaps: usize,
+    pub reports: usize,
+    pub gaps: usize,
+    pub failed_reports: usize,
+    pub never_audited: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    pub bucket: String,
+    pub csv_key: String,
+    pub json_key: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CoverageSummary {
+    pub run_id: String,
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub generated_at: Timestamp,
+    /// Interval plus slack: a longer stretch without a SUCCESS report is a gap.
+    pub threshold_minutes: u64,
+    pub counts: CoverageCounts,
+    pub manifest: Manifest,
+    pub certificate_authorities: Vec<CaCoverage>,
+    /// Accounts or regions whose CAs could not be listed: the answer is incomplete there.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub account_errors: Vec<AccountError>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub region_errors: Vec<RegionError>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoverageError {
+    #[error("coverage: {0}")]
+    Settings(String),
+    #[error("coverage: reading the ledger: {0}")]
+    Ledger(String),
+    #[error(
+        "coverage: the invocation's deadline came after {read} of {total} CAs' histories were read; ask for a shorter period"
+    )]
+    Deadline { read: usize, total: usize },
+    #[error(
+        "coverage: the manifest could not be written to s3://{bucket}/{key}: {code}: {message}"
+    )]
+    Manifest {
+        bucket: String,
+        key: String,
+        code: String,
+        message: String,
+    },
+}
+
+impl CoverageSummary {
+    /// One WARN line per gap, inside span `ca`, then the counts.
+    pub fn log(&self) {
+        let run = tracing::info_span!("coverage", run_id = %self.run_id);
+        let _run = run.enter();
+        for ca in &self.certificate_authorities {
+            let span = tracing::info_span!("ca", ca_arn = %ca.certificate_authority_arn, region = %ca.region);
+            let _ca = span.enter();
+            for g in &ca.gaps {
+                tracing::warn!(
+                    outcome = "gap",
+                    gap_kind = g.kind.as_str(),
+                    gap_from = %g.from,
+                    gap_to = %g.to,
+                    "coverage gap: {} from {} to {}",
+                    g.kind.as_str(),
+                    g.from,
+                    g.to
+                );
+            }
+        }
+        for a in &self.account_errors {
+            tracing::error!(
+                account_id = a.account_id,
+                error_code = a.error_code,
+                "account not listed: {}",
+                a.error_message
+            );
+        }
+        for r in &self.region_errors {
+            tracing::error!(
+                account_id = r.account_id,
+                region = r.region,
+                error_code = r.error_code,
+                "listing CAs failed: {}",
+                r.error_message
+            );
+        }
+        let c = self.counts;
+        tracing::info!(
+            certificate_authorities = c.certificate_authorities,
+            covered = c.covered,
+            with_gaps = c.with_gaps,
+            reports = c.reports,
+            gaps = c.gaps,
+            "coverage of {} to {} written to s3://{}/{}",
+            self.from,
+            self.to,
+            self.manifest.bucket,
+            self.manifest.csv_key
+        );
+    }
+
+    fn count(&mut self) {
+        let mut c = CoverageCounts {
+            certificate_authorities: self.certificate_authorities.len(),
+            ..CoverageCounts::default()
+        };
+        for ca in &self.certificate_authorities {
+            if ca.gaps.is_empty() {
+                c.covered += 1;
+            } else {
+                c.with_gaps += 1;
+            }
+            c.reports += ca.reports.len();
+            c.gaps += ca.gaps.len();
+            for g in &ca.gaps {
+                match g.kind {
+                    GapKind::FailedReport => c.failed_reports += 1,
+                    GapKind::NeverAudited => c.never_audited += 1,
+                    GapKind::NoSuccess => {}
+                }
+            }
+        }
+        self.counts = c;
+    }
+}
+
+const CSV_HEADER: &str = "row,account,region,ca_arn,report_id,s3_key,format,requested_at,status,size_bytes,gap_kind,gap_from,gap_to";
+
+fn csv_field(v: &str) -> String {
+    if v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_owned()
+    }
+}
+
+/// The manifest as CSV: one row per report, then one per gap.
+pub fn manifest_csv(cas: &[CaCoverage]) -> String {
+    let reports: usize = cas.iter().map(|c| c.reports.len()).sum();
+    let mut out = String::with_capacity(reports * 270 + 4096);
+    out.push_str(CSV_HEADER);
+    out.push('\n');
+    let mut row = |fields: [&str; 13]| {
+        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+        out.push_str(&line.join(","));
+        out.push('\n');
+    };
+    for ca in cas {
+        for r in &ca.reports {
+            let (at, size) = (
+                r.requested_at.to_string(),
+                r.size_bytes.map(|s| s.to_string()),
+            );
+            row([
+                "report",
+                &ca.account_id,
+                &ca.region,
+                &ca.certificate_authority_arn,
+                &r.report_id,
+                &r.s3_key,
+                &r.format,
+                &at,
+                &r.status,
+                size.as_deref().unwrap_or(""),
+                "",
+                "",
+                "",
+            ]);
+        }
+    }
+    for ca in cas {
+        for g in &ca.gaps {
+            let (from, to) = (g.from.to_string(), g.to.to_string());
+            row([
+                "gap",
+                &ca.account_id,
+                &ca.region,
+                &ca.certificate_authority_arn,
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                g.kind.as_str(),
+                &from,
+                &to,
+            ]);
+        }
+    }
+    out
+}
+
+/// The manifest as JSON: the same rows, reports then gaps; written row by row into one
+/// string, without a tree of values for a year of reports.
+pub fn manifest_json(summary: &CoverageSummary) -> String {
+    let cas = &summary.certificate_authorities;
+    let head = json_row(&serde_json::json!({
+        "from": summary.from, "to": summary.to, "generatedAt": summary.generated_at,
+        "thresholdMinutes": summary.threshold_minutes, "counts": summary.counts,
+    }));
+    // `{...head fields..., "rows": [\n row,\n row\n]}`, each row written straight into the
+    // text (no vector of rows joined after: that would hold the rows twice).
+    let mut out = String::with_capacity(summary.counts.reports * 330 + 4096);
+    out.push_str(head.trim_end_matches('}'));
+    out.push_str(",\"rows\":[");
+    let mut first = true;
+    let mut push = |row: Value| {
+        out.push_str(if first { "\n" } else { ",\n" });
+        first = false;
+        out.push_str(&json_row(&row));
+    };
+    for ca in cas {
+        for r in &ca.reports {
+            push(serde_json::json!({
+                "row": "report", "account": ca.account_id, "region": ca.region,
+                "caArn": ca.certificate_authority_arn, "reportId": r.report_id, "s3Key": r.s3_key,
+                "format": r.format, "requestedAt": r.requested_at, "status": r.status,
+                "sizeBytes": r.size_bytes,
+            }));
+        }
+    }
+    for ca in cas {
+        for g in &ca.gaps {
+            push(serde_json::json!({
+                "row": "gap", "account": ca.account_id, "region": ca.region,
+                "caArn": ca.certificate_authority_arn, "gapKind": g.kind, "gapFrom": g.from,
+                "gapTo": g.to,
+            }));
+        }
+    }
+    out.push_str("\n]}\n");
+    out
+}
+
+fn json_row(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+fn history_report(
+    item: &std::collections::HashMap<String, AttributeValue>,
+) -> Option<HistoryReport> {
+    let text = |n: &str| item.get(n).and_then(|v| v.as_s().ok()).cloned();
+    Some(HistoryReport {
+        requested_at: Timestamp::parse(&text("requested_at")?)?,
+        report_id: text("report_id")?,
+        s3_key: text("s3_key").unwrap_or_default(),
+        format: text("format").unwrap_or_default(),
+        status: text("status").unwrap_or_default(),
+        size_bytes: item
+            .get("size_bytes")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok()),
+    })
+}
+
+/// A CA's history items from `since` to `until`, oldest first: one Query, all pages,
+/// strongly consistent so a report recorded a moment ago is counted.
+pub async fn history(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    arn: &str,
+    since: Timestamp,
+    until: Timestamp,
+) -> Result<Vec<HistoryReport>, String> {
+    let mut pages = client
+        .query()
+        .table_name(table)
+        .consistent_read(true)
+        .key_condition_expression("#pk = :arn AND #record BETWEEN :lo AND :hi")
+        .expression_attribute_names("#pk", PARTITION_KEY)
+        .expression_attribute_names("#record", SORT_KEY)
+        .expression_attribute_values(":arn", AttributeValue::S(arn.to_owned()))
+        .expression_attribute_values(":lo", AttributeValue::S(format!("report#{since}")))
+        // `$` sorts after `#`, so every report id of the last second is in.
+        .expression_attribute_values(":hi", AttributeValue::S(format!("report#{until}$")))
+        .into_paginator()
+        .items()
+        .send();
+    let mut found = Vec::new();
+    while let Some(item) = pages.next().await {
+        let item = item.map_err(|e| {
+            let e = ServiceError::from_sdk(&e);
+            format!("{}: {}", e.code, e.message)
+        })?;
+        found.extend(history_report(&item));
+    }
+    Ok(found)
+}
+
+/// Every CA the ledger has a window for: a Scan of the sparse index, all pages.
+pub async fn ledger_cas(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<Vec<CaArn>, String> {
+    let mut pages = client
+        .scan()
+        .table_name(table)
+        .index_name(CA_INDEX)
+        .into_paginator()
+        .items()
+        .send();
+    let mut found = Vec::new();
+    while let Some(item) = pages.next().await {
+        let item = item.map_err(|e| {
+            let e = ServiceError::from_sdk(&e);
+            format!("{}: {}", e.code, e.message)
+        })?;
+        if let Some(arn) = item.get(PARTITION_KEY).and_then(|v| v.as_s().ok()) {
+            found.extend(CaArn::parse(arn).ok());
+        }
+    }
+    Ok(found)
+}
+
+/// The CAs audited now, every audited account and configured region, as a run would list them
+/// (state, exemptions and types; required tags are not read here).
+async fn listed(
+    services: &Services,
+    invocation: &Invocation,
+) -> (BTreeSet<CaArn>, Vec<AccountError>, Vec<RegionError>) {
+    let settings = &services.settings;
+    let home = invocation.home_account.as_deref();
+    let mut found = BTreeSet::new();
+    let (mut account_errors, mut region_errors) = (Vec::new(), Vec::new());
+    let audited = match accounts::audited(&settings.accounts, &services.sdk, home).await {
+        Ok(a) => a,
+        Err(e) => return (found, vec![e], region_errors),
+    };
+    for account in audited {
+        let sdk = match services
+            .account_sdk(&account, invocation.partition.as_deref())
+            .await
+        {
+            Ok(sdk) => sdk,
+            Err(e) => {
+                account_errors.push(e);
+                continue;
+            }
+        };
+        let id = account.id(home).to_owned();
+        for region in &settings.regions {
+            let target = services.target(&account, &id, region.as_str(), &sdk);
+            match audited_in(services, &target, invocation.cutoff()).await {
+                Ok(cas) => found.extend(cas),
+                Err(e) => region_errors.push(RegionError {
+                    account_id: id.clone(),
+                    region: region.to_string(),
+                    error_code: e.code,
+                    error_message: e.message,
+                }),
+            }
+        }
+    }
+    (found, account_errors, region_errors)
+}
+
+/// The CAs of one account-region a run would audit: state, exemptions, types, and with
+/// REQUIRED_TAGS one ListTags each at the read pace (a CA whose tags cannot be read is kept:
+/// better a gap to look at than a CA silently left out).
+async fn audited_in(
+    services: &Services,
+    target: &crate::services::TargetClient,
+    cutoff: tokio::time::Instant,
+) -> Result<Vec<CaArn>, ServiceError> {
+    let settings = &services.settings;
+    let candidates: Vec<CaArn> = authorities::list(&target.acm_pca)
+        .await?
+        .into_iter()
+        .filter(|ca| {
+            crate::window::state_outcome(ca.status.as_ref(), &settings.audit_states).is_none()
+        })
+        .filter(|ca| {
+            crate::scope::outcome(ca.arn.as_str(), ca.ca_type.as_ref(), &settings.scope).is_none()
+        })
+        .map(|ca| ca.arn)
+        .collect();
+    let required = &settings.scope.required_tags;
+    if required.is_empty() {
+        return Ok(candidates);
+    }
+    let kept: Vec<Option<CaArn>> = futures::stream::iter(candidates)
+        .map(|arn| async move {
+            target.reads.wait_turn(cutoff).await;
+            match authorities::tags(&target.acm_pca, &arn).await {
+                Ok(tags) if crate::scope::tag_outcome(&tags, required).is_some() => None,
+                _ => Some(arn),
+            }
+        })
+        .buffered(4)
+        .collect()
+        .await;
+    Ok(kept.into_iter().flatten().collect())
+}
+
+/// Each CA's history from `since` to `until`, QUERIES_IN_FLIGHT at once; none is started
+/// after `cutoff` (the invocation's deadline less its reserve).
+async fn histories(
+    services: &Services,
+    all: BTreeSet<CaArn>,
+    since: Timestamp,
+    until: Timestamp,
+    cutoff: tokio::time::Instant,
+) -> Result<BTreeMap<CaArn, Vec<HistoryReport>>, CoverageError> {
+    let (client, table) = (services.ledger.client(), services.ledger.table());
+    let total = all.len();
+    let mut reads = futures::stream::iter(all.into_iter().map(|arn| async move {
+        if tokio::time::Instant::now() >= cutoff {
+            return (arn, Err(None));
+        }
+        let h = history(client, table, arn.as_str(), since, until).await;
+        (arn, h.map_err(Some))
+    }))
+    .buffer_unordered(QUERIES_IN_FLIGHT);
+    let mut found = BTreeMap::new();
+    while let Some((arn, h)) = reads.next().await {
+        match h {
+            Ok(h) => {
+                found.insert(arn, h);
+            }
+            Err(Some(e)) => return Err(CoverageError::Ledger(e)),
+            Err(None) => {
+                return Err(CoverageError::Deadline {
+                    read: found.len(),
+                    total,
+                });
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Answers a coverage request: lists, reads each CA's history, computes gaps, writes the
+/// manifest, returns the summary.
+pub async fn answer(
+    services: &Services,
+    request: &CoverageRequest,
+    invocation: &Invocation,
+) -> Result<CoverageSummary, CoverageError> {
+    let slack = slack_from_env(std::env::var("COVERAGE_SLACK_MINUTES").ok())
+        .map_err(CoverageError::Settings)?;
+    let threshold = services.settings.min_interval.duration() + slack;
+    let now = services.clock.now();
+    let end = request.to.min(now);
+    let (listed_now, account_errors, region_errors) = listed(services, invocation).await;
+    let known = ledger_cas(services.ledger.client(), services.ledger.table())
+        .await
+        .map_err(CoverageError::Ledger)?;
+    let all: BTreeSet<CaArn> = listed_now.iter().cloned().chain(known).collect();
+    let since = request.from.minus(threshold);
+    let histories = histories(services, all, since, end, invocation.cutoff()).await?;
+    let mut cas = Vec::new();
+    for (arn, reports) in histories {
+        // Where the listing failed, a CA missing from it is not taken as deleted: its
+        // stretch to the period's end is judged as a listed CA's.
+        let unlisted_here = account_errors
+            .iter()
+            .any(|e| e.account_id == arn.account() || e.account_id == "organization")
+            || region_errors
+                .iter()
+                .any(|e| e.account_id == arn.account() && e.region == arn.region());
+        let listed = listed_now.contains(&arn) || unlisted_here;
+        let in_period: Vec<HistoryReport> = reports
+            .iter()
+            .filter(|r| r.requested_at >= request.from && r.requested_at < request.to)
+            .cloned()
+            .collect();
+        // A CA only the ledger knows counts when it was audited in the period.
+        if !listed && in_period.is_empty() {
+            continue;
+        }
+        let gaps = gaps(&reports, request.from, end, threshold, listed);
+        cas.push(CaCoverage {
+            certificate_authority_arn: arn.as_str().to_owned(),
+            account_id: arn.account().to_owned(),
+            region: arn.region().to_owned(),
+            listed_now: listed_now.contains(&arn),
+            coverage: if gaps.is_empty() { "covered" } else { "gaps" },
+            report_counts: ReportCounts::of(&in_period),
+            reports: in_period,
+            gaps,
+        });
+    }
+    let stem = request.manifest_stem();
+    let mut summary = CoverageSummary {
+        run_id: invocation.run_id.clone(),
+        from: request.from,
+        to: request.to,
+        generated_at: now,
+        threshold_minutes: threshold.as_secs() / 60,
+        counts: CoverageCounts::default(),
+        manifest: Manifest {
+            bucket: services.settings.report_bucket.clone(),
+            csv_key: format!("{stem}.csv"),
+            json_key: format!("{stem}.json"),
+        },
+        certificate_authorities: cas,
+        account_errors,
+        region_errors,
+    };
+    summary.count();
+    write_manifest(services, &summary).await?;
+    Ok(summary)
+}
+
+async fn write_manifest(
+    services: &Services,
+    summary: &CoverageSummary,
+) -> Result<(), CoverageError> {
+    let m = &summary.manifest;
+    // One at a time: only one manifest's text is held at once.
+    for (key, content_type) in [(&m.csv_key, "text/csv"), (&m.json_key, "application/json")] {
+        let body = if content_type == "text/csv" {
+            manifest_csv(&summary.certificate_authorities)
+        } else {
+            manifest_json(summary)
+        }
+        .into_bytes();
+        services
+            .s3
+            .put_object()
+            .bucket(&m.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(body.into())
+            .send()
+            .await
+            .map_err(|e| {
+                let e = ServiceError::from_sdk(&e);
+                CoverageError::Manifest {
+                    bucket: m.bucket.clone(),
+                    key: key.clone(),
+                    code: e.code,
+                    message: e.message,
+                }
+            })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn at(text: &str) -> Timestamp {
+        Timestamp::parse(text).unwrap()
+    }
+
+    fn report(when: &str, status: &str) -> HistoryReport {
+        HistoryReport {
+            requested_at: at(when),
+            report_id: format!("id-{when}"),
+            s3_key: format!("audit-report/{when}.json"),
+            format: "JSON".into(),
+            status: status.into(),
+            size_bytes: (status == "SUCCESS").then_some(10),
+        }
+    }
+
+    /// A period of three days, a daily interval with an hour of slack.
+    fn judge(reports: &[HistoryReport], listed: bool) -> Vec<(GapKind, String, String)> {
+        gaps(
+            reports,
+            at("2026-07-01T00:00:00Z"),
+            at("2026-07-04T00:00:00Z"),
+            24 * HOUR + HOUR,
+            listed,
+        )
+        .into_iter()
+        .map(|g| (g.kind, g.from.to_string(), g.to.to_string()))
+        .collect()
+    }
+
+    fn gap(kind: GapKind, from: &str, to: &str) -> (GapKind, String, String) {
+        (kind, from.into(), to.into())
+    }
+
+    #[test]
+    fn daily_successes_cover_the_period() {
+        let r = [
+            report("2026-06-30T23:30:00Z", "SUCCESS"),
+            report("2026-07-01T23:30:00Z", "SUCCESS"),
+            report("2026-07-03T00:00:00Z", "SUCCESS"),
+        ];
+        assert_eq!(judge(&r, true), []);
+    }
+
+    #[test]
+    fn a_report_exactly_at_interval_plus_slack_is_no_gap_and_one_second_later_is() {
+        let on_time = [
+            report("2026-07-01T00:00:00Z", "SUCCESS"),
+            report("2026-07-02T01:00:00Z", "SUCCESS"),
+            report("2026-07-03T02:00:00Z", "SUCCESS"),
+        ];
+        assert_eq!(judge(&on_time, true), []);
+        let late = [
+            report("2026-07-01T00:00:00Z", "SUCCESS"),
+            report("2026-07-02T01:00:01Z", "SUCCESS"),
+            report("2026-07-03T02:00:00Z", "SUCCESS"),
+        ];
+        assert_eq!(
+            judge(&late, true),
+            [gap(
+                GapKind::NoSuccess,
+                "2026-07-01T00:00:00Z",
+                "2026-07-02T01:00:01Z"
+            )]
+        );
+    }
+
+    #[test]
+    fn the_period_start_is_covered_only_by_a_success_within_the_threshold_before_it() {
+        let first_late = [
+            report("2026-07-01T02:00:00Z", "SUCCESS"),
+            report("2026-07-02T02:00:00Z", "SUCCESS"),
+            report("2026-07-03T02:00:00Z", "SUCCESS"),
+        ];
+        assert_eq!(
+            judge(&first_late, true),
+            [],
+            "two hours into the period is in time"
+        );
+        let none_before = [
+            report("2026-07-02T02:00:00Z", "SUCCESS"),
+            report("2026-07-03T02:00:00Z", "SUCCESS"),
+        ];
+        assert_eq!(
+            judge(&none_before, true),
+            [gap(
+                GapKind::NoSuccess,
+                "2026-07-01T00:00:00Z",
+                "2026-07-02T02:00:00Z"
+            )]
+        );
+    }
+
+    #[test]
+    fn the_stretch_to_the_period_end_is_a_gap_for_a_listed_ca() {
+        let r = [
+            report("2026-07-01T00:00:00Z", "SUCCESS"),
+            report("2026-07-02T00:00:00Z", "SUCCESS"),
+        ];
+        assert_eq!(
+            judge(&r, true),
+            [gap(
+                GapKind::NoSuccess,
+                "2026-07-02T00:00:00Z",
+                "2026-07-04T00:00:00Z"
+            )]
+        );
+    }
+
+    #[test]
+    fn a_failed_report_is_a_gap_and_does_not_cover() {
+        let r = [
+            report("2026-07-01T00:00:00Z", "SUCCESS"),
+            report("2026-07-02T00:00:00Z", "FAILED"),
+            report("2026-07-02T12:00:00Z", "SUCCESS"),
+            report("2026-07-03T12:00:00Z", "SUCCESS"),
+        ];
+        assert_eq!(
+            judge(&r, true),
+            [
+                gap(
+                    GapKind::NoSuccess,
+                    "2026-07-01T00:00:00Z",
+                    "2026-07-02T12:00:00Z"
+                ),
+                gap(
+                    GapKind::FailedReport,
+                    "2026-07-02T00:00:00Z",
+                    "2026-07-02T00:00:00Z"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pending_report_does_not_cover() {
+        let r = [
+            report("2026-07-01T00:00:00Z", "SUCCESS"),
+            report("2026-07-02T00:00:00Z", "CREATING"),
+            report("2026-07-03T00:00:00Z", "SUCCESS"),
+        ];
+        assert_eq!(
+            judge(&r, true),
+            [gap(
+                GapKind::NoSuccess,
+                "2026-07-01T00:00:00Z",
+                "2026-07-03T00:00:00Z"
+            )]
+        );
+    }
+
+    #[test]
+    fn a_listed_ca_without_reports_was_never_audited() {
+        assert_eq!(
+            judge(&[], true),
+            [gap(
+                GapKind::NeverAudited,
+                "2026-07-01T00:00:00Z",
+                "2026-07-04T00:00:00Z"
+            )]
+        );
+    }
+
+    #[test]
+    fn a_ca_deleted_since_is_judged_up_to_its_last_report() {
+        let r = [
+            report("2026-07-01T00:00:00Z", "SUCCESS"),
+            report("2026-07-02T00:00:00Z", "SUCCESS"),
+        ];
+        assert_eq!(
+            judge(&r, false),
+            [],
+            "no trailing gap: when it was deleted is unknown"
+        );
+        let late = [
+            report("2026-07-01T00:00:00Z", "SUCCESS"),
+            report("2026-07-03T00:00:00Z", "SUCCESS"),
+        ];
+        assert_eq!(
+            judge(&late, false),
+            [gap(
+                GapKind::NoSuccess,
+                "2026-07-01T00:00:00Z",
+                "2026-07-03T00:00:00Z"
+            )]
+        );
+    }
+
+    #[test]
+    fn dates_take_whole_days_and_instants_are_kept() {
+        let r = CoverageRequest::from_value(
+            json!({"coverage": {"from": "2026-07-01", "to": "2026-09-30"}}),
+        )
+        .unwrap();
+        assert_eq!(r.from, at("2026-07-01T00:00:00Z"));
+        assert_eq!(
+            r.to,
+            at("2026-10-01T00:00:00Z"),
+            "the `to` date is included whole"
+        );
+        assert_eq!(r.manifest_stem(), "evidence/coverage-2026-07-01-2026-09-30");
+        let r = CoverageRequest::from_value(
+            json!({"coverage": {"from": "2026-07-01T06:00:00Z", "to": "2026-07-02T06:00:00Z"}}),
+        )
+        .unwrap();
+        assert_eq!(r.to, at("2026-07-02T06:00:00Z"));
+    }
+
+    #[test]
+    fn bad_periods_are_refused_naming_the_field() {
+        let err = |v: Value| CoverageRequest::from_value(v).unwrap_err();
+        let e = err(json!({"coverage": {"from": "2026-09-30", "to": "2026-07-01"}}));
+        assert!(
+            e.contains("coverage.from") && e.contains("before coverage.to"),
+            "{e}"
+        );
+        let e = err(
+            json!({"coverage": {"from": "2026-07-01T12:00:00Z", "to": "2026-07-01T12:00:00Z"}}),
+        );
+        assert!(e.contains("must be before"), "{e}");
+        assert!(
+            CoverageRequest::from_value(
+                json!({"coverage": {"from": "2026-07-01", "to": "2026-07-01"}})
+            )
+            .is_ok(),
+            "one whole day"
+        );
+    }
+
+    #[test]
+    fn unparsable_dates_and_unknown_fields_are_refused_naming_the_field() {
+        let err = |v: Value| CoverageRequest::from_value(v).unwrap_err();
+        let e = err(json!({"coverage": {"from": "July 1st", "to": "2026-09-30"}}));
+        assert!(e.contains("coverage.from `July 1st`"), "{e}");
+        let e = err(json!({"coverage": {"from": "2026-07-01", "to": "2026-13-01"}}));
+        assert!(e.contains("coverage.to"), "{e}");
+        let e = err(json!({"coverage": {"from": "2026-07-01", "to": "2026-09-30", "until": 1}}));
+        assert!(e.contains("until"), "{e}");
+        let e =
+            err(json!({"coverage": {"from": "2026-07-01", "to": "2026-09-30"}, "dryRun": true}));
+        assert!(e.contains("dryRun"), "{e}");
+        let e = err(json!({"coverage": {"from": "2026-07-01"}}));
+        assert!(e.contains("coverage") && e.contains("to"), "{e}");
+    }
+
+    #[test]
+    fn a_period_beyond_the_retention_is_refused() {
+        let r = CoverageRequest::from_value(
+            json!({"coverage": {"from": "2026-07-01", "to": "2026-09-30"}}),
+        )
+        .unwrap();
+        let now = at("2027-07-02T00:00:00Z");
+        let e = r.check_retention(now, 365 * DAY).unwrap_err();
+        assert!(e.contains("coverage.from") && e.contains("365 days"), "{e}");
+        assert!(
+            r.check_retention(at("2027-06-30T00:00:00Z"), 365 * DAY)
+                .is_ok()
+        );
+        let e = r
+            .check_retention(at("2026-06-30T00:00:00Z"), 365 * DAY)
+            .unwrap_err();
+        assert!(
+            e.contains("coverage.from") && e.contains("not in the past"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_csv_lists_reports_then_gaps_and_quotes_what_needs_it() {
+        let ca = |arn: &str, reports, gaps| CaCoverage {
+            certificate_authority_arn: arn.into(),
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+            listed_now: true,
+            coverage: "gaps",
+            report_counts: ReportCounts::default(),
+            reports,
+            gaps,
+        };
+        let mut r = report("2026-07-01T00:00:00Z", "SUCCESS");
+        r.s3_key = "audit-report/a,b.json".into();
+        let g = Gap {
+            kind: GapKind::NeverAudited,
+            from: at("2026-07-01T00:00:00Z"),
+            to: at("2026-07-04T00:00:00Z"),
+        };
+        let csv = manifest_csv(&[ca("arn:a", vec![r], vec![]), ca("arn:b", vec![], vec![g])]);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], CSV_HEADER);
+        assert_eq!(
+            lines[1],
+            "report,123456789012,us-east-1,arn:a,id-2026-07-01T00:00:00Z,\"audit-report/a,b.json\",JSON,2026-07-01T00:00:00Z,SUCCESS,10,,,"
+        );
+        assert_eq!(
+            lines[2],
+            "gap,123456789012,us-east-1,arn:b,,,,,,,neverAudited,2026-07-01T00:00:00Z,2026-07-04T00:00:00Z"
+        );
+        assert_eq!(lines.len(), 3);
+    }
+
+    #[test]
+    fn slack_defaults_to_the_default_schedule_and_refuses_junk() {
+        assert_eq!(slack_from_env(None).unwrap(), HOUR);
+        assert_eq!(
+            slack_from_env(Some("15".into())).unwrap(),
+            15 * 60 * Duration::from_secs(1)
+        );
+        assert!(
+            slack_from_env(Some("soon".into()))
+                .unwrap_err()
+                .contains("COVERAGE_SLACK_MINUTES")
+        );
+    }
+}

@@ -1,0 +1,417 @@
+//! A coverage request against the local stack: seeded history across a period (the function's
+//! own run for the window items, history items written as the ledger writes them), with a
+//! gap, a FAILED report, a CA never audited and a CA deleted since; the summary, the manifest
+//! in S3, and that nothing was claimed or requested.
+
+use crate::common;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use common::*;
+use lambda_runtime::{Context, Diagnostic, LambdaEvent};
+use pca_audit_scheduler::handler::{self, Response};
+use pca_audit_scheduler::ledger::{PARTITION_KEY, SORT_KEY, WINDOW_RECORD};
+use pca_audit_scheduler::scheduler::Services;
+use pca_audit_scheduler::time::{SystemClock, Timestamp};
+use serde_json::{Value, json};
+
+const DAY: u64 = 86_400;
+const HOUR: u64 = 3_600;
+
+async fn handle(services: &Services, payload: Value) -> Result<Response, Diagnostic> {
+    let mut context = Context::default();
+    context.request_id = uuid::Uuid::new_v4().to_string();
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    context.deadline = now_ms + 300_000;
+    handler::handle(services, LambdaEvent::new(payload, context))
+        .await
+        .map_err(Diagnostic::from)
+}
+
+async fn coverage(services: &Services, payload: Value) -> Result<Value, Diagnostic> {
+    match handle(services, payload).await? {
+        Response::Coverage(summary) => Ok(serde_json::to_value(*summary).unwrap()),
+        other => panic!("a coverage request answered otherwise: {other:?}"),
+    }
+}
+
+/// Midnight UTC `days` days ago.
+fn midnight_days_ago(days: u64) -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    now - now % DAY - days * DAY
+}
+
+fn date(epoch: u64) -> String {
+    Timestamp::from_epoch_seconds(epoch).to_string()[..10].to_owned()
+}
+
+fn instant(epoch: u64) -> String {
+    Timestamp::from_epoch_seconds(epoch).to_string()
+}
+
+/// A history item as `Ledger::record` and `Ledger::verified` leave it.
+async fn put_report(world: &World, arn: &str, at: u64, status: &str) {
+    let at = instant(at);
+    let id = uuid::Uuid::new_v4().to_string();
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    let mut put = world
+        .dynamodb
+        .put_item()
+        .table_name(&world.table)
+        .item(PARTITION_KEY, s(arn))
+        .item(SORT_KEY, s(&format!("report#{at}#{id}")))
+        .item("report_id", s(&id))
+        .item("s3_bucket", s(&world.bucket))
+        .item(
+            "s3_key",
+            s(&format!(
+                "audit-report/{}/{id}.json",
+                &arn[arn.len() - 36..]
+            )),
+        )
+        .item("format", s("JSON"))
+        .item("requested_at", s(&at))
+        .item("run_id", s("seeded"))
+        .item("region", s(REGION))
+        .item("status", s(status));
+    if status == "SUCCESS" {
+        put = put.item("size_bytes", AttributeValue::N("120".into()));
+    }
+    put.send().await.expect("put history item");
+}
+
+/// The window item a claim leaves, for a CA no longer listed.
+async fn put_window(world: &World, arn: &str) {
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    world
+        .dynamodb
+        .put_item()
+        .table_name(&world.table)
+        .item(PARTITION_KEY, s(arn))
+        .item(SORT_KEY, s(WINDOW_RECORD))
+        .item("account_id", s(&world.account_id))
+        .item("region", s(REGION))
+        .send()
+        .await
+        .expect("put window item");
+}
+
+fn deleted_arn(world: &World) -> String {
+    format!(
+        "arn:aws:acm-pca:{REGION}:{}:certificate-authority/{}",
+        world.account_id,
+        uuid::Uuid::new_v4()
+    )
+}
+
+fn ca<'a>(summary: &'a Value, arn: &str) -> &'a Value {
+    summary["certificateAuthorities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["certificateAuthorityArn"] == arn)
+        .unwrap_or_else(|| panic!("{arn} not in {summary:#}"))
+}
+
+async fn object(world: &World, key: &str) -> String {
+    let out = world
+        .s3
+        .get_object()
+        .bucket(&world.bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("get {key}: {e:?}"));
+    String::from_utf8(out.body.collect().await.unwrap().into_bytes().to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn coverage_of_a_period_names_every_gap_and_writes_the_manifest() {
+    let world = World::new().await;
+    world.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 0}));
+    let arns = world.seeded_arns(&[("ACTIVE", 3)]);
+    let (covered, gappy, never) = (&arns[0], &arns[1], &arns[2]);
+    let settings = world.settings_with(&[("MIN_INTERVAL_MINUTES", "1440")]);
+    let services = Services::new(settings, &world.sdk, Arc::new(SystemClock::default()))
+        .with_create_period(Duration::ZERO);
+    // The function's own run makes the window items (and today's reports, after the period).
+    let first = run(&services, &scheduled(), "seed-run").await;
+    assert_eq!(first.counts.requested, 3, "{first:#?}");
+
+    // The period: eight whole days, ending two days ago.
+    let (from, to_day) = (midnight_days_ago(10), midnight_days_ago(3));
+    let end = to_day + DAY;
+    for day in 0..8 {
+        put_report(&world, covered, from + day * DAY + HOUR, "SUCCESS").await;
+    }
+    put_report(&world, covered, from - 2 * HOUR, "SUCCESS").await;
+    for day in [0, 1, 2, 5, 6, 7] {
+        put_report(&world, gappy, from + day * DAY + HOUR, "SUCCESS").await;
+    }
+    put_report(&world, gappy, from + 3 * DAY + HOUR, "FAILED").await;
+    // Deleted since: the ledger still knows it, audited in the period's first days.
+    let deleted = deleted_arn(&world);
+    put_window(&world, &deleted).await;
+    for day in 0..4 {
+        put_report(&world, &deleted, from + day * DAY, "SUCCESS").await;
+    }
+    // Deleted long before the period: not part of its answer.
+    let gone = deleted_arn(&world);
+    put_window(&world, &gone).await;
+    put_report(&world, &gone, from - 5 * DAY, "SUCCESS").await;
+
+    let creates_before = world.create_calls().len();
+    let windows_before = world.window_item(covered).await;
+    let summary = coverage(
+        &services,
+        json!({"coverage": {"from": date(from), "to": date(to_day)}}),
+    )
+    .await
+    .expect("coverage answered");
+
+    assert_eq!(summary["from"], instant(from));
+    assert_eq!(
+        summary["to"],
+        instant(end),
+        "the `to` date is included whole"
+    );
+    assert_eq!(summary["thresholdMinutes"], 1440 + 60);
+    let c = &summary["counts"];
+    assert_eq!(c["certificateAuthorities"], 4, "{summary:#}");
+    assert_eq!(c["covered"], 2, "{summary:#}");
+    assert_eq!(c["withGaps"], 2, "{summary:#}");
+    assert_eq!(c["gaps"], 3, "{summary:#}");
+    assert_eq!(c["failedReports"], 1);
+    assert_eq!(c["neverAudited"], 1);
+
+    let a = ca(&summary, covered);
+    assert_eq!(a["coverage"], "covered");
+    assert_eq!(
+        a["reportCounts"],
+        json!({"total": 8, "success": 8, "failed": 0, "pending": 0}),
+        "the one before the period is not counted"
+    );
+    assert_eq!(
+        ca(&summary, gappy)["reportCounts"],
+        json!({"total": 7, "success": 6, "failed": 1, "pending": 0})
+    );
+
+    let b = ca(&summary, gappy);
+    assert_eq!(b["coverage"], "gaps");
+    assert_eq!(
+        b["gaps"],
+        json!([
+            {"kind": "noSuccess", "from": instant(from + 2 * DAY + HOUR), "to": instant(from + 5 * DAY + HOUR)},
+            {"kind": "failedReport", "from": instant(from + 3 * DAY + HOUR), "to": instant(from + 3 * DAY + HOUR)},
+        ])
+    );
+    let n = ca(&summary, never);
+    assert_eq!(
+        n["gaps"],
+        json!([{"kind": "neverAudited", "from": instant(from), "to": instant(end)}]),
+        "today's report is after the period"
+    );
+    let d = ca(&summary, &deleted);
+    assert_eq!(d["listedNow"], false);
+    assert_eq!(
+        d["coverage"], "covered",
+        "no gap after its last report: {d:#}"
+    );
+    assert!(
+        !summary["certificateAuthorities"]
+            .to_string()
+            .contains(&gone),
+        "a CA gone before the period is not in it"
+    );
+
+    // The manifest: one row per report, then one per gap, in CSV and JSON.
+    let stem = format!("evidence/coverage-{}-{}", date(from), date(to_day));
+    assert_eq!(summary["manifest"]["csvKey"], format!("{stem}.csv"));
+    let csv = object(&world, &format!("{stem}.csv")).await;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with(
+        "row,account,region,ca_arn,report_id,s3_key,format,requested_at,status,size_bytes,gap_kind"
+    ));
+    let reports = 8 + 7 + 4;
+    assert_eq!(lines.len(), 1 + reports + 3, "{csv}");
+    assert!(
+        lines[1..=reports].iter().all(|l| l.starts_with("report,")),
+        "{csv}"
+    );
+    assert!(
+        lines[reports + 1..].iter().all(|l| l.starts_with("gap,")),
+        "{csv}"
+    );
+    assert!(
+        csv.contains(&format!(
+            "gap,{},{REGION},{never},,,,,,,neverAudited,{},{}",
+            world.account_id,
+            instant(from),
+            instant(end)
+        )),
+        "{csv}"
+    );
+    assert!(csv.contains(",FAILED,"), "{csv}");
+    let json: Value = serde_json::from_str(&object(&world, &format!("{stem}.json")).await).unwrap();
+    assert_eq!(json["rows"].as_array().unwrap().len(), reports + 3);
+    let row = &json["rows"][0];
+    assert_eq!(row["row"], "report");
+    assert!(
+        row["s3Key"].as_str().unwrap().starts_with("audit-report/"),
+        "{row}"
+    );
+    assert_eq!(json["rows"][reports]["row"], "gap");
+    assert_eq!(json["counts"], summary["counts"]);
+
+    // Nothing claimed or requested.
+    assert_eq!(world.create_calls().len(), creates_before);
+    assert_eq!(world.window_item(covered).await, windows_before);
+}
+
+#[tokio::test]
+async fn the_sample_coverage_request_is_answered_with_its_manifest() {
+    let world = World::new().await;
+    let arns = world.seeded_arns(&[("ACTIVE", 1)]);
+    let services = world.services(Arc::new(SystemClock::default()));
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/events/coverage.json");
+    let sample: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let summary = coverage(&services, sample).await.expect("sample answered");
+    assert_eq!(
+        ca(&summary, &arns[0])["gaps"][0]["kind"],
+        "neverAudited",
+        "{summary:#}"
+    );
+    let keys: Vec<String> = world
+        .objects("evidence/")
+        .await
+        .into_iter()
+        .map(|o| o.0)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "evidence/coverage-2026-07-01-2026-09-30.csv",
+            "evidence/coverage-2026-07-01-2026-09-30.json"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn bad_coverage_requests_are_refused_naming_the_field_and_write_nothing() {
+    let world = World::new().await;
+    world.seeded_arns(&[("ACTIVE", 1)]);
+    let services = world.services(Arc::new(SystemClock::default()));
+    let old = midnight_days_ago(500);
+    let cases = [
+        (
+            json!({"coverage": {"from": date(old), "to": date(midnight_days_ago(1))}}),
+            "older than the history's retention",
+        ),
+        (
+            json!({"coverage": {"from": "2026-09-30", "to": "2026-07-01"}}),
+            "coverage.from",
+        ),
+        (
+            json!({"coverage": {"from": "yesterday", "to": "2026-07-01"}}),
+            "coverage.from `yesterday`",
+        ),
+        (
+            json!({"coverage": {"from": "2026-07-01", "to": "2026-09-30"}, "dryRun": true}),
+            "dryRun",
+        ),
+    ];
+    for (event, says) in cases {
+        let err = coverage(&services, event.clone())
+            .await
+            .expect_err("refused");
+        assert_eq!(err.error_type, "InvalidRequest", "{event}");
+        assert!(
+            err.error_message.contains("coverage") && err.error_message.contains(says),
+            "{event}: {}",
+            err.error_message
+        );
+    }
+    assert!(world.objects("evidence/").await.is_empty());
+    assert!(world.create_calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_manifest_that_cannot_be_written_is_a_clear_error() {
+    let world = World::new().await;
+    let services = world.services(Arc::new(SystemClock::default()));
+    world
+        .s3
+        .delete_bucket_policy()
+        .bucket(&world.bucket)
+        .send()
+        .await
+        .unwrap();
+    world
+        .s3
+        .delete_bucket()
+        .bucket(&world.bucket)
+        .send()
+        .await
+        .unwrap();
+    let err = coverage(
+        &services,
+        json!({"coverage": {"from": date(midnight_days_ago(3)), "to": date(midnight_days_ago(1))}}),
+    )
+    .await
+    .expect_err("no bucket");
+    assert_eq!(err.error_type, "CoverageFailed");
+    assert!(
+        err.error_message.contains("manifest could not be written")
+            && err.error_message.contains(&world.bucket)
+            && err.error_message.contains("NoSuchBucket"),
+        "{}",
+        err.error_message
+    );
+}
+
+/// Coverage asks about the CAs a run would audit: not those out of scope by state, exemption
+/// or a missing required tag (they would otherwise show as never audited).
+#[tokio::test]
+async fn coverage_answers_for_the_cas_in_scope_only() {
+    let world = World::new().await;
+    let seed = |state: &str, tag: &str| {
+        seed_account(
+            &world.account_id,
+            REGION,
+            &[json!({"state": state, "count": 1, "issued": 1, "revoked": 0, "tags": {"audit": tag}})],
+        )
+        .remove(0)
+    };
+    let in_scope = seed("ACTIVE", "yes");
+    let untagged = seed("ACTIVE", "no");
+    let exempt = seed("ACTIVE", "yes");
+    let pending = seed("PENDING_CERTIFICATE", "yes");
+    let settings =
+        world.settings_with(&[("REQUIRED_TAGS", "audit=yes"), ("EXEMPT_CA_ARNS", &exempt)]);
+    let services = Services::new(settings, &world.sdk, Arc::new(SystemClock::default()));
+    let summary = coverage(
+        &services,
+        json!({"coverage": {"from": date(midnight_days_ago(3)), "to": date(midnight_days_ago(1))}}),
+    )
+    .await
+    .expect("coverage answered");
+    let answered: Vec<&str> = summary["certificateAuthorities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["certificateAuthorityArn"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        answered,
+        [in_scope.as_str()],
+        "not {untagged}, {exempt} or {pending}"
+    );
+}
