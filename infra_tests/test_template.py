@@ -49,6 +49,11 @@ ACTION_EXCEPTIONS = {
     ("s3", "list_objects_v2"): {"s3:ListBucket"},
     ("s3", "get_object"): {"s3:GetObject"},
     ("s3", "head_object"): {"s3:GetObject"},
+    # A multipart upload is authorised as s3:PutObject, part by part (S3 user guide,
+    # "Multipart upload API and permissions").
+    ("s3", "create_multipart_upload"): {"s3:PutObject"},
+    ("s3", "upload_part"): {"s3:PutObject"},
+    ("s3", "complete_multipart_upload"): {"s3:PutObject"},
     # A batch is authorised as its single action.
     ("sqs", "send_message_batch"): {"sqs:SendMessage"},
     ("sqs", "delete_message_batch"): {"sqs:DeleteMessage"},
@@ -57,11 +62,12 @@ ACTION_EXCEPTIONS = {
 
 # Not called by the code, granted on purpose: CreateCertificateAuthorityAuditReport checks that
 # the calling principal may write to the bucket (AWS_FACTS.md, "IAM for the function").
-# s3:PutObject is also called, for the coverage manifest; kms:GenerateDataKey is what S3 needs of
-# the caller to encrypt that manifest with the bucket's own key (SSE-KMS).
-DOCUMENTED_EXTRAS = {"s3:PutObject", "kms:GenerateDataKey"}
+# s3:PutObject is also called, for the coverage manifest; kms:GenerateDataKey and kms:Decrypt
+# are what S3 needs of the caller to write that manifest in parts with the bucket's own key
+# (SSE-KMS), held to evidence/* by the encryption context.
+DOCUMENTED_EXTRAS = {"s3:PutObject", "kms:GenerateDataKey", "kms:Decrypt"}
 # Granted only with the stack's own key (ReportEncryption SSE-KMS).
-SSE_KMS_ONLY = {"kms:GenerateDataKey"}
+SSE_KMS_ONLY = {"kms:GenerateDataKey", "kms:Decrypt"}
 
 # ReadReports=true only: reading each SUCCESS report (the ledger Query that finds the CA's
 # previous one is granted anyway, for coverage); with the stack's SSE-KMS key, the
@@ -118,6 +124,7 @@ ENV_VARS = {
     "FANOUT_QUEUE_URL",
     "FANOUT_THRESHOLD",
     "READ_REPORTS",
+    "REPORT_KMS_KEY_ARN",
 }
 
 # Environment variable -> the template parameter it is set from, as it is.
@@ -672,6 +679,11 @@ def test_no_role_can_read_what_a_report_says(rendered, member_template):
     assert documents
     for name, document in documents:
         for statement in statements(document):
+            if statement.get("Sid") == "CoverageManifestKey":
+                # The manifest's multipart upload: kms:Decrypt only of objects under evidence/.
+                context = statement["Condition"]["StringLike"]["kms:EncryptionContext:aws:s3:arn"]
+                assert context == {"Fn::Sub": "${ReportBucket.Arn}/evidence/*"}, name
+                continue
             assert not set(as_list(statement["Action"])) & reading, f"{name}: {statement}"
 
 
@@ -695,7 +707,12 @@ def test_reading_reports_grants_get_object_on_reports_query_on_the_ledger_and_de
     assert read["Resource"] == {"Fn::Sub": bucket + "/audit-report/*"}
     query = [s for s in statements(policy) if "dynamodb:Query" in as_list(s["Action"])]
     assert [q["Resource"] for q in query] == [{"Fn::GetAtt": ["LedgerTable", "Arn"]}]
-    decrypt = [s for s in statements(policy) if "kms:Decrypt" in as_list(s["Action"])]
+    # The manifest's own kms:Decrypt (CoverageManifestKey) is held to evidence/*.
+    decrypt = [
+        s
+        for s in statements(policy)
+        if "kms:Decrypt" in as_list(s["Action"]) and s.get("Sid") != "CoverageManifestKey"
+    ]
     if not with_key:
         assert decrypt == []
         return
@@ -1004,7 +1021,7 @@ def test_coverage_writes_only_its_manifest_and_reads_only_the_index(rendered):
     for name, r in rendered.items():
         document = role_policy_documents(r["Resources"])["audit-calls"]
         manifest = statement_by_sid(document, "CoverageManifest")
-        assert manifest["Action"] == "s3:PutObject", name
+        assert manifest["Action"] == ["s3:PutObject", "s3:AbortMultipartUpload"], name
         bucket = "${ReportBucket.Arn}" if "existing bucket" not in name else "arn:${AWS::Partition}:s3:::${ExistingReportBucketName}"
         assert manifest["Resource"] == {"Fn::Sub": bucket + "/evidence/*"}, name
         scan = statement_by_sid(document, "LedgerCaIndex")
@@ -1013,11 +1030,17 @@ def test_coverage_writes_only_its_manifest_and_reads_only_the_index(rendered):
         assert "dynamodb:Query" in statement_by_sid(document, "Ledger")["Action"], name
         keys = [s for s in statements(document) if s.get("Sid") == "CoverageManifestKey"]
         for key in keys:
-            assert key["Action"] == "kms:GenerateDataKey", name
+            assert key["Action"] == ["kms:GenerateDataKey", "kms:Decrypt"], name
             assert key["Resource"] == {"Fn::GetAtt": ["ReportKey", "Arn"]}, name
             assert key["Condition"] == {
-                "StringEquals": {"kms:ViaService": {"Fn::Sub": "s3.${AWS::Region}.amazonaws.com"}}
+                "StringEquals": {"kms:ViaService": {"Fn::Sub": "s3.${AWS::Region}.amazonaws.com"}},
+                "StringLike": {
+                    "kms:EncryptionContext:aws:s3:arn": {"Fn::Sub": "${ReportBucket.Arn}/evidence/*"}
+                },
             }, name
+        # Only the stack's own key is named to the function, for the manifest's encryption.
+        env = r["Resources"]["AuditFunction"]["Properties"]["Environment"]["Variables"]
+        assert env["REPORT_KMS_KEY_ARN"] == ({"Fn::GetAtt": ["ReportKey", "Arn"]} if keys else ""), name
 
 
 # --------------------------------------------------------------------------------------------

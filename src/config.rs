@@ -56,6 +56,12 @@ pub struct Settings {
     pub fan_out: Option<FanOut>,
     /// Read each SUCCESS report and count what it lists (needs s3:GetObject on the reports).
     pub read_reports: bool,
+    /// How late after its window opens a CA may be requested: one period of the schedule.
+    /// A coverage request calls a longer stretch than the interval plus this a gap.
+    pub coverage_slack: Duration,
+    /// The stack's own SSE-KMS key of the report bucket, with which the function encrypts
+    /// the evidence it writes itself (the coverage manifests); unset, the bucket's default.
+    pub report_kms_key: Option<String>,
 }
 
 /// The accounts whose CAs are audited (`AUDIT_ACCOUNTS`).
@@ -158,6 +164,17 @@ impl<F: Fn(&str) -> Option<String>> Lookup<F> {
             None => Ok(default),
             Some(v) => parse(&v).map_err(|reason| invalid(name, &v, reason)),
         }
+    }
+
+    /// A setting that may be unset, checked when it is set.
+    fn optional<T>(
+        &self,
+        name: &'static str,
+        parse: impl Fn(&str) -> Check<T>,
+    ) -> Result<Option<T>, ConfigError> {
+        self.get(name)
+            .map(|v| parse(&v).map_err(|reason| invalid(name, &v, reason)))
+            .transpose()
     }
 
     /// A comma-separated list: items trimmed, empty ones dropped, each checked (and made
@@ -367,6 +384,10 @@ impl Settings {
             scope: scope(&l)?,
             fan_out: fan_out(&l)?,
             read_reports: l.parsed("READ_REPORTS", false, boolean)?,
+            coverage_slack: l
+                .parsed("COVERAGE_SLACK_MINUTES", 60, whole_in(0..=10_080, SLACK))
+                .map(|m| Duration::from_secs(m * 60))?,
+            report_kms_key: l.optional("REPORT_KMS_KEY_ARN", kms_key_arn)?,
         })
     }
 }
@@ -375,6 +396,25 @@ const LEDGER_HINT: &str = "the DynamoDB table that holds each CA's window and re
 const BUCKET_HINT: &str = "the S3 bucket the audit reports are written to";
 const RETENTION: &str = "must be a whole number of days from 1 to 36500";
 const CONCURRENCY: &str = "must be a whole number from 1 to 64";
+// The template's default schedule, `rate(1 hour)`, is 60; a week at most.
+const SLACK: &str = "must be a whole number of minutes from 0 to 10080 (a week)";
+
+/// `arn:<partition>:kms:<region>:<account>:key/<id>`.
+fn kms_key_arn(arn: &str) -> Check<String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    match parts[..] {
+        ["arn", _, "kms", region, account, resource]
+            if Region::is_valid(region)
+                && AccountId::is_valid(account)
+                && resource
+                    .strip_prefix("key/")
+                    .is_some_and(|id| !id.is_empty()) =>
+        {
+            Ok(arn.to_owned())
+        }
+        _ => Err("not a KMS key ARN (arn:<partition>:kms:<region>:<account>:key/<id>)".into()),
+    }
+}
 
 /// `AUDIT_REGIONS`, or the function's own region, which Lambda always sets.
 fn regions(l: &Lookup<impl Fn(&str) -> Option<String>>) -> Result<Vec<Region>, ConfigError> {
@@ -543,6 +583,35 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec!["DISABLED"]
         );
+    }
+
+    #[test]
+    fn coverage_slack_and_the_report_key_are_read_and_checked() {
+        let s = settings(&BASE).unwrap();
+        assert_eq!(s.coverage_slack, Duration::from_secs(3600));
+        assert_eq!(s.report_kms_key, None);
+        let mut pairs = BASE.to_vec();
+        pairs.push(("COVERAGE_SLACK_MINUTES", "15"));
+        let key = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        pairs.push(("REPORT_KMS_KEY_ARN", key));
+        let s = settings(&pairs).unwrap();
+        assert_eq!(s.coverage_slack, Duration::from_secs(900));
+        assert_eq!(s.report_kms_key.as_deref(), Some(key));
+        for (name, value, says) in [
+            ("COVERAGE_SLACK_MINUTES", "soon", "whole number of minutes"),
+            ("COVERAGE_SLACK_MINUTES", "20000", "a week"),
+            ("REPORT_KMS_KEY_ARN", "alias/aws/s3", "not a KMS key ARN"),
+            (
+                "REPORT_KMS_KEY_ARN",
+                "arn:aws:s3:::bucket",
+                "not a KMS key ARN",
+            ),
+        ] {
+            let mut pairs = BASE.to_vec();
+            pairs.push((name, value));
+            let e = settings(&pairs).unwrap_err().to_string();
+            assert!(e.contains(name) && e.contains(says), "{e}");
+        }
     }
 
     #[test]

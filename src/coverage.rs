@@ -8,7 +8,7 @@
 //! opens a CA may be requested: one period of the schedule (`COVERAGE_SLACK_MINUTES`,
 //! default 60 for the template's default `rate(1 hour)`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -19,6 +19,7 @@ use serde_json::Value;
 use crate::accounts;
 use crate::arn::{CaArn, shorten};
 use crate::authorities::{self, ServiceError};
+use crate::evidence::{EvidenceError, EvidenceObject};
 use crate::invocation::Invocation;
 use crate::ledger::{PARTITION_KEY, SORT_KEY};
 use crate::services::Services;
@@ -71,8 +72,6 @@ pub fn ca_index() -> (
 /// History queries in flight at once: on-demand DynamoDB serves far more, this keeps one
 /// invocation from taking the table's burst from a scheduled run beside it.
 const QUERIES_IN_FLIGHT: usize = 16;
-/// Default slack: the template's default schedule, `rate(1 hour)`.
-const DEFAULT_SLACK_MINUTES: u64 = 60;
 const DAY: Duration = Duration::from_secs(86_400);
 
 /// `{"coverage": {"from": "2026-07-01", "to": "2026-09-30"}}`: dates (a `to` date includes
@@ -162,21 +161,6 @@ impl CoverageRequest {
     /// `evidence/coverage-<from>-<to>` without its extension.
     pub fn manifest_stem(&self) -> String {
         format!("evidence/coverage-{}-{}", self.from_text, self.to_text)
-    }
-}
-
-/// The slack the schedule adds to the interval (`COVERAGE_SLACK_MINUTES`).
-pub fn slack_from_env(value: Option<String>) -> Result<Duration, String> {
-    match value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
-        None => Ok(Duration::from_secs(DEFAULT_SLACK_MINUTES * 60)),
-        Some(v) => v
-            .parse::<u64>()
-            .map(|m| Duration::from_secs(m * 60))
-            .map_err(|_| {
-                format!(
-                    "setting COVERAGE_SLACK_MINUTES={v:?} is invalid: not a whole number of minutes"
-                )
-            }),
     }
 }
 
@@ -304,8 +288,6 @@ pub struct CaCoverage {
     pub report_counts: ReportCounts,
     /// The reports themselves are in the manifest only: a year of 1,000 CAs' reports would
     /// pass Lambda's 6 MB response limit many times over.
-    #[serde(skip)]
-    pub reports: Vec<HistoryReport>,
     pub gaps: Vec<Gap>,
 }
 
@@ -455,7 +437,7 @@ impl CoverageSummary {
             } else {
                 c.with_gaps += 1;
             }
-            c.reports += ca.reports.len();
+            c.reports += ca.report_counts.total;
             c.gaps += ca.gaps.len();
             for g in &ca.gaps {
                 match g.kind {
@@ -469,7 +451,7 @@ impl CoverageSummary {
     }
 }
 
-const CSV_HEADER: &str = "row,account,region,ca_arn,report_id,s3_key,format,requested_at,status,size_bytes,gap_kind,gap_from,gap_to";
+const CSV_HEADER: &str = "row,account,region,ca_arn,report_id,s3_key,format,requested_at,status,size_bytes,gap_kind,gap_from,gap_to\n";
 
 fn csv_field(v: &str) -> String {
     if v.contains([',', '"', '\n', '\r']) {
@@ -479,24 +461,23 @@ fn csv_field(v: &str) -> String {
     }
 }
 
-/// The manifest as CSV: one row per report, then one per gap.
-pub fn manifest_csv(cas: &[CaCoverage]) -> String {
-    let reports: usize = cas.iter().map(|c| c.reports.len()).sum();
-    let mut out = String::with_capacity(reports * 270 + 4096);
-    out.push_str(CSV_HEADER);
+fn csv_row(out: &mut String, fields: [&str; 13]) {
+    let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+    out.push_str(&line.join(","));
     out.push('\n');
-    let mut row = |fields: [&str; 13]| {
-        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-        out.push_str(&line.join(","));
-        out.push('\n');
-    };
-    for ca in cas {
-        for r in &ca.reports {
-            let (at, size) = (
-                r.requested_at.to_string(),
-                r.size_bytes.map(|s| s.to_string()),
-            );
-            row([
+}
+
+/// A CA's reports as CSV rows of the manifest.
+fn csv_report_rows(ca: &CaCoverage, reports: &[HistoryReport]) -> String {
+    let mut out = String::with_capacity(reports.len() * 270);
+    for r in reports {
+        let (at, size) = (
+            r.requested_at.to_string(),
+            r.size_bytes.map(|s| s.to_string()),
+        );
+        csv_row(
+            &mut out,
+            [
                 "report",
                 &ca.account_id,
                 &ca.region,
@@ -510,13 +491,20 @@ pub fn manifest_csv(cas: &[CaCoverage]) -> String {
                 "",
                 "",
                 "",
-            ]);
-        }
+            ],
+        );
     }
-    for ca in cas {
-        for g in &ca.gaps {
-            let (from, to) = (g.from.to_string(), g.to.to_string());
-            row([
+    out
+}
+
+/// A CA's gaps as CSV rows of the manifest.
+fn csv_gap_rows(ca: &CaCoverage) -> String {
+    let mut out = String::new();
+    for g in &ca.gaps {
+        let (from, to) = (g.from.to_string(), g.to.to_string());
+        csv_row(
+            &mut out,
+            [
                 "gap",
                 &ca.account_id,
                 &ca.region,
@@ -530,56 +518,144 @@ pub fn manifest_csv(cas: &[CaCoverage]) -> String {
                 g.kind.as_str(),
                 &from,
                 &to,
-            ]);
-        }
+            ],
+        );
     }
     out
 }
 
-/// The manifest as JSON: the same rows, reports then gaps; written row by row into one
-/// string, without a tree of values for a year of reports.
-pub fn manifest_json(summary: &CoverageSummary) -> String {
-    let cas = &summary.certificate_authorities;
-    let head = json_row(&serde_json::json!({
-        "from": summary.from, "to": summary.to, "generatedAt": summary.generated_at,
-        "thresholdMinutes": summary.threshold_minutes, "counts": summary.counts,
-    }));
-    // `{...head fields..., "rows": [\n row,\n row\n]}`, each row written straight into the
-    // text (no vector of rows joined after: that would hold the rows twice).
-    let mut out = String::with_capacity(summary.counts.reports * 330 + 4096);
-    out.push_str(head.trim_end_matches('}'));
-    out.push_str(",\"rows\":[");
-    let mut first = true;
-    let mut push = |row: Value| {
-        out.push_str(if first { "\n" } else { ",\n" });
-        first = false;
-        out.push_str(&json_row(&row));
-    };
-    for ca in cas {
-        for r in &ca.reports {
-            push(serde_json::json!({
+/// A CA's reports as rows of the JSON manifest's `rows` array, each on a line of its own.
+fn json_report_rows(ca: &CaCoverage, reports: &[HistoryReport]) -> Vec<String> {
+    reports
+        .iter()
+        .map(|r| {
+            json_row(&serde_json::json!({
                 "row": "report", "account": ca.account_id, "region": ca.region,
                 "caArn": ca.certificate_authority_arn, "reportId": r.report_id, "s3Key": r.s3_key,
                 "format": r.format, "requestedAt": r.requested_at, "status": r.status,
                 "sizeBytes": r.size_bytes,
-            }));
-        }
-    }
-    for ca in cas {
-        for g in &ca.gaps {
-            push(serde_json::json!({
+            }))
+        })
+        .collect()
+}
+
+fn json_gap_rows(ca: &CaCoverage) -> Vec<String> {
+    ca.gaps
+        .iter()
+        .map(|g| {
+            json_row(&serde_json::json!({
                 "row": "gap", "account": ca.account_id, "region": ca.region,
                 "caArn": ca.certificate_authority_arn, "gapKind": g.kind, "gapFrom": g.from,
                 "gapTo": g.to,
-            }));
-        }
-    }
-    out.push_str("\n]}\n");
-    out
+            }))
+        })
+        .collect()
 }
 
 fn json_row(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_default()
+}
+
+/// The manifest's two objects, written while the histories are read: the rows of each CA's
+/// reports as soon as its history is in (then dropped), its gaps once every CA's reports are
+/// written, and last (JSON) the counts, known only then. Memory holds a part of each object
+/// and the gaps, never a whole manifest.
+struct ManifestWriter<'a> {
+    csv: EvidenceObject<'a>,
+    json: EvidenceObject<'a>,
+    rows_written: bool,
+}
+
+impl<'a> ManifestWriter<'a> {
+    async fn start(
+        services: &'a Services,
+        manifest: &Manifest,
+        head: Value,
+    ) -> Result<Self, CoverageError> {
+        let kms_key = services.settings.report_kms_key.as_deref();
+        let start = |key, content_type| {
+            EvidenceObject::start(&services.s3, &manifest.bucket, key, content_type, kms_key)
+        };
+        let csv = start(&manifest.csv_key, "text/csv").await?;
+        let json = match start(&manifest.json_key, "application/json").await {
+            Ok(json) => json,
+            Err(e) => {
+                csv.abort().await;
+                return Err(e.into());
+            }
+        };
+        // `{...head..., "rows": [` now; `], "counts": {...}}` once the rows are written.
+        let head = json_row(&head);
+        let opening = format!("{},\"rows\":[", head.trim_end_matches('}'));
+        let mut writer = Self {
+            csv,
+            json,
+            rows_written: false,
+        };
+        let started = async {
+            writer.csv.write(CSV_HEADER.as_bytes()).await?;
+            writer.json.write(opening.as_bytes()).await
+        };
+        match started.await {
+            Ok(()) => Ok(writer),
+            Err(e) => {
+                writer.abort().await;
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn rows(&mut self, csv: String, json: Vec<String>) -> Result<(), CoverageError> {
+        self.csv.write(csv.as_bytes()).await?;
+        let mut text = String::with_capacity(json.iter().map(|r| r.len() + 2).sum());
+        for row in json {
+            text.push_str(if self.rows_written { ",\n" } else { "\n" });
+            self.rows_written = true;
+            text.push_str(&row);
+        }
+        self.json.write(text.as_bytes()).await?;
+        Ok(())
+    }
+
+    /// The gaps, the counts, and both objects completed.
+    async fn finish(mut self, summary: &CoverageSummary) -> Result<(), CoverageError> {
+        let written = async {
+            for ca in &summary.certificate_authorities {
+                self.rows(csv_gap_rows(ca), json_gap_rows(ca)).await?;
+            }
+            let counts = serde_json::to_string(&summary.counts).unwrap_or_default();
+            let closing = format!("\n],\"counts\":{counts}}}\n");
+            self.json.write(closing.as_bytes()).await?;
+            Ok::<(), CoverageError>(())
+        };
+        if let Err(e) = written.await {
+            self.abort().await;
+            return Err(e);
+        }
+        let ManifestWriter { csv, json, .. } = self;
+        match csv.finish().await {
+            Ok(()) => json.finish().await.map_err(Into::into),
+            Err(e) => {
+                json.abort().await;
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn abort(self) {
+        futures::future::join(self.csv.abort(), self.json.abort()).await;
+    }
+}
+
+impl From<EvidenceError> for CoverageError {
+    fn from(e: EvidenceError) -> Self {
+        CoverageError::Manifest {
+            bucket: e.bucket,
+            key: e.key,
+            code: e.error.code,
+            message: e.error.message,
+        }
+    }
 }
 
 fn history_report(
@@ -738,16 +814,73 @@ async fn audited_in(
     Ok(kept.into_iter().flatten().collect())
 }
 
-/// Each CA's history from `since` to `until`, QUERIES_IN_FLIGHT at once; none is started
-/// after `cutoff` (the invocation's deadline less its reserve).
-async fn histories(
+/// What a coverage request compares each CA's history with.
+struct Judging<'a> {
+    request: &'a CoverageRequest,
+    /// The period's end, or now if it has not ended.
+    end: Timestamp,
+    threshold: Duration,
+    listed_now: &'a BTreeSet<CaArn>,
+    account_errors: &'a [AccountError],
+    region_errors: &'a [RegionError],
+}
+
+impl Judging<'_> {
+    /// One CA's coverage from its history (from `threshold` before the period), and its
+    /// reports in the period; `None` for a CA only the ledger knows that has no report in it.
+    fn judge(
+        &self,
+        arn: &CaArn,
+        reports: &[HistoryReport],
+    ) -> Option<(CaCoverage, Vec<HistoryReport>)> {
+        let request = self.request;
+        // Where the listing failed, a CA missing from it is not taken as deleted: its
+        // stretch to the period's end is judged as a listed CA's.
+        let unlisted_here = self
+            .account_errors
+            .iter()
+            .any(|e| e.account_id == arn.account() || e.account_id == "organization")
+            || self
+                .region_errors
+                .iter()
+                .any(|e| e.account_id == arn.account() && e.region == arn.region());
+        let listed = self.listed_now.contains(arn) || unlisted_here;
+        let in_period: Vec<HistoryReport> = reports
+            .iter()
+            .filter(|r| r.requested_at >= request.from && r.requested_at < request.to)
+            .cloned()
+            .collect();
+        // A CA only the ledger knows counts when it was audited in the period.
+        if !listed && in_period.is_empty() {
+            return None;
+        }
+        let gaps = gaps(reports, request.from, self.end, self.threshold, listed);
+        let coverage = CaCoverage {
+            certificate_authority_arn: arn.as_str().to_owned(),
+            account_id: arn.account().to_owned(),
+            region: arn.region().to_owned(),
+            listed_now: self.listed_now.contains(arn),
+            coverage: if gaps.is_empty() { "covered" } else { "gaps" },
+            report_counts: ReportCounts::of(&in_period),
+            gaps,
+        };
+        Some((coverage, in_period))
+    }
+}
+
+/// Each CA's history from `since` to the period's end, QUERIES_IN_FLIGHT at once and taken in
+/// ARN order, judged and its reports written to the manifest as it comes, then dropped; none
+/// is started after `cutoff` (the invocation's deadline less its reserve).
+async fn read_and_judge(
     services: &Services,
     all: BTreeSet<CaArn>,
-    since: Timestamp,
-    until: Timestamp,
+    judging: &Judging<'_>,
+    manifest: &mut ManifestWriter<'_>,
     cutoff: tokio::time::Instant,
-) -> Result<BTreeMap<CaArn, Vec<HistoryReport>>, CoverageError> {
+) -> Result<Vec<CaCoverage>, CoverageError> {
     let (client, table) = (services.ledger.client(), services.ledger.table());
+    let since = judging.request.from.minus(judging.threshold);
+    let until = judging.end;
     let total = all.len();
     let mut reads = futures::stream::iter(all.into_iter().map(|arn| async move {
         if tokio::time::Instant::now() >= cutoff {
@@ -756,76 +889,42 @@ async fn histories(
         let h = history(client, table, arn.as_str(), since, until).await;
         (arn, h.map_err(Some))
     }))
-    .buffer_unordered(QUERIES_IN_FLIGHT);
-    let mut found = BTreeMap::new();
+    .buffered(QUERIES_IN_FLIGHT);
+    let (mut cas, mut read) = (Vec::new(), 0);
     while let Some((arn, h)) = reads.next().await {
-        match h {
-            Ok(h) => {
-                found.insert(arn, h);
-            }
+        let reports = match h {
+            Ok(h) => h,
             Err(Some(e)) => return Err(CoverageError::Ledger(e)),
-            Err(None) => {
-                return Err(CoverageError::Deadline {
-                    read: found.len(),
-                    total,
-                });
-            }
+            Err(None) => return Err(CoverageError::Deadline { read, total }),
+        };
+        read += 1;
+        if let Some((ca, in_period)) = judging.judge(&arn, &reports) {
+            let rows = (
+                csv_report_rows(&ca, &in_period),
+                json_report_rows(&ca, &in_period),
+            );
+            manifest.rows(rows.0, rows.1).await?;
+            cas.push(ca);
         }
     }
-    Ok(found)
+    Ok(cas)
 }
 
 /// Answers a coverage request: lists, reads each CA's history, computes gaps, writes the
-/// manifest, returns the summary.
+/// manifest as it goes, returns the summary. Nothing is left in the bucket of a request that
+/// fails half-way: the manifest's uploads are aborted.
 pub async fn answer(
     services: &Services,
     request: &CoverageRequest,
     invocation: &Invocation,
 ) -> Result<CoverageSummary, CoverageError> {
-    let slack = slack_from_env(std::env::var("COVERAGE_SLACK_MINUTES").ok())
-        .map_err(CoverageError::Settings)?;
-    let threshold = services.settings.min_interval.duration() + slack;
+    let threshold = services.settings.min_interval.duration() + services.settings.coverage_slack;
     let now = services.clock.now();
-    let end = request.to.min(now);
     let (listed_now, account_errors, region_errors) = listed(services, invocation).await;
     let known = ledger_cas(services.ledger.client(), services.ledger.table())
         .await
         .map_err(CoverageError::Ledger)?;
     let all: BTreeSet<CaArn> = listed_now.iter().cloned().chain(known).collect();
-    let since = request.from.minus(threshold);
-    let histories = histories(services, all, since, end, invocation.cutoff()).await?;
-    let mut cas = Vec::new();
-    for (arn, reports) in histories {
-        // Where the listing failed, a CA missing from it is not taken as deleted: its
-        // stretch to the period's end is judged as a listed CA's.
-        let unlisted_here = account_errors
-            .iter()
-            .any(|e| e.account_id == arn.account() || e.account_id == "organization")
-            || region_errors
-                .iter()
-                .any(|e| e.account_id == arn.account() && e.region == arn.region());
-        let listed = listed_now.contains(&arn) || unlisted_here;
-        let in_period: Vec<HistoryReport> = reports
-            .iter()
-            .filter(|r| r.requested_at >= request.from && r.requested_at < request.to)
-            .cloned()
-            .collect();
-        // A CA only the ledger knows counts when it was audited in the period.
-        if !listed && in_period.is_empty() {
-            continue;
-        }
-        let gaps = gaps(&reports, request.from, end, threshold, listed);
-        cas.push(CaCoverage {
-            certificate_authority_arn: arn.as_str().to_owned(),
-            account_id: arn.account().to_owned(),
-            region: arn.region().to_owned(),
-            listed_now: listed_now.contains(&arn),
-            coverage: if gaps.is_empty() { "covered" } else { "gaps" },
-            report_counts: ReportCounts::of(&in_period),
-            reports: in_period,
-            gaps,
-        });
-    }
     let stem = request.manifest_stem();
     let mut summary = CoverageSummary {
         run_id: invocation.run_id.clone(),
@@ -839,48 +938,36 @@ pub async fn answer(
             csv_key: format!("{stem}.csv"),
             json_key: format!("{stem}.json"),
         },
-        certificate_authorities: cas,
-        account_errors,
-        region_errors,
+        certificate_authorities: Vec::new(),
+        account_errors: Vec::new(),
+        region_errors: Vec::new(),
     };
-    summary.count();
-    write_manifest(services, &summary).await?;
-    Ok(summary)
-}
-
-async fn write_manifest(
-    services: &Services,
-    summary: &CoverageSummary,
-) -> Result<(), CoverageError> {
-    let m = &summary.manifest;
-    // One at a time: only one manifest's text is held at once.
-    for (key, content_type) in [(&m.csv_key, "text/csv"), (&m.json_key, "application/json")] {
-        let body = if content_type == "text/csv" {
-            manifest_csv(&summary.certificate_authorities)
-        } else {
-            manifest_json(summary)
+    let head = serde_json::json!({
+        "from": summary.from, "to": summary.to, "generatedAt": summary.generated_at,
+        "thresholdMinutes": summary.threshold_minutes,
+    });
+    let mut manifest = ManifestWriter::start(services, &summary.manifest, head).await?;
+    let judging = Judging {
+        request,
+        end: request.to.min(now),
+        threshold,
+        listed_now: &listed_now,
+        account_errors: &account_errors,
+        region_errors: &region_errors,
+    };
+    let cutoff = invocation.cutoff();
+    match read_and_judge(services, all, &judging, &mut manifest, cutoff).await {
+        Ok(cas) => summary.certificate_authorities = cas,
+        Err(e) => {
+            manifest.abort().await;
+            return Err(e);
         }
-        .into_bytes();
-        services
-            .s3
-            .put_object()
-            .bucket(&m.bucket)
-            .key(key)
-            .content_type(content_type)
-            .body(body.into())
-            .send()
-            .await
-            .map_err(|e| {
-                let e = ServiceError::from_sdk(&e);
-                CoverageError::Manifest {
-                    bucket: m.bucket.clone(),
-                    key: key.clone(),
-                    code: e.code,
-                    message: e.message,
-                }
-            })?;
     }
-    Ok(())
+    summary.account_errors = account_errors;
+    summary.region_errors = region_errors;
+    summary.count();
+    manifest.finish(&summary).await?;
+    Ok(summary)
 }
 
 #[cfg(test)]
@@ -1158,14 +1245,13 @@ mod tests {
 
     #[test]
     fn the_csv_lists_reports_then_gaps_and_quotes_what_needs_it() {
-        let ca = |arn: &str, reports, gaps| CaCoverage {
+        let ca = |arn: &str, gaps| CaCoverage {
             certificate_authority_arn: arn.into(),
             account_id: "123456789012".into(),
             region: "us-east-1".into(),
             listed_now: true,
             coverage: "gaps",
             report_counts: ReportCounts::default(),
-            reports,
             gaps,
         };
         let mut r = report("2026-07-01T00:00:00Z", "SUCCESS");
@@ -1175,9 +1261,18 @@ mod tests {
             from: at("2026-07-01T00:00:00Z"),
             to: at("2026-07-04T00:00:00Z"),
         };
-        let csv = manifest_csv(&[ca("arn:a", vec![r], vec![]), ca("arn:b", vec![], vec![g])]);
+        // As the manifest is written: the header, each CA's reports, then every CA's gaps.
+        let (a, b) = (ca("arn:a", vec![]), ca("arn:b", vec![g]));
+        let csv = [
+            CSV_HEADER.to_owned(),
+            csv_report_rows(&a, &[r.clone()]),
+            csv_report_rows(&b, &[]),
+            csv_gap_rows(&a),
+            csv_gap_rows(&b),
+        ]
+        .concat();
         let lines: Vec<&str> = csv.lines().collect();
-        assert_eq!(lines[0], CSV_HEADER);
+        assert_eq!(lines[0], CSV_HEADER.trim_end());
         assert_eq!(
             lines[1],
             "report,123456789012,us-east-1,arn:a,id-2026-07-01T00:00:00Z,\"audit-report/a,b.json\",JSON,2026-07-01T00:00:00Z,SUCCESS,10,,,"
@@ -1187,19 +1282,5 @@ mod tests {
             "gap,123456789012,us-east-1,arn:b,,,,,,,neverAudited,2026-07-01T00:00:00Z,2026-07-04T00:00:00Z"
         );
         assert_eq!(lines.len(), 3);
-    }
-
-    #[test]
-    fn slack_defaults_to_the_default_schedule_and_refuses_junk() {
-        assert_eq!(slack_from_env(None).unwrap(), HOUR);
-        assert_eq!(
-            slack_from_env(Some("15".into())).unwrap(),
-            15 * 60 * Duration::from_secs(1)
-        );
-        assert!(
-            slack_from_env(Some("soon".into()))
-                .unwrap_err()
-                .contains("COVERAGE_SLACK_MINUTES")
-        );
     }
 }

@@ -415,3 +415,58 @@ async fn coverage_answers_for_the_cas_in_scope_only() {
         "not {untagged}, {exempt} or {pending}"
     );
 }
+
+/// A manifest larger than one part: written in parts, completed whole, byte for byte; and an
+/// upload given up leaves no object behind.
+#[tokio::test]
+async fn evidence_larger_than_a_part_arrives_whole_and_an_aborted_one_not_at_all() {
+    use pca_audit_scheduler::evidence::{EvidenceObject, PART_SIZE};
+    let world = World::new().await;
+    let line = |i: usize| format!("report,{i:012},us-east-1,row {i}\n");
+    let mut expected = String::new();
+    let mut big = EvidenceObject::start(
+        &world.s3,
+        &world.bucket,
+        "evidence/big.csv",
+        "text/csv",
+        None,
+    )
+    .await
+    .unwrap();
+    let mut i = 0;
+    // Two and a half parts, written a row at a time as the manifest is.
+    while expected.len() < PART_SIZE * 5 / 2 {
+        let row = line(i);
+        big.write(row.as_bytes()).await.unwrap();
+        expected.push_str(&row);
+        i += 1;
+    }
+    big.finish().await.unwrap();
+    let got = object(&world, "evidence/big.csv").await;
+    assert_eq!(got.len(), expected.len());
+    assert!(got == expected, "the object differs from what was written");
+
+    let mut aborted = EvidenceObject::start(
+        &world.s3,
+        &world.bucket,
+        "evidence/half.csv",
+        "text/csv",
+        None,
+    )
+    .await
+    .unwrap();
+    aborted
+        .write(&expected.as_bytes()[..PART_SIZE + 10])
+        .await
+        .unwrap();
+    aborted.abort().await;
+    assert!(world.objects("evidence/half.csv").await.is_empty());
+    let uploads = world
+        .s3
+        .list_multipart_uploads()
+        .bucket(&world.bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(uploads.uploads().is_empty(), "{:?}", uploads.uploads());
+}
