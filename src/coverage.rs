@@ -394,23 +394,7 @@ impl CoverageSummary {
                 );
             }
         }
-        for a in &self.account_errors {
-            tracing::error!(
-                account_id = a.account_id,
-                error_code = a.error_code,
-                "account not listed: {}",
-                a.error_message
-            );
-        }
-        for r in &self.region_errors {
-            tracing::error!(
-                account_id = r.account_id,
-                region = r.region,
-                error_code = r.error_code,
-                "listing CAs failed: {}",
-                r.error_message
-            );
-        }
+        crate::summary::log_errors(&self.account_errors, &self.region_errors);
         let c = self.counts;
         tracing::info!(
             certificate_authorities = c.certificate_authorities,
@@ -785,17 +769,8 @@ async fn audited_in(
     cutoff: tokio::time::Instant,
 ) -> Result<Vec<CaArn>, ServiceError> {
     let settings = &services.settings;
-    let candidates: Vec<CaArn> = authorities::list(&target.acm_pca)
-        .await?
-        .into_iter()
-        .filter(|ca| {
-            crate::window::state_outcome(ca.status.as_ref(), &settings.audit_states).is_none()
-        })
-        .filter(|ca| {
-            crate::scope::outcome(ca.arn.as_str(), ca.ca_type.as_ref(), &settings.scope).is_none()
-        })
-        .map(|ca| ca.arn)
-        .collect();
+    let listed = authorities::list(&target.acm_pca).await?;
+    let (candidates, _) = crate::scheduler::in_scope(listed, settings);
     let required = &settings.scope.required_tags;
     if required.is_empty() {
         return Ok(candidates);

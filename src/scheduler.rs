@@ -454,7 +454,11 @@ fn choose(
 }
 
 /// The CAs in an audited state and in scope (exemptions, types); the others skipped with why.
-fn in_scope(authorities: Vec<Authority>, settings: &Settings) -> (Vec<CaArn>, Vec<CaOutcome>) {
+/// A coverage request asks it the same.
+pub(crate) fn in_scope(
+    authorities: Vec<Authority>,
+    settings: &Settings,
+) -> (Vec<CaArn>, Vec<CaOutcome>) {
     let (mut kept, mut outcomes) = (Vec::new(), Vec::new());
     for a in authorities {
         let skip = window::state_outcome(a.status.as_ref(), &settings.audit_states)

@@ -269,23 +269,7 @@ impl RunSummary {
             }
             log_outcome(&ca.outcome);
         }
-        for a in &self.account_errors {
-            tracing::error!(
-                account_id = a.account_id,
-                error_code = a.error_code,
-                "account not audited: {}",
-                a.error_message
-            );
-        }
-        for r in &self.region_errors {
-            tracing::error!(
-                account_id = r.account_id,
-                region = r.region,
-                error_code = r.error_code,
-                "listing CAs failed: {}",
-                r.error_message
-            );
-        }
+        log_errors(&self.account_errors, &self.region_errors);
         let c = self.counts;
         tracing::info!(
             dry_run = self.dry_run,
@@ -355,6 +339,28 @@ impl RunSummary {
         }
         doc["CertificatesIssued"] = issued.into();
         doc["CertificatesRevoked"] = revoked.into();
+    }
+}
+
+/// The accounts that could not be entered and the account-regions that could not be listed,
+/// one ERROR line each.
+pub fn log_errors(accounts: &[AccountError], regions: &[RegionError]) {
+    for a in accounts {
+        tracing::error!(
+            account_id = a.account_id,
+            error_code = a.error_code,
+            "account not audited: {}",
+            a.error_message
+        );
+    }
+    for r in regions {
+        tracing::error!(
+            account_id = r.account_id,
+            region = r.region,
+            error_code = r.error_code,
+            "listing CAs failed: {}",
+            r.error_message
+        );
     }
 }
 
