@@ -20,6 +20,7 @@ pub mod bucket;
 pub mod codes;
 pub mod config;
 pub mod coverage;
+pub mod coverage_request;
 pub mod evidence;
 pub mod fan_out;
 pub mod format;

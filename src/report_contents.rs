@@ -17,7 +17,6 @@ use serde::Deserialize;
 use serde::de::{DeserializeSeed, Error as _, SeqAccess, Visitor};
 
 use crate::format::ReportFormat;
-use crate::summary::{ReportCheck, ReportStatus};
 use crate::time::Timestamp;
 
 /// How many ARNs of the issued (and of the revoked) certificates are kept: enough to start
@@ -217,7 +216,7 @@ pub async fn read(
         .send()
         .await
         .map_err(|e| {
-            let e = crate::authorities::ServiceError::from_sdk(&e);
+            let e = crate::service_error::ServiceError::from_sdk(&e);
             ContentsError::Get {
                 bucket: bucket.to_owned(),
                 key: key.to_owned(),
@@ -240,73 +239,8 @@ pub async fn read(
     })
 }
 
-/// The follow-up's reading of a SUCCESS report: counted since the CA's previous SUCCESS
-/// report (the ledger's history), and put on the check. A report that cannot be read or
-/// parsed stays SUCCESS (the service made it; the object is there): the failure is the
-/// check's detail, for the summary, the log and the history item.
-pub async fn read_into(
-    services: &crate::services::Services,
-    arn: &crate::arn::CaArn,
-    pending: &crate::window::PendingReport,
-    check: ReportCheck,
-) -> ReportCheck {
-    if check.status != ReportStatus::Success {
-        return check;
-    }
-    let read = async {
-        let Some(format) = format_of_key(&pending.s3_key) else {
-            return Err(format!(
-                "s3://{}/{} is named neither .json nor .csv",
-                pending.s3_bucket, pending.s3_key
-            ));
-        };
-        let since = (services.ledger)
-            .previous_report_at(arn, pending.requested_at)
-            .await
-            .map_err(|e| format!("finding the previous report: {e}"))?;
-        read(
-            &services.s3,
-            &pending.s3_bucket,
-            &pending.s3_key,
-            format,
-            since,
-        )
-        .await
-        .map_err(|e| e.to_string())
-    };
-    match read.await {
-        Ok(contents) => ReportCheck {
-            contents: Some(contents),
-            ..check
-        },
-        Err(reason) => ReportCheck {
-            detail: Some(format!("{UNREADABLE}: {reason}")),
-            ..check
-        },
-    }
-}
-
 /// How a SUCCESS report's detail starts when its contents could not be read.
 pub const UNREADABLE: &str = "the report is SUCCESS but could not be read";
-
-/// The CA's log line of what its report says, or why it could not be read (inside the run's
-/// `ca` span).
-pub fn log(r: &ReportCheck) {
-    let report_id = r.report_id.as_str();
-    if let Some(c) = &r.contents {
-        tracing::info!(
-            report_id,
-            certificates = c.certificates,
-            certificates_issued = c.issued_since,
-            certificates_revoked = c.revoked_since,
-            first_issued = ?c.first_issued,
-            first_revoked = ?c.first_revoked,
-            "audit report read"
-        );
-    } else if let (ReportStatus::Success, Some(detail)) = (r.status, &r.detail) {
-        tracing::error!(report_id, error_code = "ReportUnreadable", "{detail}");
-    }
-}
 
 /// The format a report's key says it is in (`….json` or `….csv`, as the service names them).
 pub fn format_of_key(key: &str) -> Option<ReportFormat> {

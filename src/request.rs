@@ -258,14 +258,14 @@ impl RunRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Run(RunRequest),
-    Coverage(crate::coverage::CoverageRequest),
+    Coverage(crate::coverage_request::CoverageRequest),
 }
 
 impl Request {
     /// A manual request with a `coverage` field asks for coverage; every other event for a run.
     pub fn from_value(event: Value) -> Result<Self, RequestError> {
         if event.get("coverage").is_some() && event.get("detail-type").is_none() {
-            return crate::coverage::CoverageRequest::from_value(event)
+            return crate::coverage_request::CoverageRequest::from_value(event)
                 .map(Self::Coverage)
                 .map_err(RequestError::InvalidCoverage);
         }

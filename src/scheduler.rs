@@ -20,7 +20,6 @@ use crate::format::ReportFormat;
 use crate::ids::Account;
 use crate::ids::Region;
 use crate::ledger::{Claim, ClaimResult, LedgerError, ReportRecord};
-use crate::report_contents;
 use crate::request::{RunRequest, RunScope, Trigger, WorkItem};
 use crate::scope;
 use crate::service_error::ServiceError;
@@ -724,7 +723,7 @@ impl RunContext<'_> {
             return check;
         }
         let check = if self.services.settings.read_reports {
-            report_contents::read_into(self.services, arn, pending, check).await
+            verify::read_contents(self.services, arn, pending, check).await
         } else {
             check
         };

@@ -364,6 +364,25 @@ pub fn log_errors(accounts: &[AccountError], regions: &[RegionError]) {
     }
 }
 
+/// The CA's log line of what its report says, or why it could not be read (inside the run's
+/// `ca` span).
+fn log_contents(r: &ReportCheck) {
+    let report_id = r.report_id.as_str();
+    if let Some(c) = &r.contents {
+        tracing::info!(
+            report_id,
+            certificates = c.certificates,
+            certificates_issued = c.issued_since,
+            certificates_revoked = c.revoked_since,
+            first_issued = ?c.first_issued,
+            first_revoked = ?c.first_revoked,
+            "audit report read"
+        );
+    } else if let (ReportStatus::Success, Some(detail)) = (r.status, &r.detail) {
+        tracing::error!(report_id, error_code = "ReportUnreadable", "{detail}");
+    }
+}
+
 /// The follow-up of a CA's report, as one log line.
 fn log_report(r: &ReportCheck) {
     let detail = r.detail.as_deref().unwrap_or("");
@@ -379,7 +398,7 @@ fn log_report(r: &ReportCheck) {
             "audit report checked"
         ),
     }
-    crate::report_contents::log(r);
+    log_contents(r);
 }
 
 /// What became of a CA, as one log line.

@@ -9,6 +9,7 @@ use aws_sdk_acmpca::types::AuditReportStatus;
 
 use crate::arn::CaArn;
 use crate::format::ReportFormat;
+use crate::report_contents;
 use crate::service_error::ServiceError;
 use crate::summary::{ReportCheck, ReportStatus};
 use crate::time::Timestamp;
@@ -182,6 +183,52 @@ fn parse_report_key(prefix: &str, key: &str) -> Option<(String, ReportFormat)> {
             _ => b.is_ascii_hexdigit(),
         });
     uuid_shaped.then(|| (id.to_owned(), format))
+}
+
+/// The follow-up's reading of a SUCCESS report: counted since the CA's previous SUCCESS
+/// report (the ledger's history), and put on the check. A report that cannot be read or
+/// parsed stays SUCCESS (the service made it; the object is there): the failure is the
+/// check's detail, for the summary, the log and the history item.
+pub async fn read_contents(
+    services: &crate::services::Services,
+    arn: &crate::arn::CaArn,
+    pending: &crate::window::PendingReport,
+    check: ReportCheck,
+) -> ReportCheck {
+    if check.status != ReportStatus::Success {
+        return check;
+    }
+    let read = async {
+        let Some(format) = report_contents::format_of_key(&pending.s3_key) else {
+            return Err(format!(
+                "s3://{}/{} is named neither .json nor .csv",
+                pending.s3_bucket, pending.s3_key
+            ));
+        };
+        let since = (services.ledger)
+            .previous_report_at(arn, pending.requested_at)
+            .await
+            .map_err(|e| format!("finding the previous report: {e}"))?;
+        report_contents::read(
+            &services.s3,
+            &pending.s3_bucket,
+            &pending.s3_key,
+            format,
+            since,
+        )
+        .await
+        .map_err(|e| e.to_string())
+    };
+    match read.await {
+        Ok(contents) => ReportCheck {
+            contents: Some(contents),
+            ..check
+        },
+        Err(reason) => ReportCheck {
+            detail: Some(format!("{}: {reason}", report_contents::UNREADABLE)),
+            ..check
+        },
+    }
 }
 
 #[cfg(test)]
