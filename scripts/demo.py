@@ -2,6 +2,7 @@
 bucket, seed CAs, and show what a run left behind. Run by scripts/demo with the stack's
 settings in the environment."""
 
+import datetime
 import json
 import os
 import sys
@@ -152,5 +153,42 @@ def evidence():
     print(json.dumps(report[:2], indent=2))
 
 
+def coverage_event(path):
+    """A coverage request of today (UTC), as an auditor would send one for a period."""
+    today = datetime.datetime.now(datetime.timezone.utc).date()
+    with open(path, "w") as f:
+        json.dump({"coverage": {"from": today.isoformat(), "to": today.isoformat()}}, f)
+
+
+def coverage(path):
+    """The coverage answer's counts, each CA's verdict, and the manifest's first rows."""
+    with open(path) as f:
+        text = f.read()
+    try:
+        answer = json.loads(text)
+    except json.JSONDecodeError:
+        print(text)
+        return
+    if "counts" not in answer:
+        print(json.dumps(answer, indent=2))
+        return
+    c = answer["counts"]
+    print(f"{c['certificateAuthorities']} CAs: {c['covered']} covered, {c['withGaps']} with gaps ({c['gaps']} gaps), {c['reports']} reports")
+    for ca in answer["certificateAuthorities"]:
+        gaps = ", ".join(f"{g['kind']} {g['from']}..{g['to']}" for g in ca["gaps"])
+        print(f"  {ca['coverage']:<8} {ca['certificateAuthorityArn'].rsplit('/', 1)[1]}  {gaps}")
+    m = answer["manifest"]
+    body = boto3.client("s3").get_object(Bucket=m["bucket"], Key=m["csvKey"])["Body"].read().decode()
+    print(f"s3://{m['bucket']}/{m['csvKey']}, the first rows:")
+    for line in body.splitlines()[:4]:
+        print(f"  {line}")
+
+
 if __name__ == "__main__":
-    {"setup": setup, "summary": lambda: summary(sys.argv[2]), "evidence": evidence}[sys.argv[1]]()
+    {
+        "setup": setup,
+        "summary": lambda: summary(sys.argv[2]),
+        "evidence": evidence,
+        "coverage-event": lambda: coverage_event(sys.argv[2]),
+        "coverage": lambda: coverage(sys.argv[2]),
+    }[sys.argv[1]]()
