@@ -434,7 +434,10 @@ impl Ledger {
             .expression_attribute_values(":success", s(ReportStatus::Success.as_str()))
             .projection_expression("#record")
             .scan_index_forward(false)
+            // The previous report is almost always the newest item below this one: small
+            // pages read a few items, not up to 1 MB of the CA's history, for the one wanted.
             .into_paginator()
+            .page_size(4)
             .items()
             .send();
         let Some(item) = items.next().await else {
