@@ -15,24 +15,21 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/function.rs"]
+mod function;
 
-use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{World, control, invocation, scheduled};
+use function::{Function, env};
 use pca_audit_scheduler::scheduler;
 use pca_audit_scheduler::time::SystemClock;
 use serde_json::{Value, json};
 
 const NAME: &str = "6. Reading a report of 100,000 certificates (READ_REPORTS)";
 const LIMIT_MIB: f64 = 64.0;
-
-fn env(name: &str) -> String {
-    std::env::var(name)
-        .unwrap_or_else(|_| panic!("{name} is not set (scripts/bench-reports sets it)"))
-}
 
 /// A report of `rows` certificates in the guide's CSV form (the subject quoted: it holds
 /// commas), a tenth of them revoked.
@@ -90,65 +87,16 @@ fn report(ca_arn: &str, rows: usize) -> Vec<u8> {
     out
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Peak resident memory of a process (VmHWM), in MiB.
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM");
-    kb / 1024.0
-}
-
 /// Starts the binary cold under its own runtime emulator, invokes it once with the schedule's
 /// event; its answer, the invocation's time and its peak RSS.
 fn invoke_cold(world: &World, extra: &[(&str, &str)]) -> (Value, Duration, f64) {
-    let port = free_port();
-    let mut emulator = Command::new(env("BENCH_CARGO_LAMBDA"))
-        .args(["lambda", "watch", "--only-lambda-apis", "--quiet"])
-        .args(["-A", "127.0.0.1", "-P", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start cargo-lambda's runtime emulator");
-    let ready = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            ready.elapsed() < Duration::from_secs(60),
-            "the runtime emulator did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let log = concat!(
+    let mut function = Function::emulator();
+    let log = Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/target/bench/reports-function.log"
-    );
-    std::fs::create_dir_all(std::path::Path::new(log).parent().unwrap()).unwrap();
-    let log = std::fs::File::create(log).unwrap();
-    let mut function = Command::new(env("BENCH_FUNCTION"))
-        .env_clear()
-        .envs(world.function_env(extra))
-        .env(
-            "AWS_LAMBDA_RUNTIME_API",
-            format!("http://127.0.0.1:{port}/.rt"),
-        )
-        .env("AWS_LAMBDA_FUNCTION_NAME", "_")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("start the function");
+    ));
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    function.start(&world.function_env(extra), log);
     let event: Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -157,24 +105,8 @@ fn invoke_cold(world: &World, extra: &[(&str, &str)]) -> (Value, Duration, f64) 
         .unwrap(),
     )
     .unwrap();
-    let sent = Instant::now();
-    let mut response = ureq::post(format!(
-        "http://127.0.0.1:{port}/2015-03-31/functions/_/invocations"
-    ))
-    .send_json(&event)
-    .expect("invoke");
-    let took = sent.elapsed();
-    let text = response.body_mut().read_to_string().expect("answer");
-    let rss = peak_rss_mib(function.id());
-    let _ = function.kill();
-    let _ = function.wait();
-    let _ = emulator.kill();
-    let _ = emulator.wait();
-    (
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        took,
-        rss,
-    )
+    let (answer, took) = function.invoke(&event);
+    (answer, took, function.peak_rss_mib())
 }
 
 /// What reading one report took: peak RSS (MiB), the invocation's time, the report's size
