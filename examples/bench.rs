@@ -27,9 +27,11 @@ use std::time::{Duration, Instant};
 use aws_config::retry::RetryConfig;
 use common::World;
 use function::{Function, env};
-use pca_audit_scheduler::scheduler::{self, Invocation, Services};
-use pca_audit_scheduler::summary::{Outcome, RunSummary};
-use pca_audit_scheduler::time::SystemClock;
+use pca_audit_scheduler::domain::outcome::Outcome;
+use pca_audit_scheduler::run;
+use pca_audit_scheduler::run::summary::RunSummary;
+use pca_audit_scheduler::services::SystemClock;
+use pca_audit_scheduler::{invocation::Invocation, services::Services};
 use serde_json::{Value, json};
 
 /// The bound of a full run: AWS accepts one create per second per account and region.
@@ -327,7 +329,7 @@ impl Bench {
                         home_account: None,
                         partition: None,
                     };
-                    scheduler::run(s, request, &invocation).await
+                    run::run(s, request, &invocation).await
                 }
             }))
             .await;
@@ -400,7 +402,7 @@ impl Bench {
                 home_account: None,
                 partition: None,
             };
-            let summary = scheduler::run(&services, &request, &invocation).await;
+            let summary = run::run(&services, &request, &invocation).await;
             let requested: Vec<String> = summary
                 .certificate_authorities
                 .iter()
@@ -663,6 +665,8 @@ const BEGIN: &str = "<!-- figures of scripts/bench: begin -->";
 const END: &str = "<!-- figures of scripts/bench: end -->";
 
 fn common_today() -> String {
-    let now = pca_audit_scheduler::time::Timestamp::from_system_time(std::time::SystemTime::now());
+    let now = pca_audit_scheduler::domain::time::Timestamp::from_system_time(
+        std::time::SystemTime::now(),
+    );
     now.to_string()[..10].to_owned()
 }

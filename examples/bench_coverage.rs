@@ -15,10 +15,12 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use common::World;
 use futures::StreamExt;
-use pca_audit_scheduler::coverage::{self, CoverageRequest};
-use pca_audit_scheduler::ledger::{PARTITION_KEY, SORT_KEY, WINDOW_RECORD};
-use pca_audit_scheduler::scheduler::{Invocation, Services};
-use pca_audit_scheduler::time::{SystemClock, Timestamp};
+use pca_audit_scheduler::aws::ledger::{PARTITION_KEY, SORT_KEY, WINDOW_RECORD};
+use pca_audit_scheduler::domain::request::CoverageRequest;
+use pca_audit_scheduler::domain::time::Timestamp;
+use pca_audit_scheduler::evidence::coverage;
+use pca_audit_scheduler::services::SystemClock;
+use pca_audit_scheduler::{invocation::Invocation, services::Services};
 use serde_json::json;
 
 const CAS: usize = 1000;

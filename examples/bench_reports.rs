@@ -24,8 +24,9 @@ use std::time::Duration;
 
 use common::{World, control, invocation, scheduled};
 use function::{Function, env};
-use pca_audit_scheduler::scheduler;
-use pca_audit_scheduler::time::SystemClock;
+use pca_audit_scheduler::run;
+use pca_audit_scheduler::services::Services;
+use pca_audit_scheduler::services::SystemClock;
 use serde_json::{Value, json};
 
 const NAME: &str = "6. Reading a report of 100,000 certificates (READ_REPORTS)";
@@ -36,7 +37,7 @@ const LIMIT_MIB: f64 = 64.0;
 fn csv_report(ca_arn: &str, rows: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(rows * 400);
     out.extend_from_slice(
-        pca_audit_scheduler::report_contents::CSV_COLUMNS
+        pca_audit_scheduler::evidence::contents::CSV_COLUMNS
             .join(",")
             .as_bytes(),
     );
@@ -126,8 +127,8 @@ async fn measure(format: &str, rows: usize) -> Reading {
 
     // The report is accepted and left CREATING: too little time to wait for it.
     let settings = world.settings_with(&[("REPORT_FORMAT", format)]);
-    let services = scheduler::Services::new(settings, &world.sdk, Arc::new(SystemClock::default()));
-    let first = scheduler::run(
+    let services = Services::new(settings, &world.sdk, Arc::new(SystemClock::default()));
+    let first = run::run(
         &services,
         &scheduled(),
         &invocation("bench-first", Duration::from_secs(12)),
@@ -135,7 +136,7 @@ async fn measure(format: &str, rows: usize) -> Reading {
     .await;
     assert_eq!(first.counts.requested, 1, "{first:#?}");
     let key = match &first.certificate_authorities[0].outcome {
-        pca_audit_scheduler::summary::Outcome::Requested { s3_key, .. } => s3_key.clone(),
+        pca_audit_scheduler::domain::outcome::Outcome::Requested { s3_key, .. } => s3_key.clone(),
         other => panic!("not requested: {other:?}"),
     };
     world.configure_emulator(json!({"report_delay_seconds": 0}));
@@ -211,7 +212,7 @@ async fn main() {
         csv.size_mib,
         csv.rss,
         csv.took.as_secs_f64(),
-        pca_audit_scheduler::time::Timestamp::from_system_time(std::time::SystemTime::now())
+        pca_audit_scheduler::domain::time::Timestamp::from_system_time(std::time::SystemTime::now())
             .to_string()[..10]
             .to_owned()
     );

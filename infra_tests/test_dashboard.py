@@ -3,7 +3,7 @@
 Its body (AuditDashboard's DashboardBody, an Fn::Sub of JSON) is rendered the way CloudFormation
 would for each deployment (conditions from test_template.render, then the Sub evaluated with
 stand-ins for resource names and ARNs), parsed as JSON, and held against the sources of truth:
-the metrics and log fields are read from the function's code (src/summary.rs builds the metric
+the metrics and log fields are read from the function's code (src/telemetry.rs builds the metric
 document; the tracing macros in src/ write the log lines), the log groups and alarms from the
 template's resources. A metric renamed in the code, an alarm added to the template but not to the
 dashboard, or a widget naming a resource its deployment lacks fails here. Run with
@@ -22,7 +22,7 @@ from cfnlint.decode import decode
 from test_template import ACCOUNT_LIST, ORGANIZATION, TEMPLATE_PATH, render
 
 ROOT = Path(__file__).resolve().parent.parent
-SUMMARY_RS = ROOT / "src" / "summary.rs"
+SUMMARY_RS = ROOT / "src" / "telemetry.rs"
 REGION = "eu-west-1"
 STACK = "pca-audit"
 
@@ -89,11 +89,11 @@ def widgets(body: dict, kind: str) -> list[dict]:
 
 
 def emitted_metrics(source: str) -> tuple[str, str, set[str]]:
-    """Namespace, dimension and metric names of the EMF document src/summary.rs builds."""
+    """Namespace, dimension and metric names of the EMF document src/telemetry.rs builds."""
     (namespace,) = set(re.findall(r'"Namespace"\s*:\s*"(\w+)"', source))
     (dimension,) = set(re.findall(r'"Dimensions"\s*:\s*\[\s*\[\s*"(\w+)"\s*\]\s*\]', source))
     names = set(re.findall(r'\{\s*"Name"\s*:\s*"(\w+)"\s*,\s*"Unit"', source))
-    assert names, "no metric names found in src/summary.rs: has metrics_document moved?"
+    assert names, "no metric names found in src/telemetry.rs: has metrics_document moved?"
     return namespace, dimension, names
 
 
@@ -184,7 +184,7 @@ def test_dashboard_metrics_are_the_ones_the_function_emits(deployment):
             assert metric[0] == namespace
             assert metric[2:] == [dimension, "<AuditFunction>"], metric
             named.add(metric[1])
-    assert named <= emitted, f"not emitted by src/summary.rs: {named - emitted}"
+    assert named <= emitted, f"not emitted by src/telemetry.rs: {named - emitted}"
     assert {"Requested", "Skipped", "Deferred", "Failed"} <= named
 
 

@@ -1008,8 +1008,8 @@ def test_ledger_has_a_sparse_keys_only_index_of_window_items(resources):
         ("certificate_authority_arn", "RANGE"),
     ]
     assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
-    ledger_rs = (ROOT / "src" / "ledger.rs").read_text()
-    coverage_rs = (ROOT / "src" / "coverage.rs").read_text()
+    ledger_rs = (ROOT / "src" / "aws" / "ledger" / "mod.rs").read_text()
+    coverage_rs = (ROOT / "src" / "evidence" / "coverage.rs").read_text()
     assert 'pub const CA_INDEX: &str = "ca-windows";' in coverage_rs
     assert "account_id = :account" in ledger_rs, "the claim writes the index's key"
 
@@ -1632,7 +1632,7 @@ def test_fan_out_sample_is_an_sqs_batch_of_one_work_item(rendered):
     # The body is what fan_out.rs sends: a serialised WorkItem (src/request.rs), every
     # required field present, nothing else.
     body = json.loads(record["body"])
-    fields = rust_struct_fields(ROOT / "src" / "request.rs", "WorkItem")
+    fields = rust_struct_fields(ROOT / "src" / "domain" / "request.rs", "WorkItem")
     assert set(body) <= set(fields), set(body) - set(fields)
     assert {f for f, required in fields.items() if required} <= set(body)
     assert re.fullmatch(r"\d{12}", body["accountId"])

@@ -13,29 +13,14 @@ pub fn behavior_version() -> aws_config::BehaviorVersion {
     aws_config::BehaviorVersion::v2026_01_12()
 }
 
-pub mod accounts;
-pub mod arn;
-pub mod authorities;
-pub mod bucket;
-pub mod codes;
+pub mod aws;
 pub mod config;
-pub mod coverage;
-pub mod coverage_request;
+pub mod domain;
+pub mod entry;
 pub mod evidence;
-pub mod fan_out;
-pub mod format;
-pub mod handler;
-pub mod ids;
+pub mod inventory;
 pub mod invocation;
-pub mod ledger;
-pub mod quota;
-pub mod report_contents;
-pub mod request;
-pub mod scheduler;
-pub mod scope;
-pub mod service_error;
+pub mod pacing;
+pub mod run;
 pub mod services;
-pub mod summary;
-pub mod time;
-pub mod verify;
-pub mod window;
+pub mod telemetry;

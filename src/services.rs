@@ -9,14 +9,14 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use aws_sdk_acmpca::config::Region;
 
-use crate::accounts;
-use crate::authorities::{self, Pacer};
+use crate::aws::accounts;
+use crate::aws::ledger::Ledger;
 use crate::config::Settings;
-use crate::ids::Account;
-use crate::ledger::Ledger;
-use crate::quota::SharedPacer;
-use crate::summary::AccountError;
-use crate::time::Clock;
+use crate::domain::ids::Account;
+use crate::domain::outcome::AccountError;
+use crate::domain::time::Timestamp;
+use crate::pacing::Pacer;
+use crate::pacing::shared::SharedPacer;
 
 /// What one account-region needs: its ACM PCA client and the pacing of its quotas.
 pub(crate) struct TargetClient {
@@ -60,7 +60,7 @@ impl Services {
             sdk: sdk.clone(),
             members: tokio::sync::Mutex::new(HashMap::new()),
             targets: Mutex::new(HashMap::new()),
-            create_period: authorities::CREATE_PERIOD,
+            create_period: crate::pacing::CREATE_PERIOD,
             clock,
             settings,
         }
@@ -127,9 +127,27 @@ impl Services {
                         region,
                         self.create_period,
                     ),
-                    reads: Pacer::new(authorities::READ_PERIOD),
+                    reads: Pacer::new(crate::pacing::READ_PERIOD),
                 })
             })
             .clone()
+    }
+}
+
+/// Where "now" comes from. The scheduler asks it at each step; tests move it forward to
+/// play a later schedule without waiting half an hour.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+/// The machine's clock, optionally shifted (for tests that replay later runs).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock {
+    pub offset: Duration,
+}
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_system_time(std::time::SystemTime::now() + self.offset)
     }
 }

@@ -12,12 +12,12 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     ScalarAttributeType, TimeToLiveSpecification,
 };
+use pca_audit_scheduler::aws::ledger::{PARTITION_KEY, SORT_KEY, WINDOW_RECORD};
 use pca_audit_scheduler::config::Settings;
-use pca_audit_scheduler::ledger::{PARTITION_KEY, SORT_KEY, WINDOW_RECORD};
-use pca_audit_scheduler::request::{RunRequest, RunScope, Trigger};
-use pca_audit_scheduler::scheduler::{Invocation, Services};
-use pca_audit_scheduler::summary::RunSummary;
-use pca_audit_scheduler::time::{Clock, SystemClock};
+use pca_audit_scheduler::domain::request::{RunRequest, RunScope, Trigger};
+use pca_audit_scheduler::run::summary::RunSummary;
+use pca_audit_scheduler::services::{Clock, SystemClock};
+use pca_audit_scheduler::{invocation::Invocation, services::Services};
 use serde_json::{Value, json};
 
 pub const REGION: &str = "us-east-1";
@@ -308,7 +308,7 @@ impl World {
                 .unwrap()
         };
         // The sparse index of window items a coverage request scans (src/coverage.rs).
-        let (index_key, index) = pca_audit_scheduler::coverage::ca_index();
+        let (index_key, index) = pca_audit_scheduler::evidence::coverage::ca_index();
         self.dynamodb
             .create_table()
             .table_name(&self.table)
@@ -618,7 +618,7 @@ pub fn invocation(run_id: &str, time: Duration) -> Invocation {
 }
 
 pub async fn run(services: &Services, request: &RunRequest, run_id: &str) -> RunSummary {
-    pca_audit_scheduler::scheduler::run(
+    pca_audit_scheduler::run::run(
         services,
         request,
         &invocation(run_id, Duration::from_secs(600)),

@@ -11,11 +11,14 @@ use common::{
     invocation, scheduled, seed_account,
 };
 use lambda_runtime::{Context, LambdaEvent};
-use pca_audit_scheduler::arn::CaArn;
-use pca_audit_scheduler::handler::{self, Response};
-use pca_audit_scheduler::scheduler::{self, Services};
-use pca_audit_scheduler::summary::{Outcome, ReportStatus, RunSummary, SkipReason};
-use pca_audit_scheduler::time::{Clock, SystemClock};
+use pca_audit_scheduler::domain::arn::CaArn;
+use pca_audit_scheduler::domain::outcome::{Outcome, SkipReason};
+use pca_audit_scheduler::domain::report::ReportStatus;
+use pca_audit_scheduler::entry::{self, Response};
+use pca_audit_scheduler::run;
+use pca_audit_scheduler::run::summary::RunSummary;
+use pca_audit_scheduler::services::Services;
+use pca_audit_scheduler::services::{Clock, SystemClock};
 use serde_json::json;
 
 const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
@@ -29,12 +32,12 @@ fn fast(world_account: &str) {
 async fn run_as(services: &Services, world: &World, run_id: &str) -> RunSummary {
     let mut inv = invocation(run_id, Duration::from_secs(600));
     inv.home_account = Some(world.account_id.clone());
-    scheduler::run(services, &scheduled(), &inv).await
+    run::run(services, &scheduled(), &inv).await
 }
 
 fn outcomes_by_arn(
     summary: &RunSummary,
-) -> HashMap<String, &pca_audit_scheduler::summary::CaOutcome> {
+) -> HashMap<String, &pca_audit_scheduler::domain::outcome::CaOutcome> {
     summary
         .certificate_authorities
         .iter()
@@ -141,7 +144,7 @@ async fn three_accounts_in_two_regions_are_audited_once_and_an_account_without_t
         );
     }
     // The invocation fails, naming the account, so alarms see it.
-    let err = handler::verdict(first).unwrap_err().to_string();
+    let err = entry::verdict(first).unwrap_err().to_string();
     assert!(err.contains(&locked.account_id), "{err}");
 
     let second = run_as(&services, &world, "org-2").await;
@@ -230,7 +233,7 @@ async fn a_report_that_ends_failed_fails_the_ca_and_reopens_its_window() {
     assert_eq!(summary.counts.failed, 1);
     assert_eq!(summary.counts.reports_failed, 1);
     assert_eq!(summary.metrics_document("fn")["Failed"], 1);
-    assert!(handler::verdict(summary.clone()).is_err());
+    assert!(entry::verdict(summary.clone()).is_err());
 
     let Outcome::Requested { requested_at, .. } = &o.outcome else {
         panic!("{o:?}")
@@ -263,7 +266,7 @@ async fn a_report_still_creating_is_followed_up_first_thing_next_run() {
     // Too little time to wait for the report: it stays CREATING.
     let mut short = invocation("short", Duration::from_secs(14));
     short.home_account = Some(world.account_id.clone());
-    let first = scheduler::run(&services, &scheduled(), &short).await;
+    let first = run::run(&services, &scheduled(), &short).await;
     assert_eq!(first.counts.requested, 1, "{first:#?}");
     assert_eq!(first.counts.reports_pending, 1, "{first:#?}");
     let window = world.window_item(&arn).await.unwrap();
@@ -313,7 +316,7 @@ async fn the_report_of_a_run_that_died_before_recording_it_is_recovered_from_the
         .expect("claim");
     assert!(matches!(
         claim,
-        pca_audit_scheduler::ledger::ClaimResult::Won(_)
+        pca_audit_scheduler::aws::ledger::ClaimResult::Won(_)
     ));
     let lost = world
         .acm_pca
@@ -455,7 +458,7 @@ async fn a_large_round_fans_out_one_work_item_per_account_region_and_each_is_don
             world.account_id
         );
         context.deadline = SystemClock::default().now().epoch_seconds() * 1000 + 300_000;
-        handler::handle(
+        entry::handle(
             &services,
             LambdaEvent::new(json!({"Records": records}), context),
         )

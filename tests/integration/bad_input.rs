@@ -15,14 +15,15 @@ use std::time::Duration;
 
 use common::*;
 use lambda_runtime::{Context, LambdaEvent};
-use pca_audit_scheduler::arn::CaArn;
-use pca_audit_scheduler::config::{ReportFormat, Settings};
-use pca_audit_scheduler::handler::{self, Response, RunError};
-use pca_audit_scheduler::ids::is_region;
-use pca_audit_scheduler::request::{
+use pca_audit_scheduler::config::Settings;
+use pca_audit_scheduler::domain::arn::CaArn;
+use pca_audit_scheduler::domain::ids::is_region;
+use pca_audit_scheduler::domain::report::ReportFormat;
+use pca_audit_scheduler::entry::events::{
     MAX_REQUESTED_ARNS, RequestError, RunRequest, RunScope, Trigger,
 };
-use pca_audit_scheduler::scheduler::Services;
+use pca_audit_scheduler::entry::{self, Response, RunError};
+use pca_audit_scheduler::services::Services;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
 use serde_json::{Value, json};
@@ -723,7 +724,7 @@ async fn invoke(
     run_id: &str,
     payload: Value,
 ) -> Result<Response, RunError> {
-    handler::handle(
+    entry::handle(
         services,
         LambdaEvent::new(payload, context(run_id, &world.account_id)),
     )

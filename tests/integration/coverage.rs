@@ -11,10 +11,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::*;
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
-use pca_audit_scheduler::handler::{self, Response};
-use pca_audit_scheduler::ledger::{PARTITION_KEY, SORT_KEY, WINDOW_RECORD};
-use pca_audit_scheduler::scheduler::Services;
-use pca_audit_scheduler::time::{SystemClock, Timestamp};
+use pca_audit_scheduler::aws::ledger::{PARTITION_KEY, SORT_KEY, WINDOW_RECORD};
+use pca_audit_scheduler::domain::time::Timestamp;
+use pca_audit_scheduler::entry::{self, Response};
+use pca_audit_scheduler::services::Services;
+use pca_audit_scheduler::services::SystemClock;
 use serde_json::{Value, json};
 
 const DAY: u64 = 86_400;
@@ -28,7 +29,7 @@ async fn handle(services: &Services, payload: Value) -> Result<Response, Diagnos
         .unwrap()
         .as_millis() as u64;
     context.deadline = now_ms + 300_000;
-    handler::handle(services, LambdaEvent::new(payload, context))
+    entry::handle(services, LambdaEvent::new(payload, context))
         .await
         .map_err(Diagnostic::from)
 }
@@ -420,7 +421,7 @@ async fn coverage_answers_for_the_cas_in_scope_only() {
 /// upload given up leaves no object behind.
 #[tokio::test]
 async fn evidence_larger_than_a_part_arrives_whole_and_an_aborted_one_not_at_all() {
-    use pca_audit_scheduler::evidence::{EvidenceObject, PART_SIZE};
+    use pca_audit_scheduler::aws::multipart::{EvidenceObject, PART_SIZE};
     let world = World::new().await;
     let line = |i: usize| format!("report,{i:012},us-east-1,row {i}\n");
     let mut expected = String::new();

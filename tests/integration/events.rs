@@ -5,9 +5,9 @@ use crate::common;
 
 use common::*;
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
-use pca_audit_scheduler::handler;
-use pca_audit_scheduler::scheduler::Services;
-use pca_audit_scheduler::summary::RunSummary;
+use pca_audit_scheduler::entry;
+use pca_audit_scheduler::run::summary::RunSummary;
+use pca_audit_scheduler::services::Services;
 use serde_json::{Value, json};
 
 /// The ARN `events/manual-one-ca.json` names; the test puts a real CA in its place.
@@ -18,7 +18,7 @@ fn event(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(&path).expect(&path)).expect(&path)
 }
 
-async fn handle(services: &Services, payload: Value) -> Result<handler::Response, Diagnostic> {
+async fn handle(services: &Services, payload: Value) -> Result<entry::Response, Diagnostic> {
     let mut context = Context::default();
     context.request_id = uuid::Uuid::new_v4().to_string();
     let now_ms = std::time::SystemTime::now()
@@ -26,14 +26,14 @@ async fn handle(services: &Services, payload: Value) -> Result<handler::Response
         .unwrap()
         .as_millis() as u64;
     context.deadline = now_ms + 300_000;
-    handler::handle(services, LambdaEvent::new(payload, context))
+    entry::handle(services, LambdaEvent::new(payload, context))
         .await
         .map_err(Diagnostic::from)
 }
 
 async fn invoke(services: &Services, payload: Value) -> Result<RunSummary, Diagnostic> {
     match handle(services, payload).await? {
-        handler::Response::Run(summary) => Ok(*summary),
+        entry::Response::Run(summary) => Ok(*summary),
         other => panic!("a run's event answered otherwise: {other:?}"),
     }
 }
@@ -86,7 +86,7 @@ async fn fan_out_work_item_audits_its_account_region_and_reports_no_batch_failur
     body["region"] = json!(REGION);
     record["body"] = json!(body.to_string());
     match handle(&services, sample).await.expect("batch handled") {
-        handler::Response::Batch(b) => {
+        entry::Response::Batch(b) => {
             assert!(b.batch_item_failures.is_empty(), "{b:?}")
         }
         other => panic!("a work item answered otherwise: {other:?}"),

@@ -9,8 +9,10 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use common::*;
-use pca_audit_scheduler::scheduler::{self, Invocation, Services};
-use pca_audit_scheduler::summary::{Outcome, RunSummary, SkipReason};
+use pca_audit_scheduler::domain::outcome::{Outcome, SkipReason};
+use pca_audit_scheduler::run;
+use pca_audit_scheduler::run::summary::RunSummary;
+use pca_audit_scheduler::{invocation::Invocation, services::Services};
 use serde_json::{Value, json};
 
 /// The tests here take turns: several measure what production gets at AWS's quota, and the
@@ -232,8 +234,7 @@ async fn under_a_fifth_of_calls_failing_every_ca_is_served_once_and_the_ledger_h
     loop {
         runs += 1;
         // Short invocations, so that a claim left by a failed ledger write runs out quickly.
-        let summary =
-            scheduler::run(&services, &scheduled(), &short(&format!("fault-{runs}"), 8)).await;
+        let summary = run::run(&services, &scheduled(), &short(&format!("fault-{runs}"), 8)).await;
         per_run.push(format!(
             "run {runs}: {} requested, {} recovered, {} failed, {} skipped, {} deferred, {} region errors",
             summary.counts.requested,
@@ -298,7 +299,7 @@ async fn under_a_fifth_of_calls_failing_every_ca_is_served_once_and_the_ledger_h
     }
     // One more run without faults follows up whatever the faults left CREATING or claimed.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let settle = scheduler::run(&services, &scheduled(), &short("settle", 20)).await;
+    let settle = run::run(&services, &scheduled(), &short("settle", 20)).await;
     assert_eq!(settle.counts.failed, 0, "{settle:#?}");
 
     // Once per window, counted at the emulator.
@@ -349,7 +350,7 @@ async fn with_dynamodb_unreachable_no_report_is_requested_and_the_run_says_why()
     let rule =
         fault(json!({"service": "dynamodb", "table": world.table, "rate": 1, "kind": "reset"}));
     let services = world.fast_services();
-    let summary = scheduler::run(&services, &scheduled(), &short("no-ledger", 60)).await;
+    let summary = run::run(&services, &scheduled(), &short("no-ledger", 60)).await;
     clear_fault(&rule);
     assert_eq!(summary.counts.failed, arns.len(), "{summary:#?}");
     for o in &summary.certificate_authorities {
@@ -361,7 +362,7 @@ async fn with_dynamodb_unreachable_no_report_is_requested_and_the_run_says_why()
         }
     }
     assert!(world.create_calls().is_empty(), "no create without a claim");
-    let err = pca_audit_scheduler::handler::verdict(summary)
+    let err = pca_audit_scheduler::entry::verdict(summary)
         .unwrap_err()
         .to_string();
     assert!(err.contains("5 of 5"), "{err}");
@@ -380,7 +381,7 @@ async fn with_acm_pca_unreachable_claims_are_released_and_windows_untouched() {
         json!({"service": "acm-pca", "operation": "CreateCertificateAuthorityAuditReport",
                             "account_id": world.account_id, "rate": 1, "kind": "500"}),
     );
-    let summary = scheduler::run(&services, &scheduled(), &short("pca-down", 60)).await;
+    let summary = run::run(&services, &scheduled(), &short("pca-down", 60)).await;
     clear_fault(&rule);
     assert_eq!(summary.counts.failed, 4, "{summary:#?}");
     for arn in &arns {
@@ -399,7 +400,7 @@ async fn with_acm_pca_unreachable_claims_are_released_and_windows_untouched() {
         json!({"service": "acm-pca", "account_id": world2.account_id, "rate": 1, "kind": "500"}),
     );
     let services2 = world2.fast_services();
-    let summary = scheduler::run(&services2, &scheduled(), &short("pca-gone", 60)).await;
+    let summary = run::run(&services2, &scheduled(), &short("pca-gone", 60)).await;
     clear_fault(&rule);
     assert_eq!(summary.region_errors.len(), 1, "{summary:#?}");
     assert_eq!(summary.region_errors[0].error_code, "InternalFailure");
@@ -408,7 +409,7 @@ async fn with_acm_pca_unreachable_claims_are_released_and_windows_untouched() {
     }
 
     // Back up: the next run serves them all.
-    let after = scheduler::run(&services, &scheduled(), &short("pca-back", 60)).await;
+    let after = run::run(&services, &scheduled(), &short("pca-back", 60)).await;
     assert_eq!(after.counts.requested, 4, "{after:#?}");
 }
 
@@ -423,7 +424,7 @@ async fn a_bucket_deleted_mid_run_fails_the_remaining_cas_clearly() {
         .services(clock())
         .with_create_period(Duration::from_millis(400));
     let (request, invocation) = (scheduled(), short("bucket-gone", 12));
-    let run = scheduler::run(&services, &request, &invocation);
+    let run = run::run(&services, &request, &invocation);
     let delete = async {
         tokio::time::sleep(Duration::from_millis(1300)).await;
         world
@@ -505,7 +506,7 @@ async fn a_create_whose_answer_is_lost_is_found_in_the_bucket_and_recorded() {
         cas,
         "{summary:#?}"
     );
-    assert!(pca_audit_scheduler::handler::verdict(summary.clone()).is_ok());
+    assert!(pca_audit_scheduler::entry::verdict(summary.clone()).is_ok());
     let pending: Vec<&str> = summary
         .certificate_authorities
         .iter()

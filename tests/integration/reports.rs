@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{World, attr, control, invocation, outcome_of, run, scheduled};
-use pca_audit_scheduler::report_contents::UNREADABLE;
-use pca_audit_scheduler::scheduler::{self, Services};
-use pca_audit_scheduler::summary::ReportStatus;
-use pca_audit_scheduler::time::{Clock, SystemClock};
+use pca_audit_scheduler::domain::report::ReportStatus;
+use pca_audit_scheduler::evidence::contents::UNREADABLE;
+use pca_audit_scheduler::run;
+use pca_audit_scheduler::services::Services;
+use pca_audit_scheduler::services::{Clock, SystemClock};
 use serde_json::{Value, json};
 
 fn reading(world: &World, format: &str, clock: Arc<dyn Clock>) -> Services {
@@ -152,7 +153,7 @@ async fn a_report_that_cannot_be_parsed_is_a_clear_error_and_stays_success() {
     let services = reading(&world, "JSON", Arc::new(SystemClock::default()));
     // Too little time to wait for the report: it is followed up next run.
     let short = invocation("short", Duration::from_secs(14));
-    let first = scheduler::run(&services, &scheduled(), &short).await;
+    let first = run::run(&services, &scheduled(), &short).await;
     let key = outcome_of(&first, arn)["s3Key"]
         .as_str()
         .unwrap()

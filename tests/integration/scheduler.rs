@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::*;
-use pca_audit_scheduler::handler::verdict;
-use pca_audit_scheduler::time::Timestamp;
+use pca_audit_scheduler::domain::time::Timestamp;
+use pca_audit_scheduler::entry::verdict;
 use serde_json::json;
 
 #[tokio::test]
@@ -125,7 +125,7 @@ async fn every_page_of_every_configured_region_is_audited() {
         .map(|c| c["arn"].as_str().unwrap().to_string())
         .collect();
     let settings = world.settings_with(&[("AUDIT_REGIONS", "us-east-1,eu-west-1")]);
-    let services = pca_audit_scheduler::scheduler::Services::new(settings, &world.sdk, clock())
+    let services = pca_audit_scheduler::services::Services::new(settings, &world.sdk, clock())
         .with_create_period(Duration::ZERO);
 
     let summary = run(&services, &scheduled(), "two-regions").await;
@@ -149,7 +149,7 @@ async fn a_run_killed_after_claiming_does_not_lock_its_cas_past_the_lease() {
     // A run claims both CAs with a 60-second lease, then dies before requesting.
     let now = clock().now();
     for arn in &arns {
-        let arn = pca_audit_scheduler::arn::CaArn::parse(arn).unwrap();
+        let arn = pca_audit_scheduler::domain::arn::CaArn::parse(arn).unwrap();
         let won = services
             .ledger
             .claim(&arn, "dead-run", now, now.plus(Duration::from_secs(60)))
@@ -157,7 +157,7 @@ async fn a_run_killed_after_claiming_does_not_lock_its_cas_past_the_lease() {
             .unwrap();
         assert!(matches!(
             won,
-            pca_audit_scheduler::ledger::ClaimResult::Won(_)
+            pca_audit_scheduler::aws::ledger::ClaimResult::Won(_)
         ));
     }
 
@@ -329,14 +329,14 @@ async fn running_short_of_time_defers_the_rest_and_the_next_run_takes_them_first
         .with_create_period(Duration::from_millis(500));
 
     // Two seconds beyond the reserve: room for a few paced creates, not six.
-    let short = pca_audit_scheduler::scheduler::Invocation {
+    let short = pca_audit_scheduler::invocation::Invocation {
         run_id: "short".into(),
         deadline: tokio::time::Instant::now() + Duration::from_millis(1200),
         reserve: Duration::ZERO,
         home_account: None,
         partition: None,
     };
-    let first = pca_audit_scheduler::scheduler::run(&services, &scheduled(), &short).await;
+    let first = pca_audit_scheduler::run::run(&services, &scheduled(), &short).await;
     assert!(
         first.counts.requested >= 1 && first.counts.deferred >= 1,
         "{first:#?}"
@@ -471,7 +471,7 @@ async fn a_ca_past_the_certificate_limit_fails_naming_the_cause() {
 /// caller's cutoff, and a slot taken by a caller that never uses it blocks nobody.
 #[tokio::test]
 async fn shared_create_slots_space_every_callers_creates() {
-    use pca_audit_scheduler::quota::SharedPacer;
+    use pca_audit_scheduler::pacing::shared::SharedPacer;
     let world = World::new().await;
     let period = Duration::from_millis(200);
     let pacer = || {

@@ -1,0 +1,172 @@
+//! Evidence objects the function writes itself (the coverage manifests), streamed to S3 in
+//! parts: a year of 1,000 CAs' reports is a manifest of about 100 MB, more than the function's
+//! memory, so no manifest is ever held whole.
+//!
+//! S3 multipart upload (S3 user guide, "Uploading and copying objects using multipart
+//! upload"): every part but the last at least 5 MiB, at most 10,000 parts. Each part here is
+//! `PART_SIZE`, so an object can reach 80 GB. With SSE-KMS, S3 needs `kms:GenerateDataKey` and
+//! `kms:Decrypt` of the caller for a multipart upload ("Multipart upload API and
+//! permissions"); with the stack's own key the object is encrypted with a data key of its own
+//! (no Bucket Key), so S3 asks KMS with the object's ARN as encryption context and the role's
+//! grant can be held to `evidence/*` (template.yaml, `CoverageManifestKey`).
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
+
+use crate::aws::ServiceError;
+
+/// Bytes of one part: above S3's 5 MiB minimum, small beside the function's memory (two
+/// manifests are written side by side).
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// A failed write of an evidence object: which one, and what S3 said.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("writing s3://{bucket}/{key}: {error}")]
+pub struct EvidenceError {
+    pub bucket: String,
+    pub key: String,
+    pub error: ServiceError,
+}
+
+/// One object being written, part by part.
+pub struct EvidenceObject<'a> {
+    s3: &'a Client,
+    bucket: String,
+    key: String,
+    upload_id: String,
+    buffer: Vec<u8>,
+    parts: Vec<CompletedPart>,
+}
+
+impl<'a> EvidenceObject<'a> {
+    /// Starts the upload. `kms_key`: the stack's own report key, with which the object is
+    /// encrypted without a Bucket Key; `None` leaves the bucket's default encryption.
+    pub async fn start(
+        s3: &'a Client,
+        bucket: &str,
+        key: &str,
+        content_type: &str,
+        kms_key: Option<&str>,
+    ) -> Result<Self, EvidenceError> {
+        let mut create = s3
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type);
+        if let Some(kms_key) = kms_key {
+            create = create
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(kms_key)
+                .bucket_key_enabled(false);
+        }
+        let fail = |error| EvidenceError {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            error,
+        };
+        let created = create
+            .send()
+            .await
+            .map_err(|e| fail(ServiceError::from_sdk(&e)))?;
+        let upload_id = created.upload_id.ok_or_else(|| {
+            fail(ServiceError {
+                code: crate::domain::code::Code::IncompleteResponse.into(),
+                message: "CreateMultipartUpload returned no upload id".into(),
+                ambiguous: false,
+            })
+        })?;
+        Ok(Self {
+            s3,
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            upload_id,
+            buffer: Vec::with_capacity(PART_SIZE),
+            parts: Vec::new(),
+        })
+    }
+
+    /// Appends bytes; a full part goes to S3 at once.
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), EvidenceError> {
+        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() >= PART_SIZE {
+            self.send_part().await?;
+        }
+        Ok(())
+    }
+
+    async fn send_part(&mut self) -> Result<(), EvidenceError> {
+        let number = self.parts.len() as i32 + 1;
+        let body = std::mem::replace(&mut self.buffer, Vec::with_capacity(PART_SIZE));
+        let sent = self
+            .s3
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| self.failed(ServiceError::from_sdk(&e)))?;
+        self.parts.push(
+            CompletedPart::builder()
+                .set_e_tag(sent.e_tag)
+                .part_number(number)
+                .build(),
+        );
+        Ok(())
+    }
+
+    /// Sends what is left as the last part and completes the object: only now does it
+    /// appear in the bucket, whole.
+    pub async fn finish(mut self) -> Result<(), EvidenceError> {
+        if !self.buffer.is_empty() || self.parts.is_empty() {
+            self.send_part().await?;
+        }
+        let parts = std::mem::take(&mut self.parts);
+        self.s3
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| self.failed(ServiceError::from_sdk(&e)))?;
+        Ok(())
+    }
+
+    /// Gives the upload up: S3 drops the parts sent so far, and no object appears. A failure
+    /// here is only logged: the bucket's lifecycle rule for incomplete uploads removes the
+    /// parts in any case (template.yaml).
+    pub async fn abort(self) {
+        let aborted = self
+            .s3
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .send()
+            .await;
+        if let Err(e) = aborted {
+            tracing::warn!(
+                key = self.key,
+                "abandoned upload not aborted: {}",
+                ServiceError::from_sdk(&e)
+            );
+        }
+    }
+
+    fn failed(&self, error: ServiceError) -> EvidenceError {
+        EvidenceError {
+            bucket: self.bucket.clone(),
+            key: self.key.clone(),
+            error,
+        }
+    }
+}

@@ -1,0 +1,752 @@
+//! Settings, read from the environment once at cold start and checked there.
+//!
+//! A missing or invalid setting stops start-up with a message naming it, so a bad deploy
+//! fails on its first invocation instead of auditing the wrong thing.
+
+use aws_sdk_acmpca::types::{CertificateAuthorityStatus, CertificateAuthorityType};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::domain::ids::{AccountId, Region};
+pub use crate::domain::report::ReportFormat;
+pub use crate::domain::scope::{RequiredTag, Scope};
+use crate::domain::window::{AUDITABLE_STATES, Interval};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("setting {name} is missing: {hint}")]
+    Missing {
+        name: &'static str,
+        hint: &'static str,
+    },
+    #[error("setting {name}={value:?} is invalid: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// Bucket names as S3 allows them (3–63 of lowercase letters, digits, dots and hyphens).
+pub fn is_bucket_name(s: &str) -> bool {
+    (3..=63).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub ledger_table: String,
+    pub report_bucket: String,
+    pub report_format: ReportFormat,
+    pub min_interval: Interval,
+    /// Regions whose CAs are audited, in the order given.
+    pub regions: Vec<Region>,
+    pub audit_states: BTreeSet<CertificateAuthorityStatus>,
+    pub history_retention: Duration,
+    /// CAs handled at once per region; creates are paced separately.
+    pub max_concurrency: usize,
+    /// Whose CAs are audited, and how the function reaches the other accounts.
+    pub accounts: Accounts,
+    pub member_role: MemberRole,
+    /// Which CAs are left out whatever their state.
+    pub scope: Scope,
+    /// Where a run too large for one invocation sends its work items.
+    pub fan_out: Option<FanOut>,
+    /// Read each SUCCESS report and count what it lists (needs s3:GetObject on the reports).
+    pub read_reports: bool,
+    /// How late after its window opens a CA may be requested: one period of the schedule.
+    /// A coverage request calls a longer stretch than the interval plus this a gap.
+    pub coverage_slack: Duration,
+    /// The stack's own SSE-KMS key of the report bucket, with which the function encrypts
+    /// the evidence it writes itself (the coverage manifests); unset, the bucket's default.
+    pub report_kms_key: Option<String>,
+}
+
+/// The accounts whose CAs are audited (`AUDIT_ACCOUNTS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accounts {
+    /// The function's own account, with its own credentials.
+    Own,
+    /// These accounts, each through the member role.
+    List(Vec<AccountId>),
+    /// Every active account of the organization, or of these OUs and roots (nested OUs too).
+    Organization { units: Vec<String> },
+}
+
+/// The role the function assumes in a member account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRole {
+    pub name: String,
+    pub external_id: Option<String>,
+}
+
+impl MemberRole {
+    pub fn arn(&self, partition: &str, account: &str) -> String {
+        format!("arn:{partition}:iam::{account}:role/{}", self.name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FanOut {
+    pub queue_url: String,
+    /// A scheduled run covering more account-regions than this sends them to the queue.
+    pub threshold: usize,
+}
+
+pub const DEFAULT_MEMBER_ROLE: &str = "PcaAuditSchedulerMember";
+pub const DEFAULT_FANOUT_THRESHOLD: usize = 8;
+
+/// `ou-<root 4-32>-<8-32>` or `r-<4-32>`, lowercase letters and digits, as Organizations shapes them.
+fn is_parent_id(s: &str) -> bool {
+    let part = |p: &str, min: usize| {
+        (min..=32).contains(&p.len())
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    if let Some(rest) = s.strip_prefix("ou-") {
+        matches!(rest.split_once('-'), Some((root, ou)) if part(root, 4) && part(ou, 8))
+    } else if let Some(root) = s.strip_prefix("r-") {
+        part(root, 4)
+    } else {
+        false
+    }
+}
+
+/// The settings as read: each trimmed, an empty one taken as unset.
+struct Lookup<F>(F);
+
+/// A setting's value failed its check: why, to go with the setting's name and value.
+type Check<T> = Result<T, String>;
+
+impl<F: Fn(&str) -> Option<String>> Lookup<F> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn required(
+        &self,
+        name: &'static str,
+        hint: &'static str,
+        check: impl Fn(&str) -> Check<()>,
+    ) -> Result<String, ConfigError> {
+        let v = self.get(name).ok_or(ConfigError::Missing { name, hint })?;
+        check(&v).map_err(|reason| invalid(name, &v, reason))?;
+        Ok(v)
+    }
+
+    fn parsed<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        parse: impl Fn(&str) -> Check<T>,
+    ) -> Result<T, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => parse(&v).map_err(|reason| invalid(name, &v, reason)),
+        }
+    }
+
+    /// A setting that may be unset, checked when it is set.
+    fn optional<T>(
+        &self,
+        name: &'static str,
+        parse: impl Fn(&str) -> Check<T>,
+    ) -> Result<Option<T>, ConfigError> {
+        self.get(name)
+            .map(|v| parse(&v).map_err(|reason| invalid(name, &v, reason)))
+            .transpose()
+    }
+
+    /// A comma-separated list: items trimmed, empty ones dropped, each checked (and made
+    /// canonical) by `item`, duplicates dropped in order. `None` when unset; with `what`, a
+    /// list that names nothing is refused ("names no <what>").
+    fn list<T: PartialEq>(
+        &self,
+        name: &'static str,
+        what: Option<&str>,
+        item: impl Fn(&str) -> Check<T>,
+    ) -> Result<Option<Vec<T>>, ConfigError> {
+        let Some(v) = self.get(name) else {
+            return Ok(None);
+        };
+        let mut items = Vec::new();
+        for x in v.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+            let x = item(x).map_err(|reason| invalid(name, &v, reason))?;
+            if !items.contains(&x) {
+                items.push(x);
+            }
+        }
+        match what {
+            Some(what) if items.is_empty() => Err(invalid(name, &v, format!("names no {what}"))),
+            _ => Ok(Some(items)),
+        }
+    }
+}
+
+fn invalid(name: &'static str, value: &str, reason: String) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        value: value.to_owned(),
+        reason,
+    }
+}
+
+fn table_name(t: &str) -> Check<()> {
+    let ok = (3..=255).contains(&t.len())
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    ok.then_some(())
+        .ok_or_else(|| "not a DynamoDB table name (3-255 of a-z, A-Z, 0-9, _ - .)".into())
+}
+
+fn bucket_name(b: &str) -> Check<()> {
+    is_bucket_name(b)
+        .then_some(())
+        .ok_or_else(|| "not an S3 bucket name (3-63 of a-z, 0-9, . and -)".into())
+}
+
+fn interval_minutes(v: &str) -> Check<Interval> {
+    let minutes: u64 = v
+        .parse()
+        .map_err(|_| "not a whole number of minutes".to_owned())?;
+    // Ten years: beyond that no audit cadence makes sense, and the instants the ledger writes
+    // stay well inside the year 9999.
+    const MAX_MINUTES: u64 = 3_660 * 24 * 60;
+    if minutes > MAX_MINUTES {
+        return Err(format!("at most {MAX_MINUTES} minutes (ten years)"));
+    }
+    Interval::new(Duration::from_secs(minutes * 60))
+}
+
+fn region(r: &str) -> Check<Region> {
+    Region::parse(r).map_err(|e| e.to_string())
+}
+
+/// One of the states the SDK knows (those ListCertificateAuthorities reports), and one the
+/// service makes audit reports of.
+fn auditable_state(s: &str) -> Check<CertificateAuthorityStatus> {
+    let upper = s.to_ascii_uppercase();
+    if !CertificateAuthorityStatus::values().contains(&upper.as_str()) {
+        return Err(format!(
+            "`{s}` is not a CA state (one of {})",
+            CertificateAuthorityStatus::values().join(", ")
+        ));
+    }
+    let state = CertificateAuthorityStatus::from(upper.as_str());
+    if !AUDITABLE_STATES.contains(&state) {
+        let auditable: Vec<&str> = AUDITABLE_STATES.iter().map(|s| s.as_str()).collect();
+        return Err(format!(
+            "AWS Private CA makes no audit report of a CA in state {upper} (only {}: user \
+             guide, \"Understand AWS Private CA CA status\"), so auditing it would only spend \
+             the create quota on a refusal",
+            auditable.join(" and ")
+        ));
+    }
+    Ok(state)
+}
+
+fn ca_type(t: &str) -> Check<CertificateAuthorityType> {
+    let upper = t.to_ascii_uppercase();
+    if !CertificateAuthorityType::values().contains(&upper.as_str()) {
+        return Err(format!(
+            "`{t}` is not a CA type ({})",
+            CertificateAuthorityType::values().join(" or ")
+        ));
+    }
+    Ok(CertificateAuthorityType::from(upper.as_str()))
+}
+
+fn whole_in(
+    range: std::ops::RangeInclusive<u64>,
+    what: &'static str,
+) -> impl Fn(&str) -> Check<u64> {
+    move |v| {
+        v.parse::<u64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| what.to_owned())
+    }
+}
+
+fn account_id(id: &str) -> Check<AccountId> {
+    AccountId::parse(id).map_err(|e| format!("{e} (or give the single word ORGANIZATION)"))
+}
+
+fn parent_id(id: &str) -> Check<String> {
+    is_parent_id(id)
+        .then(|| id.to_owned())
+        .ok_or_else(|| format!("`{id}` is not an OU id (ou-...) or root id (r-...)"))
+}
+
+fn role_name(n: &str) -> Check<()> {
+    let ok = (1..=64).contains(&n.len())
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
+    ok.then_some(())
+        .ok_or_else(|| "not an IAM role name (1-64 of letters, digits and +=,.@_-)".into())
+}
+
+fn exempt_arn(a: &str) -> Check<String> {
+    crate::domain::arn::CaArn::parse(a)
+        .map(|arn| arn.to_string())
+        .map_err(|e| format!("`{a}` is not a CA ARN: {e}"))
+}
+
+fn required_tag(t: &str) -> Check<RequiredTag> {
+    let (key, value) = match t.split_once('=') {
+        Some((k, val)) => (k.trim(), Some(val.trim().to_owned())),
+        None => (t, None),
+    };
+    if key.is_empty() || key.len() > 128 || value.as_ref().is_some_and(|v| v.len() > 256) {
+        return Err(format!(
+            "`{t}` is not key or key=value (key 1-128, value up to 256 characters)"
+        ));
+    }
+    Ok(RequiredTag {
+        key: key.to_owned(),
+        value,
+    })
+}
+
+fn boolean(v: &str) -> Check<bool> {
+    match v {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("must be true or false".into()),
+    }
+}
+
+fn queue_url(url: &str) -> Check<()> {
+    (url.starts_with("https://") || url.starts_with("http://"))
+        .then_some(())
+        .ok_or_else(|| {
+            "not an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)".into()
+        })
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads every setting through `get`, one line a setting; the first invalid or missing
+    /// one is the error, naming it.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let l = Lookup(get);
+        let days = |d: u64| Duration::from_secs(d * 86_400);
+        Ok(Self {
+            ledger_table: l.required("LEDGER_TABLE", LEDGER_HINT, table_name)?,
+            report_bucket: l.required("REPORT_BUCKET", BUCKET_HINT, bucket_name)?,
+            report_format: l.parsed("REPORT_FORMAT", ReportFormat::default(), str::parse)?,
+            min_interval: l.parsed(
+                "MIN_INTERVAL_MINUTES",
+                Interval::default(),
+                interval_minutes,
+            )?,
+            regions: regions(&l)?,
+            audit_states: l
+                .list("AUDIT_CA_STATES", Some("state"), auditable_state)?
+                .map_or_else(
+                    || AUDITABLE_STATES.iter().cloned().collect(),
+                    BTreeSet::from_iter,
+                ),
+            history_retention: l
+                .parsed(
+                    "HISTORY_RETENTION_DAYS",
+                    400,
+                    whole_in(1..=36_500, RETENTION),
+                )
+                .map(days)?,
+            max_concurrency: l.parsed("MAX_CONCURRENCY", 8, whole_in(1..=64, CONCURRENCY))?
+                as usize,
+            accounts: accounts(&l)?,
+            member_role: member_role(&l)?,
+            scope: scope(&l)?,
+            fan_out: fan_out(&l)?,
+            read_reports: l.parsed("READ_REPORTS", false, boolean)?,
+            coverage_slack: l
+                .parsed("COVERAGE_SLACK_MINUTES", 60, whole_in(0..=10_080, SLACK))
+                .map(|m| Duration::from_secs(m * 60))?,
+            report_kms_key: l.optional("REPORT_KMS_KEY_ARN", kms_key_arn)?,
+        })
+    }
+}
+
+const LEDGER_HINT: &str = "the DynamoDB table that holds each CA's window and report history";
+const BUCKET_HINT: &str = "the S3 bucket the audit reports are written to";
+const RETENTION: &str = "must be a whole number of days from 1 to 36500";
+const CONCURRENCY: &str = "must be a whole number from 1 to 64";
+// The template's default schedule, `rate(1 hour)`, is 60; a week at most.
+const SLACK: &str = "must be a whole number of minutes from 0 to 10080 (a week)";
+
+/// `arn:<partition>:kms:<region>:<account>:key/<id>`.
+fn kms_key_arn(arn: &str) -> Check<String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    match parts[..] {
+        ["arn", _, "kms", region, account, resource]
+            if Region::is_valid(region)
+                && AccountId::is_valid(account)
+                && resource
+                    .strip_prefix("key/")
+                    .is_some_and(|id| !id.is_empty()) =>
+        {
+            Ok(arn.to_owned())
+        }
+        _ => Err("not a KMS key ARN (arn:<partition>:kms:<region>:<account>:key/<id>)".into()),
+    }
+}
+
+/// `AUDIT_REGIONS`, or the function's own region, which Lambda always sets.
+fn regions(l: &Lookup<impl Fn(&str) -> Option<String>>) -> Result<Vec<Region>, ConfigError> {
+    if let Some(regions) = l.list("AUDIT_REGIONS", Some("region"), region)? {
+        return Ok(regions);
+    }
+    match l.get("AWS_REGION").or_else(|| l.get("AWS_DEFAULT_REGION")) {
+        Some(r) => Region::parse(&r)
+            .map(|r| vec![r])
+            .map_err(|_| invalid("AWS_REGION", &r, "not a region name".into())),
+        None => Err(ConfigError::Missing {
+            name: "AUDIT_REGIONS",
+            hint: "set it, or AWS_REGION, to the regions whose CAs are audited",
+        }),
+    }
+}
+
+/// `AUDIT_ACCOUNTS`, and `AUDIT_ORGANIZATIONAL_UNITS`, which only goes with `ORGANIZATION`.
+fn accounts(l: &Lookup<impl Fn(&str) -> Option<String>>) -> Result<Accounts, ConfigError> {
+    let organization = l
+        .get("AUDIT_ACCOUNTS")
+        .is_some_and(|v| v.eq_ignore_ascii_case("ORGANIZATION"));
+    if organization {
+        let units = l.list("AUDIT_ORGANIZATIONAL_UNITS", None, parent_id)?;
+        return Ok(Accounts::Organization {
+            units: units.unwrap_or_default(),
+        });
+    }
+    if let Some(units) = l.get("AUDIT_ORGANIZATIONAL_UNITS") {
+        return Err(invalid(
+            "AUDIT_ORGANIZATIONAL_UNITS",
+            &units,
+            "only applies with AUDIT_ACCOUNTS=ORGANIZATION".into(),
+        ));
+    }
+    Ok(l.list("AUDIT_ACCOUNTS", Some("account"), account_id)?
+        .map_or(Accounts::Own, Accounts::List))
+}
+
+fn member_role(l: &Lookup<impl Fn(&str) -> Option<String>>) -> Result<MemberRole, ConfigError> {
+    let name = l
+        .get("MEMBER_ROLE_NAME")
+        .unwrap_or_else(|| DEFAULT_MEMBER_ROLE.into());
+    role_name(&name).map_err(|reason| invalid("MEMBER_ROLE_NAME", &name, reason))?;
+    let external_id = l.get("MEMBER_ROLE_EXTERNAL_ID");
+    let valid = |x: &str| {
+        (2..=1224).contains(&x.len())
+            && x.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+=,.@:/_-".contains(&b))
+    };
+    if external_id.as_deref().is_some_and(|x| !valid(x)) {
+        // The value itself is a shared secret of sorts: not repeated in the message.
+        return Err(ConfigError::Invalid {
+            name: "MEMBER_ROLE_EXTERNAL_ID",
+            value: "(not shown)".into(),
+            reason: "must be 2-1224 of letters, digits and +=,.@:/_-".into(),
+        });
+    }
+    Ok(MemberRole { name, external_id })
+}
+
+fn scope(l: &Lookup<impl Fn(&str) -> Option<String>>) -> Result<Scope, ConfigError> {
+    Ok(Scope {
+        exempt: l
+            .list("EXEMPT_CA_ARNS", None, exempt_arn)?
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        required_tags: l
+            .list("REQUIRED_TAGS", None, required_tag)?
+            .unwrap_or_default(),
+        types: l
+            .list("AUDIT_CA_TYPES", Some("type"), ca_type)?
+            .map_or_else(
+                || {
+                    [
+                        CertificateAuthorityType::Root,
+                        CertificateAuthorityType::Subordinate,
+                    ]
+                    .into()
+                },
+                BTreeSet::from_iter,
+            ),
+    })
+}
+
+fn fan_out(l: &Lookup<impl Fn(&str) -> Option<String>>) -> Result<Option<FanOut>, ConfigError> {
+    let Some(url) = l.get("FANOUT_QUEUE_URL") else {
+        return Ok(None);
+    };
+    queue_url(&url).map_err(|reason| invalid("FANOUT_QUEUE_URL", &url, reason))?;
+    let threshold = l.parsed(
+        "FANOUT_THRESHOLD",
+        DEFAULT_FANOUT_THRESHOLD as u64,
+        whole_in(
+            0..=10_000,
+            "must be a whole number of account-regions from 0 (always) to 10000",
+        ),
+    )?;
+    Ok(Some(FanOut {
+        queue_url: url,
+        threshold: threshold as usize,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    const BASE: [(&str, &str); 3] = [
+        ("LEDGER_TABLE", "audit-ledger"),
+        ("REPORT_BUCKET", "evidence-bucket"),
+        ("AWS_REGION", "eu-west-1"),
+    ];
+
+    #[test]
+    fn defaults_follow_the_service() {
+        let s = settings(&BASE).unwrap();
+        assert_eq!(s.report_format, ReportFormat::Json);
+        assert_eq!(s.min_interval.duration(), Duration::from_secs(1800));
+        assert_eq!(s.regions, vec!["eu-west-1"]);
+        assert_eq!(
+            s.audit_states
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>(),
+            vec!["ACTIVE", "DISABLED"]
+        );
+        assert_eq!(s.max_concurrency, 8);
+    }
+
+    #[test]
+    fn states_the_service_cannot_audit_are_refused_with_why() {
+        for state in ["EXPIRED", "expired", "PENDING_CERTIFICATE", "DELETED"] {
+            let mut pairs = BASE.to_vec();
+            let value = format!("ACTIVE,{state}");
+            pairs.push(("AUDIT_CA_STATES", &value));
+            let err = settings(&pairs).expect_err(state).to_string();
+            assert!(err.contains("AUDIT_CA_STATES"), "{err}");
+            assert!(
+                err.contains(&format!(
+                    "no audit report of a CA in state {}",
+                    state.to_uppercase()
+                )),
+                "{err}"
+            );
+            assert!(err.contains("only ACTIVE and DISABLED"), "{err}");
+        }
+        let mut pairs = BASE.to_vec();
+        pairs.push(("AUDIT_CA_STATES", "DISABLED"));
+        assert_eq!(
+            settings(&pairs)
+                .unwrap()
+                .audit_states
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>(),
+            vec!["DISABLED"]
+        );
+    }
+
+    #[test]
+    fn coverage_slack_and_the_report_key_are_read_and_checked() {
+        let s = settings(&BASE).unwrap();
+        assert_eq!(s.coverage_slack, Duration::from_secs(3600));
+        assert_eq!(s.report_kms_key, None);
+        let mut pairs = BASE.to_vec();
+        pairs.push(("COVERAGE_SLACK_MINUTES", "15"));
+        let key = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        pairs.push(("REPORT_KMS_KEY_ARN", key));
+        let s = settings(&pairs).unwrap();
+        assert_eq!(s.coverage_slack, Duration::from_secs(900));
+        assert_eq!(s.report_kms_key.as_deref(), Some(key));
+        for (name, value, says) in [
+            ("COVERAGE_SLACK_MINUTES", "soon", "whole number of minutes"),
+            ("COVERAGE_SLACK_MINUTES", "20000", "a week"),
+            ("REPORT_KMS_KEY_ARN", "alias/aws/s3", "not a KMS key ARN"),
+            (
+                "REPORT_KMS_KEY_ARN",
+                "arn:aws:s3:::bucket",
+                "not a KMS key ARN",
+            ),
+        ] {
+            let mut pairs = BASE.to_vec();
+            pairs.push((name, value));
+            let e = settings(&pairs).unwrap_err().to_string();
+            assert!(e.contains(name) && e.contains(says), "{e}");
+        }
+    }
+
+    #[test]
+    fn read_reports_is_off_unless_true_and_refuses_anything_else() {
+        assert!(!settings(&BASE).unwrap().read_reports);
+        let with = |v| {
+            let mut pairs = BASE.to_vec();
+            pairs.push(("READ_REPORTS", v));
+            settings(&pairs)
+        };
+        assert!(with("true").unwrap().read_reports);
+        assert!(!with("false").unwrap().read_reports);
+        let err = with("yes").unwrap_err().to_string();
+        assert!(
+            err.contains("READ_REPORTS") && err.contains("true or false"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_table_is_named() {
+        let err = settings(&[("REPORT_BUCKET", "b-b-b"), ("AWS_REGION", "eu-west-1")]).unwrap_err();
+        assert!(err.to_string().contains("LEDGER_TABLE"), "{err}");
+        let err = settings(&[("LEDGER_TABLE", "t-t"), ("AWS_REGION", "eu-west-1")]).unwrap_err();
+        assert!(err.to_string().contains("REPORT_BUCKET"), "{err}");
+    }
+
+    #[test]
+    fn interval_below_the_service_window_is_refused() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("MIN_INTERVAL_MINUTES", "29"));
+        let err = settings(&pairs).unwrap_err();
+        assert!(err.to_string().contains("MIN_INTERVAL_MINUTES"), "{err}");
+        assert!(err.to_string().contains("30 minutes"), "{err}");
+        pairs.pop();
+        pairs.push(("MIN_INTERVAL_MINUTES", "60"));
+        assert_eq!(
+            settings(&pairs).unwrap().min_interval.duration(),
+            Duration::from_secs(3600)
+        );
+    }
+
+    #[test]
+    fn each_invalid_setting_names_itself() {
+        for (name, value) in [
+            ("REPORT_FORMAT", "XML"),
+            ("MIN_INTERVAL_MINUTES", "half an hour"),
+            ("AUDIT_REGIONS", "eu-west-1,atlantis"),
+            ("AUDIT_REGIONS", " , "),
+            ("AUDIT_CA_STATES", "ACTIVE,SLEEPING"),
+            ("HISTORY_RETENTION_DAYS", "0"),
+            ("MAX_CONCURRENCY", "1000"),
+            ("AUDIT_ACCOUNTS", "123456789012,12345"),
+            ("AUDIT_ACCOUNTS", " , "),
+            ("AUDIT_ORGANIZATIONAL_UNITS", "ou-abcd-12345678"),
+            ("MEMBER_ROLE_NAME", "role/with/slashes"),
+            ("EXEMPT_CA_ARNS", "arn:aws:s3:::bucket"),
+            ("REQUIRED_TAGS", "=value"),
+            ("AUDIT_CA_TYPES", "ROOT,INTERMEDIATE"),
+            ("FANOUT_QUEUE_URL", "my-queue"),
+        ] {
+            let mut pairs = BASE.to_vec();
+            pairs.push((name, value));
+            let err = settings(&pairs).expect_err(name);
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        let err = settings(&[
+            ("LEDGER_TABLE", "t-t"),
+            ("REPORT_BUCKET", "Bad_Bucket"),
+            ("AWS_REGION", "eu-west-1"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("REPORT_BUCKET"));
+    }
+
+    #[test]
+    fn accounts_scope_and_fan_out_are_read() {
+        let s = settings(&BASE).unwrap();
+        assert_eq!(s.accounts, Accounts::Own);
+        assert_eq!(s.member_role.name, DEFAULT_MEMBER_ROLE);
+        assert_eq!(s.scope.types.len(), 2);
+        assert_eq!(s.fan_out, None);
+
+        let mut pairs = BASE.to_vec();
+        pairs.extend([
+            ("AUDIT_ACCOUNTS", "ORGANIZATION"),
+            ("AUDIT_ORGANIZATIONAL_UNITS", "ou-ab12-abcdefgh, r-ab12"),
+            ("MEMBER_ROLE_EXTERNAL_ID", "s3cr3t-id"),
+            ("REQUIRED_TAGS", "audit=yes, owner"),
+            ("AUDIT_CA_TYPES", "subordinate"),
+            (
+                "FANOUT_QUEUE_URL",
+                "https://sqs.us-east-1.amazonaws.com/123456789012/work",
+            ),
+            ("FANOUT_THRESHOLD", "4"),
+        ]);
+        let s = settings(&pairs).unwrap();
+        assert_eq!(
+            s.accounts,
+            Accounts::Organization {
+                units: vec!["ou-ab12-abcdefgh".into(), "r-ab12".into()]
+            }
+        );
+        assert_eq!(s.member_role.external_id.as_deref(), Some("s3cr3t-id"));
+        assert_eq!(
+            s.scope.required_tags,
+            vec![
+                RequiredTag {
+                    key: "audit".into(),
+                    value: Some("yes".into())
+                },
+                RequiredTag {
+                    key: "owner".into(),
+                    value: None
+                },
+            ]
+        );
+        assert_eq!(
+            s.scope.types.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+            vec!["SUBORDINATE"]
+        );
+        assert_eq!(s.fan_out.unwrap().threshold, 4);
+
+        let mut pairs = BASE.to_vec();
+        pairs.push(("AUDIT_ACCOUNTS", "111111111111,222222222222,111111111111"));
+        assert_eq!(
+            settings(&pairs).unwrap().accounts,
+            Accounts::List(vec![
+                AccountId::parse("111111111111").unwrap(),
+                AccountId::parse("222222222222").unwrap()
+            ])
+        );
+    }
+
+    #[test]
+    fn an_invalid_external_id_is_named_but_not_shown() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("MEMBER_ROLE_EXTERNAL_ID", "x"));
+        let err = settings(&pairs).unwrap_err().to_string();
+        assert!(err.contains("MEMBER_ROLE_EXTERNAL_ID"), "{err}");
+        assert!(!err.contains("\"x\""), "{err}");
+    }
+
+    #[test]
+    fn regions_are_deduplicated_in_order() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("AUDIT_REGIONS", "us-east-1, eu-west-1,us-east-1"));
+        assert_eq!(
+            settings(&pairs).unwrap().regions,
+            vec!["us-east-1", "eu-west-1"]
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! The domain: the vocabulary every other folder shares, and the decisions that need no I/O.
+//! Nothing here awaits, reads a clock or reads the environment.
+
+pub mod arn;
+pub mod code;
+pub mod ids;
+pub mod outcome;
+pub mod report;
+pub mod request;
+pub mod scope;
+pub mod time;
+pub mod window;

@@ -1,0 +1,373 @@
+//! An audit report: its format and status, the bucket's key scheme the service writes it
+//! under, what a follow-up found of it (`ReportCheck`), and what the service's answer and the
+//! object in the bucket mean together. Pure: the calls are in `aws`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use aws_sdk_acmpca::types::AuditReportStatus;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::arn::CaArn;
+use crate::domain::time::Timestamp;
+use crate::domain::window::PendingReport;
+
+/// What an audit report says (READ_REPORTS), once read: `evidence::contents` reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportContents {
+    /// Certificates the report lists.
+    pub certificates: u64,
+    /// Issued since the CA's previous SUCCESS report (all, when there is none).
+    pub issued_since: u64,
+    /// Revoked since the CA's previous SUCCESS report (all, when there is none).
+    pub revoked_since: u64,
+    /// The first ARNs of each, in report order.
+    pub first_issued: Vec<String>,
+    pub first_revoked: Vec<String>,
+}
+
+/// Audit report file format, as the API names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ReportFormat {
+    #[default]
+    Json,
+    Csv,
+}
+
+impl ReportFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Json => "JSON",
+            Self::Csv => "CSV",
+        }
+    }
+}
+
+impl FromStr for ReportFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "JSON" => Ok(Self::Json),
+            "CSV" => Ok(Self::Csv),
+            _ => Err("must be JSON or CSV".into()),
+        }
+    }
+}
+
+impl fmt::Display for ReportFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a requested audit report stands, as the service and the bucket say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ReportStatus {
+    /// Not written yet: checked again first thing next run.
+    Creating,
+    /// Written, and the object is in the bucket.
+    Success,
+    /// The service could not write it, or the object is missing or empty.
+    Failed,
+}
+
+impl ReportStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Creating => "CREATING",
+            Self::Success => "SUCCESS",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "CREATING" => Some(Self::Creating),
+            "SUCCESS" => Some(Self::Success),
+            "FAILED" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// The follow-up of one audit report: DescribeCertificateAuthorityAuditReport, then the object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportCheck {
+    pub report_id: String,
+    pub status: ReportStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    /// Prose for people (the summary, the log, the history item); never read by the code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// What the check could not do: the follow-up reads this, never `detail`.
+    #[serde(skip)]
+    pub limit: CheckLimit,
+    /// What the report says (READ_REPORTS), once read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contents: Option<ReportContents>,
+}
+
+/// What a follow-up could not do, for the code to act on (the prose is in `detail`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CheckLimit {
+    /// The check saw what it looked for.
+    #[default]
+    None,
+    /// The service or the bucket could not be asked: stop looking this run, the next run
+    /// looks again.
+    CouldNotLook,
+    /// SUCCESS, but what the report says could not be read (READ_REPORTS).
+    Unreadable,
+}
+
+/// A report the follow-up could not see end, to be looked at again next run.
+pub fn still_creating(report: &PendingReport, detail: Option<String>) -> ReportCheck {
+    ReportCheck {
+        report_id: report.report_id.clone(),
+        status: ReportStatus::Creating,
+        size_bytes: None,
+        limit: if detail.is_some() {
+            CheckLimit::CouldNotLook
+        } else {
+            CheckLimit::None
+        },
+        detail,
+        contents: None,
+    }
+}
+
+/// What DescribeCertificateAuthorityAuditReport's `status` and the object in the bucket mean
+/// together. `object_size` is the size of the object under exactly the report's key, `None`
+/// when there is none; it is only looked at for SUCCESS (`None` for the other statuses).
+/// SUCCESS counts only with a non-empty object: the evidence is the object, not the status.
+pub fn check_of(
+    arn: &CaArn,
+    report: &PendingReport,
+    status: Option<&AuditReportStatus>,
+    object_size: Option<u64>,
+) -> ReportCheck {
+    let result = |status, size_bytes, detail: Option<String>| ReportCheck {
+        report_id: report.report_id.clone(),
+        status,
+        size_bytes,
+        detail,
+        limit: CheckLimit::None,
+        contents: None,
+    };
+    let (bucket, key) = (&report.s3_bucket, &report.s3_key);
+    match (status, object_size) {
+        (Some(AuditReportStatus::Success), Some(size)) if size > 0 => {
+            result(ReportStatus::Success, Some(size), None)
+        }
+        (Some(AuditReportStatus::Success), Some(_)) => result(
+            ReportStatus::Failed,
+            Some(0),
+            Some(format!(
+                "the service says SUCCESS but s3://{bucket}/{key} is empty"
+            )),
+        ),
+        (Some(AuditReportStatus::Success), None) => result(
+            ReportStatus::Failed,
+            None,
+            Some(format!(
+                "the service says SUCCESS but s3://{bucket}/{key} is not in the bucket \
+                 (deleted since, or a lifecycle rule removed it)"
+            )),
+        ),
+        (Some(AuditReportStatus::Failed), _) => {
+            result(ReportStatus::Failed, None, Some(failed_cause(arn, bucket)))
+        }
+        // CREATING, or a status this build does not know: look again later.
+        _ => result(ReportStatus::Creating, None, None),
+    }
+}
+
+/// What usually makes the service fail to write a report: it says no more than FAILED.
+fn failed_cause(arn: &CaArn, bucket: &str) -> String {
+    format!(
+        "ACM Private CA could not write the audit report to bucket {bucket}. Likely causes: the \
+         bucket policy does not let acm-pca.amazonaws.com s3:PutObject under audit-report/ for \
+         CAs of account {} (aws:SourceAccount, aws:SourceArn or aws:SourceOrgID); or the bucket \
+         uses SSE-KMS with a key whose policy does not let acm-pca.amazonaws.com \
+         kms:GenerateDataKey, or with the aws/s3 key, which ACM Private CA cannot use",
+        arn.account()
+    )
+}
+
+/// Where the service writes a CA's reports: `audit-report/<CA id>/<report id>.<json|csv>`
+/// (Private CA user guide, "Using audit reports with your private CA").
+pub fn report_prefix(arn: &CaArn) -> String {
+    format!("audit-report/{}/", arn.id())
+}
+
+/// The format a report's key says it is in (`….json` or `….csv`, as the service names them).
+pub fn format_of_key(key: &str) -> Option<ReportFormat> {
+    if key.ends_with(".json") {
+        Some(ReportFormat::Json)
+    } else if key.ends_with(".csv") {
+        Some(ReportFormat::Csv)
+    } else {
+        None
+    }
+}
+
+/// `<prefix><report id>.json` → (report id, JSON); anything else under the prefix (another
+/// name, a nested key, an id not shaped as the service's) is not a report.
+pub fn parse_report_key(prefix: &str, key: &str) -> Option<(String, ReportFormat)> {
+    let name = key.strip_prefix(prefix)?;
+    let format = format_of_key(name)?;
+    let id = name.rsplit_once('.')?.0;
+    crate::domain::arn::is_lower_uuid(id).then(|| (id.to_owned(), format))
+}
+
+/// An object under a CA's report prefix, as the bucket lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    pub key: String,
+    pub written_at: Timestamp,
+    pub size_bytes: u64,
+}
+
+/// A report found in the bucket that no run recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundReport {
+    pub report_id: String,
+    pub s3_key: String,
+    pub format: ReportFormat,
+    pub written_at: Timestamp,
+    pub size_bytes: u64,
+}
+
+/// How far the bucket's clock may be behind ours when comparing an object's time with a claim's.
+const CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The newest report of the CA among `objects` written since `since`, other than `known_key`
+/// (the last one recorded), not empty, and named as the service names reports.
+pub fn newest_unrecorded(
+    arn: &CaArn,
+    objects: &[ListedObject],
+    since: Timestamp,
+    known_key: Option<&str>,
+) -> Option<FoundReport> {
+    let prefix = report_prefix(arn);
+    let not_before = since.minus(CLOCK_SKEW);
+    objects
+        .iter()
+        .filter(|o| o.written_at >= not_before && Some(o.key.as_str()) != known_key)
+        .filter(|o| o.size_bytes > 0)
+        .filter_map(|o| {
+            let (report_id, format) = parse_report_key(&prefix, &o.key)?;
+            Some(FoundReport {
+                report_id,
+                s3_key: o.key.clone(),
+                format,
+                written_at: o.written_at,
+                size_bytes: o.size_bytes,
+            })
+        })
+        .fold(None, |newest: Option<FoundReport>, f| match newest {
+            Some(n) if n.written_at >= f.written_at => Some(n),
+            _ => Some(f),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CA: &str = "arn:aws:acm-pca:eu-west-1:111111111111:certificate-authority/11111111-2222-3333-4444-555555555555";
+    const ID: &str = "0b8e0c5a-3c6e-4a39-9f4e-7d1f2a3b4c5d";
+
+    fn arn() -> CaArn {
+        CaArn::parse(CA).unwrap()
+    }
+
+    fn pending() -> PendingReport {
+        PendingReport {
+            report_id: ID.into(),
+            s3_bucket: "b".into(),
+            s3_key: format!("audit-report/11111111-2222-3333-4444-555555555555/{ID}.json"),
+            requested_at: Timestamp::from_epoch_seconds(1_000),
+        }
+    }
+
+    #[test]
+    fn only_report_shaped_keys_are_reports() {
+        let p = report_prefix(&arn());
+        assert_eq!(
+            parse_report_key(&p, &format!("{p}{ID}.json")),
+            Some((ID.to_owned(), ReportFormat::Json))
+        );
+        assert_eq!(
+            parse_report_key(&p, &format!("{p}{ID}.csv")),
+            Some((ID.to_owned(), ReportFormat::Csv))
+        );
+        assert_eq!(parse_report_key(&p, &format!("{p}{ID}.txt")), None);
+        assert_eq!(parse_report_key(&p, &format!("{p}nested/{ID}.json")), None);
+        assert_eq!(parse_report_key(&p, &format!("{p}not-a-uuid.json")), None);
+        // The one UUID check of the crate: the service's ids are lower-case, as CA ids are.
+        let upper = ID.to_uppercase();
+        assert_eq!(parse_report_key(&p, &format!("{p}{upper}.json")), None);
+    }
+
+    #[test]
+    fn a_report_is_success_only_with_a_non_empty_object() {
+        let (a, p) = (arn(), pending());
+        let success = Some(&AuditReportStatus::Success);
+        let ok = check_of(&a, &p, success, Some(42));
+        assert_eq!(
+            (ok.status, ok.size_bytes, ok.detail),
+            (ReportStatus::Success, Some(42), None)
+        );
+        let empty = check_of(&a, &p, success, Some(0));
+        assert_eq!(
+            (empty.status, empty.size_bytes),
+            (ReportStatus::Failed, Some(0))
+        );
+        assert!(empty.detail.unwrap().contains("is empty"));
+        let gone = check_of(&a, &p, success, None);
+        assert_eq!(gone.status, ReportStatus::Failed);
+        assert!(gone.detail.unwrap().contains("not in the bucket"));
+        let failed = check_of(&a, &p, Some(&AuditReportStatus::Failed), None);
+        assert_eq!(failed.status, ReportStatus::Failed);
+        assert!(failed.detail.unwrap().contains("acm-pca.amazonaws.com"));
+        for creating in [Some(&AuditReportStatus::Creating), None] {
+            let c = check_of(&a, &p, creating, None);
+            assert_eq!(
+                (c.status, c.limit),
+                (ReportStatus::Creating, CheckLimit::None)
+            );
+        }
+    }
+
+    #[test]
+    fn the_newest_unrecorded_report_since_the_instant_is_found() {
+        let a = arn();
+        let p = report_prefix(&a);
+        let obj = |id: &str, at: u64, size: u64| ListedObject {
+            key: format!("{p}{id}.json"),
+            written_at: Timestamp::from_epoch_seconds(at),
+            size_bytes: size,
+        };
+        let older = "00000000-0000-0000-0000-000000000001";
+        let newer = "00000000-0000-0000-0000-000000000002";
+        let objects = vec![
+            obj(older, 1_000, 5),
+            obj(newer, 2_000, 5),
+            obj(ID, 3_000, 0),
+        ];
+        let since = Timestamp::from_epoch_seconds(1_030);
+        let found = newest_unrecorded(&a, &objects, since, None).unwrap();
+        assert_eq!(found.report_id, newer, "the empty object is no report");
+        let known = format!("{p}{newer}.json");
+        let found = newest_unrecorded(&a, &objects, since, Some(&known)).unwrap();
+        assert_eq!(found.report_id, older, "within the clock skew of `since`");
+        let late = Timestamp::from_epoch_seconds(2_100);
+        assert_eq!(newest_unrecorded(&a, &objects, late, Some(&known)), None);
+    }
+}

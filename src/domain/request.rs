@@ -1,0 +1,114 @@
+//! What an event asks for, once read: a run (its trigger, scope, dry run and format), one
+//! account-region of a fanned-out round (a work item), or the coverage of a period. Reading
+//! the events themselves is the entry's job (`entry::events`).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::arn::CaArn;
+use crate::domain::ids::{Account, Region};
+use crate::domain::report::ReportFormat;
+use crate::domain::time::Timestamp;
+
+/// One account-region handed to another invocation through the fan-out queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkItem {
+    pub account_id: String,
+    pub region: String,
+    /// The run that fanned out.
+    pub parent_run_id: String,
+    #[serde(default)]
+    pub dry_run: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<ReportFormat>,
+}
+
+/// What started the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum Trigger {
+    /// An EventBridge rule or an EventBridge Scheduler schedule.
+    Schedule {
+        source: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        time: Option<String>,
+    },
+    Manual,
+    /// One account-region of a larger round, from the fan-out queue.
+    FanOut {
+        parent_run_id: String,
+    },
+}
+
+/// One run, as the event asked for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRequest {
+    pub trigger: Trigger,
+    pub scope: RunScope,
+    pub dry_run: bool,
+    /// Overrides the configured format for this run.
+    pub format: Option<ReportFormat>,
+}
+
+/// The CAs a run covers: one of three, never a mix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunScope {
+    /// Every CA of every audited account in the configured regions.
+    Every,
+    /// The CAs a manual request names (at least one, each once).
+    These(Vec<CaArn>),
+    /// The one account-region of a work item from the fan-out queue.
+    AccountRegion { account: Account, region: Region },
+}
+
+impl RunScope {
+    /// The CAs a manual request names; none for the other scopes.
+    pub fn named_cas(&self) -> &[CaArn] {
+        match self {
+            Self::These(arns) => arns,
+            _ => &[],
+        }
+    }
+}
+
+/// `{"coverage": {"from": "2026-07-01", "to": "2026-09-30"}}`: dates (a `to` date includes
+/// its whole day) or RFC 3339 instants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoverageRequest {
+    pub from: Timestamp,
+    /// Exclusive end.
+    pub to: Timestamp,
+    /// As written, for the manifest's key.
+    pub from_text: String,
+    pub to_text: String,
+}
+
+impl CoverageRequest {
+    /// History older than the retention is gone (TTL), so such a period cannot be answered.
+    pub fn check_retention(&self, now: Timestamp, retention: Duration) -> Result<(), String> {
+        if self.from >= now {
+            return Err(format!(
+                "coverage.from ({}) is not in the past: there is nothing to answer yet",
+                self.from
+            ));
+        }
+        let oldest = now.minus(retention);
+        if self.from < oldest {
+            return Err(format!(
+                "coverage.from ({}) is older than the history's retention allows ({} days: from {oldest} on)",
+                self.from,
+                retention.as_secs() / 86_400
+            ));
+        }
+        Ok(())
+    }
+
+    /// `evidence/coverage-<from>-<to>` without its extension.
+    pub fn manifest_stem(&self) -> String {
+        format!("evidence/coverage-{}-{}", self.from_text, self.to_text)
+    }
+}

@@ -1,0 +1,156 @@
+//! The coverage request, `{"coverage": {"from": ..., "to": ...}}`: read strictly where it
+//! enters, like every other request (`request.rs`), and answered by `coverage.rs`.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::domain::ids::shorten;
+use crate::domain::request::CoverageRequest;
+use crate::domain::time::Timestamp;
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    coverage: RawPeriod,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeriod {
+    from: String,
+    to: String,
+}
+
+/// A date (`2026-07-01`, its midnight UTC) or an RFC 3339 instant.
+fn instant(field: &str, text: &str, end: bool) -> Result<Timestamp, String> {
+    let t = text.trim();
+    let date = t.len() == 10 && t.as_bytes()[4] == b'-' && t.as_bytes()[7] == b'-';
+    let parsed = if date {
+        Timestamp::parse(&format!("{t}T00:00:00Z")).map(|d| if end { d.plus(DAY) } else { d })
+    } else {
+        Timestamp::parse(t)
+    };
+    parsed.ok_or_else(|| {
+        format!(
+            "coverage.{field} `{}` is neither a date (YYYY-MM-DD) nor an RFC 3339 UTC instant (YYYY-MM-DDThh:mm:ssZ)",
+            shorten(t)
+        )
+    })
+}
+
+impl CoverageRequest {
+    /// Reads the request; the period's order is checked here, its age against the history's
+    /// retention by `check_retention`.
+    pub fn from_value(event: Value) -> Result<Self, String> {
+        let raw: Raw = serde_path_to_error::deserialize(event).map_err(|e| {
+            let path = e.path().to_string();
+            format!("{path}: {}", e.into_inner())
+        })?;
+        let from = instant("from", &raw.coverage.from, false)?;
+        let to = instant("to", &raw.coverage.to, true)?;
+        if from >= to {
+            return Err(format!(
+                "coverage.from ({from}) must be before coverage.to ({to})"
+            ));
+        }
+        Ok(Self {
+            from,
+            to,
+            from_text: raw.coverage.from.trim().to_owned(),
+            to_text: raw.coverage.to.trim().to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn at(text: &str) -> Timestamp {
+        Timestamp::parse(text).unwrap()
+    }
+
+    #[test]
+    fn dates_take_whole_days_and_instants_are_kept() {
+        let r = CoverageRequest::from_value(
+            json!({"coverage": {"from": "2026-07-01", "to": "2026-09-30"}}),
+        )
+        .unwrap();
+        assert_eq!(r.from, at("2026-07-01T00:00:00Z"));
+        assert_eq!(
+            r.to,
+            at("2026-10-01T00:00:00Z"),
+            "the `to` date is included whole"
+        );
+        assert_eq!(r.manifest_stem(), "evidence/coverage-2026-07-01-2026-09-30");
+        let r = CoverageRequest::from_value(
+            json!({"coverage": {"from": "2026-07-01T06:00:00Z", "to": "2026-07-02T06:00:00Z"}}),
+        )
+        .unwrap();
+        assert_eq!(r.to, at("2026-07-02T06:00:00Z"));
+    }
+
+    #[test]
+    fn bad_periods_are_refused_naming_the_field() {
+        let err = |v: Value| CoverageRequest::from_value(v).unwrap_err();
+        let e = err(json!({"coverage": {"from": "2026-09-30", "to": "2026-07-01"}}));
+        assert!(
+            e.contains("coverage.from") && e.contains("before coverage.to"),
+            "{e}"
+        );
+        let e = err(
+            json!({"coverage": {"from": "2026-07-01T12:00:00Z", "to": "2026-07-01T12:00:00Z"}}),
+        );
+        assert!(e.contains("must be before"), "{e}");
+        assert!(
+            CoverageRequest::from_value(
+                json!({"coverage": {"from": "2026-07-01", "to": "2026-07-01"}})
+            )
+            .is_ok(),
+            "one whole day"
+        );
+    }
+
+    #[test]
+    fn unparsable_dates_and_unknown_fields_are_refused_naming_the_field() {
+        let err = |v: Value| CoverageRequest::from_value(v).unwrap_err();
+        let e = err(json!({"coverage": {"from": "July 1st", "to": "2026-09-30"}}));
+        assert!(e.contains("coverage.from `July 1st`"), "{e}");
+        let e = err(json!({"coverage": {"from": "2026-07-01", "to": "2026-13-01"}}));
+        assert!(e.contains("coverage.to"), "{e}");
+        let e = err(json!({"coverage": {"from": "2026-07-01", "to": "2026-09-30", "until": 1}}));
+        assert!(e.contains("until"), "{e}");
+        let e =
+            err(json!({"coverage": {"from": "2026-07-01", "to": "2026-09-30"}, "dryRun": true}));
+        assert!(e.contains("dryRun"), "{e}");
+        let e = err(json!({"coverage": {"from": "2026-07-01"}}));
+        assert!(e.contains("coverage") && e.contains("to"), "{e}");
+    }
+
+    #[test]
+    fn a_period_beyond_the_retention_is_refused() {
+        let r = CoverageRequest::from_value(
+            json!({"coverage": {"from": "2026-07-01", "to": "2026-09-30"}}),
+        )
+        .unwrap();
+        let now = at("2027-07-02T00:00:00Z");
+        let e = r.check_retention(now, 365 * DAY).unwrap_err();
+        assert!(e.contains("coverage.from") && e.contains("365 days"), "{e}");
+        assert!(
+            r.check_retention(at("2027-06-30T00:00:00Z"), 365 * DAY)
+                .is_ok()
+        );
+        let e = r
+            .check_retention(at("2026-06-30T00:00:00Z"), 365 * DAY)
+            .unwrap_err();
+        assert!(
+            e.contains("coverage.from") && e.contains("not in the past"),
+            "{e}"
+        );
+    }
+}

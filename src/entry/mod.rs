@@ -1,0 +1,323 @@
+//! The Lambda boundary: event in, run, summary or a failed invocation out.
+
+pub mod coverage_request;
+pub mod events;
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::domain::outcome::Outcome;
+use crate::entry::events::{Request, RequestError, RunRequest};
+use crate::evidence::coverage::{self, CoverageError, CoverageSummary};
+use crate::invocation::Invocation;
+use crate::run;
+use crate::run::summary::RunSummary;
+use crate::services::Services;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    InvalidRequest(#[from] RequestError),
+    /// Everything else was done and recorded; these CAs (or regions) failed.
+    #[error("{0}")]
+    Failed(String),
+    /// A coverage request that could not be answered (ledger, deadline, manifest).
+    #[error(transparent)]
+    Coverage(#[from] CoverageError),
+}
+
+impl From<RunError> for Diagnostic {
+    fn from(e: RunError) -> Self {
+        let error_type = match e {
+            RunError::InvalidRequest(_) => "InvalidRequest",
+            RunError::Failed(_) => "CertificateAuthoritiesFailed",
+            RunError::Coverage(_) => "CoverageFailed",
+        };
+        Diagnostic {
+            error_type: error_type.into(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+/// Turns a failed run into the invocation's error, naming what failed, so that Lambda's
+/// retries, an on-failure destination and alarms see it.
+pub fn verdict(summary: RunSummary) -> Result<RunSummary, RunError> {
+    let failed: Vec<String> = summary
+        .failed()
+        .map(|o| match &o.outcome {
+            Outcome::Failed { error_code, .. } => {
+                format!("{} ({error_code})", o.certificate_authority_arn)
+            }
+            // The rest failed through their report.
+            _ => format!("{} (AuditReportFailed)", o.certificate_authority_arn),
+        })
+        .chain(
+            summary
+                .account_errors
+                .iter()
+                .map(|a| format!("account {} ({})", a.account_id, a.error_code)),
+        )
+        .chain(summary.region_errors.iter().map(|r| {
+            format!(
+                "account {} region {} ({})",
+                r.account_id, r.region, r.error_code
+            )
+        }))
+        .collect();
+    if failed.is_empty() {
+        return Ok(summary);
+    }
+    const SHOWN: usize = 10;
+    let more = failed.len().saturating_sub(SHOWN);
+    let mut message = format!(
+        "{} of {} certificate authorities failed in run {}: {}",
+        summary.counts.failed,
+        summary.certificate_authorities.len(),
+        summary.run_id,
+        failed[..failed.len().min(SHOWN)].join(", ")
+    );
+    if more > 0 {
+        message.push_str(&format!(" and {more} more"));
+    }
+    Err(RunError::Failed(message))
+}
+
+/// Time left in the invocation. Lambda gives the deadline in epoch milliseconds; cargo-lambda's
+/// runtime emulator (1.9) gives the function timeout itself (600000), which as an instant
+/// would be 1970 and leave no time at all, so a "deadline" more than a day in the past is
+/// read as a duration.
+pub fn remaining_ms(deadline_ms: u64, now_ms: u64) -> u64 {
+    const DAY_MS: u64 = 86_400_000;
+    if deadline_ms + DAY_MS < now_ms {
+        deadline_ms
+    } else {
+        deadline_ms.saturating_sub(now_ms)
+    }
+}
+
+/// The account of the function's own ARN (`arn:aws:lambda:<region>:<account>:function:<name>`).
+pub fn home_account(invoked_function_arn: &str) -> Option<String> {
+    let account = invoked_function_arn.split(':').nth(4)?;
+    crate::domain::ids::AccountId::is_valid(account).then(|| account.to_owned())
+}
+
+/// The partition of the function's own ARN (`aws`, `aws-cn`, `aws-us-gov`, ...): the member
+/// roles it assumes are in the same one.
+pub fn home_partition(invoked_function_arn: &str) -> Option<String> {
+    let mut parts = invoked_function_arn.split(':');
+    let partition = match (parts.next(), parts.next(), parts.next()) {
+        (Some("arn"), Some(p), Some("lambda")) => p,
+        _ => return None,
+    };
+    crate::domain::arn::PARTITIONS
+        .contains(&partition)
+        .then(|| partition.to_owned())
+}
+
+/// Whether the event is a batch from an SQS event source mapping (the fan-out queue).
+fn is_sqs_batch(event: &Value) -> bool {
+    event
+        .get("Records")
+        .and_then(Value::as_array)
+        .and_then(|r| r.first())
+        .and_then(|r| r.get("eventSource"))
+        .and_then(Value::as_str)
+        == Some("aws:sqs")
+}
+
+/// What an invocation returns: a run's summary, or, for a batch of work items from the
+/// fan-out queue, the batch item failures SQS reads.
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+pub enum Response {
+    Run(Box<RunSummary>),
+    Batch(SqsBatchResponse),
+    Coverage(Box<CoverageSummary>),
+}
+
+pub async fn handle(services: &Services, event: LambdaEvent<Value>) -> Result<Response, RunError> {
+    let (payload, context) = event.into_parts();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let remaining_ms = remaining_ms(context.deadline, now_ms);
+    let invocation = Invocation {
+        run_id: context.request_id.clone(),
+        deadline: Instant::now() + std::time::Duration::from_millis(remaining_ms),
+        reserve: Invocation::DEFAULT_RESERVE,
+        home_account: home_account(&context.invoked_function_arn),
+        partition: home_partition(&context.invoked_function_arn),
+    };
+    if is_sqs_batch(&payload) {
+        let batch: SqsEvent = serde_json::from_value(payload).map_err(|e| {
+            RunError::InvalidRequest(RequestError::Malformed {
+                shape: "SQS event",
+                message: e.to_string(),
+            })
+        })?;
+        return Ok(Response::Batch(
+            work_items(services, batch, &invocation).await,
+        ));
+    }
+    // The event is not logged whole: a manual request could carry anything.
+    let request = match Request::from_value(payload) {
+        Ok(Request::Run(run)) => run,
+        Ok(Request::Coverage(period)) => {
+            return answer_coverage(services, &period, &invocation).await;
+        }
+        Err(e) => {
+            tracing::error!(run_id = context.request_id, "refused the event: {e}");
+            return Err(e.into());
+        }
+    };
+    tracing::info!(
+        run_id = context.request_id,
+        deadline_ms = context.deadline,
+        remaining_ms,
+        dry_run = request.dry_run,
+        "run started"
+    );
+    let summary = run_and_report(services, &request, &invocation).await;
+    verdict(summary).map(|s| Response::Run(Box::new(s)))
+}
+
+/// A coverage request: refused (nothing written) when its period is beyond the history's
+/// retention; otherwise answered, logged and returned.
+async fn answer_coverage(
+    services: &Services,
+    period: &coverage::CoverageRequest,
+    invocation: &Invocation,
+) -> Result<Response, RunError> {
+    let now = services.clock.now();
+    period
+        .check_retention(now, services.settings.history_retention)
+        .map_err(RequestError::InvalidCoverage)
+        .inspect_err(|e| tracing::error!(run_id = invocation.run_id, "refused the event: {e}"))?;
+    tracing::info!(run_id = invocation.run_id, from = %period.from, to = %period.to, "coverage started");
+    let summary = coverage::answer(services, period, invocation)
+        .await
+        .inspect_err(|e| tracing::error!(run_id = invocation.run_id, "{e}"))?;
+    summary.log();
+    Ok(Response::Coverage(Box::new(summary)))
+}
+
+async fn run_and_report(
+    services: &Services,
+    request: &RunRequest,
+    invocation: &Invocation,
+) -> RunSummary {
+    // Boxed: a run's future is deep (spans around nested async phases), and its layout,
+    // inlined into the runtime's, passes the compiler's query depth limit on a cold build.
+    let summary = Box::pin(run::run(services, request, invocation)).await;
+    summary.log();
+    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into());
+    println!("{}", summary.metrics_document(&function));
+    summary
+}
+
+/// Runs each work item of an SQS batch, one after the other, and reports the ones that
+/// failed (a malformed item, an account or region not reached, a CA failed) as batch item
+/// failures: SQS gives those again later, and to the dead-letter queue in the end, while the
+/// ledger makes a retry touch only what is left.
+pub async fn work_items(
+    services: &Services,
+    batch: SqsEvent,
+    invocation: &Invocation,
+) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for message in batch.records {
+        let id = message.message_id.clone().unwrap_or_default();
+        let request = RunRequest::from_work_item(message.body.as_deref().unwrap_or_default());
+        let ok = match request {
+            Err(e) => {
+                tracing::error!(
+                    run_id = invocation.run_id,
+                    message_id = id,
+                    "refused the work item: {e}"
+                );
+                false
+            }
+            Ok(request) => {
+                let mut item = invocation.clone();
+                item.run_id = format!("{}/{id}", invocation.run_id);
+                let summary = run_and_report(services, &request, &item).await;
+                match verdict(summary) {
+                    Ok(_) => true,
+                    Err(e) => {
+                        tracing::error!(
+                            run_id = item.run_id,
+                            message_id = id,
+                            "work item failed: {e}"
+                        );
+                        false
+                    }
+                }
+            }
+        };
+        if !ok {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_is_an_instant_in_lambda_and_a_duration_in_the_emulator() {
+        let now = 1_795_575_665_190;
+        assert_eq!(remaining_ms(now + 900_000, now), 900_000);
+        assert_eq!(
+            remaining_ms(now - 5, now),
+            0,
+            "a passed deadline leaves nothing"
+        );
+        assert_eq!(remaining_ms(600_000, now), 600_000);
+    }
+
+    #[test]
+    fn the_partition_comes_from_the_function_arn() {
+        assert_eq!(
+            home_partition("arn:aws-cn:lambda:cn-north-1:123456789012:function:audit").as_deref(),
+            Some("aws-cn")
+        );
+        assert_eq!(
+            home_partition("arn:aws-iso-b:lambda:us-isob-east-1:123456789012:function:a")
+                .as_deref(),
+            Some("aws-iso-b")
+        );
+        assert_eq!(home_partition(""), None);
+        assert_eq!(home_partition("arn:nope:lambda:x:1:function:a"), None);
+    }
+
+    #[test]
+    fn the_home_account_comes_from_the_function_arn() {
+        assert_eq!(
+            home_account("arn:aws:lambda:us-east-1:123456789012:function:audit"),
+            Some("123456789012".into())
+        );
+        assert_eq!(home_account(""), None);
+        assert_eq!(
+            home_account("arn:aws:lambda:us-east-1:000:function:_"),
+            None
+        );
+    }
+
+    #[test]
+    fn only_sqs_records_are_a_batch() {
+        assert!(is_sqs_batch(
+            &serde_json::json!({"Records": [{"eventSource": "aws:sqs"}]})
+        ));
+        assert!(!is_sqs_batch(
+            &serde_json::json!({"Records": [{"eventSource": "aws:s3"}]})
+        ));
+        assert!(!is_sqs_batch(&serde_json::json!({"dryRun": true})));
+    }
+}

@@ -1,0 +1,91 @@
+//! One account-region of a run: select, follow up earlier reports, plan, execute.
+
+use std::collections::HashMap;
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use super::plan::plan;
+use super::{RunContext, ledger_failed};
+use crate::domain::arn::CaArn;
+use crate::domain::outcome::{CaOutcome, Outcome, RegionError, failed, outcome};
+use crate::domain::report::ReportCheck;
+use crate::inventory::cas;
+
+use crate::services::TargetClient;
+
+impl RunContext<'_> {
+    /// One account-region, in three phases: select the CAs to consider, plan from the ledger
+    /// which are due and in what order, execute (claim, request, record, follow up).
+    #[tracing::instrument(name = "account_region", skip_all, fields(account = %client.account, region = %client.region))]
+    pub(super) async fn audit_target(
+        &self,
+        client: &TargetClient,
+        only: Option<&[CaArn]>,
+    ) -> (Vec<CaOutcome>, Option<RegionError>) {
+        let (candidates, mut outcomes) = match cas::select(
+            &self.services.settings,
+            client,
+            only,
+            self.invocation.cutoff(),
+        )
+        .await
+        {
+            Ok(selected) => selected,
+            Err(listing) => return listing,
+        };
+        if candidates.is_empty() {
+            return (outcomes, None);
+        }
+        let mut windows = match self.services.ledger.windows(&candidates).await {
+            Ok(w) => w,
+            Err(e) => {
+                // Without the ledger no window can be claimed: request nothing.
+                outcomes.extend(candidates.iter().map(|a| outcome(a, ledger_failed(&e))));
+                return (outcomes, None);
+            }
+        };
+        let mut checks = self
+            .follow_up_earlier(client, &candidates, &mut windows)
+            .await;
+        let (eligible, skipped) = plan(candidates, windows, self.services.clock.now());
+        outcomes.extend(skipped);
+        let (served, followed) = self.execute(client, eligible).await;
+        outcomes.extend(served);
+        checks.extend(followed);
+        for o in &mut outcomes {
+            o.report = checks.remove(&o.certificate_authority_arn);
+        }
+        (outcomes, None)
+    }
+
+    /// Execute: claim, request, record and follow up each eligible CA, in order; or, for a dry
+    /// run, say what would be requested; or, with the bucket out of reach, fail each.
+    pub(super) async fn execute(
+        &self,
+        client: &TargetClient,
+        eligible: Vec<CaArn>,
+    ) -> (Vec<CaOutcome>, HashMap<String, ReportCheck>) {
+        if self.request.dry_run {
+            let would = eligible.iter().map(|a| outcome(a, Outcome::WouldRequest));
+            return (would.collect(), HashMap::new());
+        }
+        if let Some(e) = &self.bucket_error {
+            let fail = |a| outcome(a, failed(&e.code, e.message.clone()));
+            return (eligible.iter().map(fail).collect(), HashMap::new());
+        }
+        // Creates go at the quota's pace; each accepted report goes to the follow-up,
+        // which looks at it a few seconds later while the next CAs are being requested.
+        let (reports, accepted) = mpsc::unbounded_channel();
+        let requesting = async move {
+            let served: Vec<CaOutcome> = futures::stream::iter(eligible.iter())
+                .map(|arn| self.audit_ca(client, arn, &reports))
+                .buffered(self.services.settings.max_concurrency)
+                .collect()
+                .await;
+            drop(reports);
+            served
+        };
+        futures::future::join(requesting, self.follow_up(client, accepted)).await
+    }
+}

@@ -1,0 +1,184 @@
+//! Recover: a report whose id was lost (a run that died, an answer lost), found in the bucket and recorded.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::RunContext;
+use crate::aws::ServiceError;
+use crate::aws::ledger::{Claim, ReportRecord};
+use crate::aws::s3;
+use crate::domain::outcome::{CaOutcome, Outcome, SkipReason, failed, outcome};
+use crate::domain::report::ReportStatus;
+use crate::domain::report::{FoundReport, newest_unrecorded, report_prefix};
+
+use crate::domain::time::Timestamp;
+use crate::domain::window::{Event, next_eligible};
+
+/// How long a CA waits, holding its claim, for the report of a create whose answer was lost
+/// to appear in the bucket: the service writes reports within seconds.
+const LOST_REPORT_WAIT: Duration = Duration::from_secs(30);
+
+/// Between two looks in the bucket for that report.
+const LOST_REPORT_LOOK: Duration = Duration::from_secs(3);
+
+impl RunContext<'_> {
+    /// When the claim took over from a run that died (or a create whose answer was lost), the
+    /// report it may have made is looked for in the bucket first: found, it is recorded and
+    /// no new one is requested. No API lists audit reports: the bucket is where a lost report
+    /// id turns up.
+    pub(super) async fn recover_unrecorded(&self, claim: &Claim) -> Option<CaOutcome> {
+        let services = self.services;
+        let since = claim.previous.unrecorded_since(services.clock.now())?;
+        match self.in_bucket(claim, since).await {
+            Ok(Some(found)) => {
+                let why = format!(
+                    "a run claimed the CA at {since} and did not record a report (it died, or \
+                     the service's answer was lost)"
+                );
+                Some(self.recover(claim, found, why).await)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                let fail = failed(
+                    &e.code,
+                    format!(
+                        "a run that died may have requested a report at {since}; the bucket \
+                         could not be searched for it, so none was requested: {}",
+                        e.message
+                    ),
+                );
+                Some(self.give_back(claim, None, None, fail).await)
+            }
+        }
+    }
+
+    /// The report of the CA written to the bucket since `since` that the ledger does not
+    /// have (its last recorded key aside): no API lists audit reports, so the bucket is where
+    /// a lost report id turns up again.
+    pub(super) async fn in_bucket(
+        &self,
+        claim: &Claim,
+        since: Timestamp,
+    ) -> Result<Option<FoundReport>, ServiceError> {
+        let bucket = &self.services.settings.report_bucket;
+        let known = claim.previous.last_s3_key.as_deref();
+        let prefix = report_prefix(&claim.arn);
+        let objects = s3::list_objects(&self.services.s3, bucket, &prefix).await?;
+        Ok(newest_unrecorded(&claim.arn, &objects, since, known))
+    }
+
+    /// A create refused as too soon after one whose answer was lost: the report that one made
+    /// is looked for in the bucket until it is written (the service writes asynchronously,
+    /// usually within seconds), then recorded. Not found in time, the CA keeps the mark, and
+    /// the next run looks again before any new request.
+    pub(super) async fn find_lost_report(
+        &self,
+        claim: &Claim,
+        since: Timestamp,
+        e: &ServiceError,
+    ) -> CaOutcome {
+        let services = self.services;
+        let give_up = (Instant::now() + LOST_REPORT_WAIT).min(self.invocation.cutoff());
+        loop {
+            match self.in_bucket(claim, since).await {
+                Ok(Some(found)) => {
+                    let why = format!(
+                        "the service accepted a create at or after {since} whose answer was \
+                         lost; a later create was refused as too soon ({}), and the report was \
+                         found in the bucket",
+                        e.code
+                    );
+                    return self.recover(claim, found, why).await;
+                }
+                Ok(None) if Instant::now() + LOST_REPORT_LOOK < give_up => {
+                    tokio::time::sleep(LOST_REPORT_LOOK).await;
+                }
+                result => {
+                    let next =
+                        next_eligible(Event::AnswerLost(since), services.settings.min_interval);
+                    let searched = match result {
+                        Err(se) => format!("the bucket could not be searched ({se})"),
+                        _ => "it is not in the bucket yet".to_owned(),
+                    };
+                    let skip = Outcome::Skipped {
+                        reason: SkipReason::LostReportPending,
+                        detail: format!(
+                            "the service accepted a create at or after {since} whose answer was \
+                             lost (a later one was refused as too soon: {}); {searched}, so the \
+                             next run looks for it before any new request",
+                            e.code
+                        ),
+                        next_eligible_at: Some(next),
+                    };
+                    let claim = marked(claim, Some(since));
+                    return self.give_back(&claim, None, Some(next), skip).await;
+                }
+            }
+        }
+    }
+
+    /// Records a report whose id was lost (`why`), found in the bucket, as if the run that
+    /// requested it had recorded it.
+    pub(super) async fn recover(
+        &self,
+        claim: &Claim,
+        found: FoundReport,
+        why: String,
+    ) -> CaOutcome {
+        let services = self.services;
+        let record = ReportRecord {
+            report_id: found.report_id,
+            s3_bucket: services.settings.report_bucket.clone(),
+            s3_key: found.s3_key,
+            format: found.format,
+            requested_at: found.written_at,
+            next_eligible_at: next_eligible(
+                Event::Reported(found.written_at),
+                services.settings.min_interval,
+            ),
+            status: ReportStatus::Success,
+            size_bytes: Some(found.size_bytes),
+            recovered: true,
+        };
+        match services
+            .ledger
+            .record(claim, &self.invocation.run_id, &record)
+            .await
+        {
+            Ok(()) => outcome(
+                &claim.arn,
+                Outcome::Recovered {
+                    detail: why,
+                    report_id: record.report_id,
+                    s3_bucket: record.s3_bucket,
+                    s3_key: record.s3_key,
+                    format: record.format,
+                    requested_at: record.requested_at,
+                    size_bytes: found.size_bytes,
+                },
+            ),
+            Err(e) => {
+                let fail = failed(
+                    &e.code,
+                    format!(
+                        "found audit report {} of a run that died, but could not record it: {e}",
+                        record.report_id
+                    ),
+                );
+                self.give_back(claim, None, None, fail).await
+            }
+        }
+    }
+}
+
+/// The claim as released after a create whose answer was lost at `lost_at`: the report it may
+/// have made is looked for before the CA's next request (`Window::unrecorded_since`).
+pub(super) fn marked(claim: &Claim, lost_at: Option<Timestamp>) -> Claim {
+    let mut claim = claim.clone();
+    if let Some(at) = lost_at {
+        let since = claim.previous.orphan_since.map_or(at, |o| o.min(at));
+        claim.previous.orphan_since = Some(since);
+    }
+    claim
+}

@@ -1,0 +1,123 @@
+//! The run's summary: what it returns, CA by CA, with its counts.
+
+use serde::Serialize;
+
+use crate::domain::outcome::{AccountError, CaOutcome, Outcome, RegionError};
+use crate::domain::report::ReportStatus;
+use crate::domain::request::{Trigger, WorkItem};
+use crate::domain::time::Timestamp;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Counts {
+    pub requested: usize,
+    pub would_request: usize,
+    pub skipped: usize,
+    pub deferred: usize,
+    /// CAs whose outcome failed or whose report ended FAILED.
+    pub failed: usize,
+    pub recovered: usize,
+    /// Reports followed up in this run, by what they came to.
+    pub reports_succeeded: usize,
+    pub reports_failed: usize,
+    pub reports_pending: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    pub run_id: String,
+    pub trigger: Trigger,
+    pub dry_run: bool,
+    pub started_at: Timestamp,
+    pub finished_at: Timestamp,
+    /// The accounts audited, by id (the function's own is `self` when its id is not known).
+    pub accounts: Vec<String>,
+    pub regions: Vec<String>,
+    pub counts: Counts,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub account_errors: Vec<AccountError>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub region_errors: Vec<RegionError>,
+    /// Account-regions sent to the fan-out queue, each done by an invocation of its own.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fanned_out: Vec<WorkItem>,
+    pub certificate_authorities: Vec<CaOutcome>,
+}
+
+impl RunSummary {
+    pub fn count(outcomes: &[CaOutcome]) -> Counts {
+        let mut c = Counts::default();
+        for o in outcomes {
+            match o.outcome {
+                Outcome::Requested { .. } => c.requested += 1,
+                Outcome::WouldRequest => c.would_request += 1,
+                Outcome::Skipped { .. } => c.skipped += 1,
+                Outcome::Deferred { .. } => c.deferred += 1,
+                Outcome::Recovered { .. } => c.recovered += 1,
+                Outcome::Failed { .. } => {}
+            }
+            if o.is_failure() {
+                c.failed += 1;
+            }
+            match o.report.as_ref().map(|r| r.status) {
+                Some(ReportStatus::Success) => c.reports_succeeded += 1,
+                Some(ReportStatus::Failed) => c.reports_failed += 1,
+                Some(ReportStatus::Creating) => c.reports_pending += 1,
+                None => {}
+            }
+        }
+        c
+    }
+
+    pub fn failed(&self) -> impl Iterator<Item = &CaOutcome> {
+        self.certificate_authorities
+            .iter()
+            .filter(|o| o.is_failure())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::outcome::SkipReason;
+    use crate::domain::report::{CheckLimit, ReportCheck};
+
+    #[test]
+    fn a_failed_report_counts_as_a_failed_ca() {
+        let check = |status| ReportCheck {
+            report_id: "r-1".into(),
+            status,
+            size_bytes: None,
+            detail: None,
+            limit: CheckLimit::None,
+            contents: None,
+        };
+        let skipped = Outcome::Skipped {
+            reason: SkipReason::InsideWindow,
+            detail: "d".into(),
+            next_eligible_at: None,
+        };
+        let ca = |report| CaOutcome {
+            certificate_authority_arn: "arn:x".into(),
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+            outcome: skipped.clone(),
+            report,
+        };
+        let c = RunSummary::count(&[
+            ca(Some(check(ReportStatus::Failed))),
+            ca(Some(check(ReportStatus::Success))),
+            ca(Some(check(ReportStatus::Creating))),
+            ca(None),
+        ]);
+        assert_eq!(c.skipped, 4);
+        assert_eq!(c.failed, 1);
+        assert_eq!(
+            (c.reports_succeeded, c.reports_failed, c.reports_pending),
+            (1, 1, 1)
+        );
+        let v = serde_json::to_value(ca(Some(check(ReportStatus::Failed)))).unwrap();
+        assert_eq!(v["report"]["status"], "FAILED");
+    }
+}

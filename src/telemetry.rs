@@ -1,0 +1,308 @@
+//! The log lines of a run and of a coverage request, and the run's CloudWatch metrics (an
+//! Embedded Metric Format document): what operators read, written from the summaries.
+
+use crate::domain::outcome::{AccountError, Outcome, RegionError};
+use crate::domain::report::ReportStatus;
+use crate::domain::report::{CheckLimit, ReportCheck};
+use crate::run::summary::RunSummary;
+
+// The summary's log and metrics live here, beside the other log lines, not with the run.
+impl RunSummary {
+    /// One log line per CA (and per report followed up), per account or region error, and
+    /// one for the run, inside spans that carry the run's and the CA's ids.
+    pub fn log(&self) {
+        let run = tracing::info_span!("run", run_id = %self.run_id);
+        let _run = run.enter();
+        for ca in &self.certificate_authorities {
+            let span = tracing::info_span!(
+                "ca",
+                ca_arn = %ca.certificate_authority_arn,
+                region = %ca.region
+            );
+            let _ca = span.enter();
+            if let Some(r) = &ca.report {
+                log_report(r);
+            }
+            log_outcome(&ca.outcome);
+        }
+        log_errors(&self.account_errors, &self.region_errors);
+        let c = self.counts;
+        tracing::info!(
+            dry_run = self.dry_run,
+            requested = c.requested,
+            would_request = c.would_request,
+            skipped = c.skipped,
+            deferred = c.deferred,
+            failed = c.failed,
+            recovered = c.recovered,
+            reports_succeeded = c.reports_succeeded,
+            reports_failed = c.reports_failed,
+            reports_pending = c.reports_pending,
+            account_errors = self.account_errors.len(),
+            region_errors = self.region_errors.len(),
+            fanned_out = self.fanned_out.len(),
+            started_at = %self.started_at,
+            finished_at = %self.finished_at,
+            "run finished"
+        );
+    }
+
+    /// The run's counts as one CloudWatch Embedded Metric Format document, which CloudWatch
+    /// turns into metrics (namespace `PcaAuditScheduler`) without a PutMetricData call.
+    pub fn metrics_document(&self, function_name: &str) -> serde_json::Value {
+        let c = self.counts;
+        let mut doc = serde_json::json!({
+            "_aws": {
+                "Timestamp": self.finished_at.epoch_seconds() * 1000,
+                "CloudWatchMetrics": [{
+                    "Namespace": "PcaAuditScheduler",
+                    "Dimensions": [["FunctionName"]],
+                    "Metrics": [
+                        {"Name": "Requested", "Unit": "Count"},
+                        {"Name": "Skipped", "Unit": "Count"},
+                        {"Name": "Deferred", "Unit": "Count"},
+                        {"Name": "Failed", "Unit": "Count"}
+                    ]
+                }]
+            },
+            "FunctionName": function_name,
+            "Requested": c.requested,
+            "Skipped": c.skipped,
+            "Deferred": c.deferred,
+            // An account or region that could not be listed hides its CAs: count it as a
+            // failure too. A CA whose report ended FAILED is in `failed`.
+            "Failed": c.failed + self.region_errors.len() + self.account_errors.len(),
+        });
+        self.add_certificate_metrics(&mut doc);
+        doc
+    }
+
+    /// READ_REPORTS: the run's totals of certificates issued and revoked, over the reports
+    /// read in this run; left out when none was read. Run totals only: a per-CA dimension
+    /// would cost a custom metric per CA.
+    fn add_certificate_metrics(&self, doc: &mut serde_json::Value) {
+        let read: Vec<_> = (self.certificate_authorities.iter())
+            .filter_map(|ca| ca.report.as_ref()?.contents.as_ref())
+            .collect();
+        if read.is_empty() {
+            return;
+        }
+        let issued: u64 = read.iter().map(|c| c.issued_since).sum();
+        let revoked: u64 = read.iter().map(|c| c.revoked_since).sum();
+        if let Some(metrics) = doc["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array_mut() {
+            metrics.push(serde_json::json!({"Name": "CertificatesIssued", "Unit": "Count"}));
+            metrics.push(serde_json::json!({"Name": "CertificatesRevoked", "Unit": "Count"}));
+        }
+        doc["CertificatesIssued"] = issued.into();
+        doc["CertificatesRevoked"] = revoked.into();
+    }
+}
+
+/// The accounts that could not be entered and the account-regions that could not be listed,
+/// one ERROR line each.
+pub fn log_errors(accounts: &[AccountError], regions: &[RegionError]) {
+    for a in accounts {
+        tracing::error!(
+            account_id = a.account_id,
+            error_code = a.error_code,
+            "account not audited: {}",
+            a.error_message
+        );
+    }
+    for r in regions {
+        tracing::error!(
+            account_id = r.account_id,
+            region = r.region,
+            error_code = r.error_code,
+            "listing CAs failed: {}",
+            r.error_message
+        );
+    }
+}
+
+/// The CA's log line of what its report says, or why it could not be read (inside the run's
+/// `ca` span).
+fn log_contents(r: &ReportCheck) {
+    let report_id = r.report_id.as_str();
+    if let Some(c) = &r.contents {
+        tracing::info!(
+            report_id,
+            certificates = c.certificates,
+            certificates_issued = c.issued_since,
+            certificates_revoked = c.revoked_since,
+            first_issued = ?c.first_issued,
+            first_revoked = ?c.first_revoked,
+            "audit report read"
+        );
+    } else if let (CheckLimit::Unreadable, Some(detail)) = (r.limit, &r.detail) {
+        tracing::error!(report_id, error_code = "ReportUnreadable", "{detail}");
+    }
+}
+
+/// The follow-up of a CA's report, as one log line.
+fn log_report(r: &ReportCheck) {
+    let detail = r.detail.as_deref().unwrap_or("");
+    let (report_id, report_status) = (r.report_id.as_str(), r.status.as_str());
+    match r.status {
+        ReportStatus::Failed => {
+            tracing::error!(report_id, report_status, "audit report failed: {detail}")
+        }
+        _ => tracing::info!(
+            report_id,
+            report_status,
+            size_bytes = r.size_bytes,
+            "audit report checked"
+        ),
+    }
+    log_contents(r);
+}
+
+/// What became of a CA, as one log line.
+fn log_outcome(outcome: &Outcome) {
+    match outcome {
+        Outcome::Requested {
+            report_id, s3_key, ..
+        } => tracing::info!(
+            outcome = "requested",
+            report_id,
+            s3_key,
+            "audit report requested"
+        ),
+        Outcome::WouldRequest => tracing::info!(
+            outcome = "wouldRequest",
+            "dry run: audit report would be requested"
+        ),
+        Outcome::Skipped {
+            reason,
+            detail,
+            next_eligible_at,
+        } => tracing::info!(
+            outcome = "skipped",
+            reason = reason.as_str(),
+            next_eligible_at = next_eligible_at.map(|t| t.to_string()),
+            "{detail}"
+        ),
+        Outcome::Recovered {
+            report_id,
+            s3_key,
+            detail,
+            ..
+        } => tracing::warn!(
+            outcome = "recovered",
+            report_id,
+            s3_key,
+            "audit report found in the bucket and recorded: {detail}"
+        ),
+        Outcome::Deferred { detail } => tracing::warn!(outcome = "deferred", "{detail}"),
+        Outcome::Failed {
+            error_code,
+            error_message,
+        } => tracing::error!(outcome = "failed", error_code, "{error_message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::outcome::CaOutcome;
+    use crate::domain::report::{CheckLimit, ReportContents};
+    use crate::domain::request::Trigger;
+    use crate::domain::time::Timestamp;
+    use crate::run::summary::Counts;
+
+    #[test]
+    fn metrics_document_counts_region_errors_as_failures() {
+        let s = RunSummary {
+            run_id: "r".into(),
+            trigger: Trigger::Manual,
+            dry_run: false,
+            started_at: Timestamp::from_epoch_seconds(10),
+            finished_at: Timestamp::from_epoch_seconds(20),
+            accounts: vec!["self".into()],
+            regions: vec!["us-east-1".into()],
+            counts: Counts {
+                requested: 2,
+                failed: 1,
+                ..Counts::default()
+            },
+            account_errors: vec![],
+            fanned_out: vec![],
+            region_errors: vec![RegionError {
+                account_id: "123456789012".into(),
+                region: "eu-west-1".into(),
+                error_code: "AccessDenied".into(),
+                error_message: "no".into(),
+            }],
+            certificate_authorities: vec![],
+        };
+        let m = s.metrics_document("fn");
+        assert_eq!(m["Failed"], 2);
+        assert_eq!(m["Requested"], 2);
+        assert_eq!(
+            m["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "PcaAuditScheduler"
+        );
+        assert_eq!(m["_aws"]["Timestamp"], 20_000);
+        // No report read in this run: no certificate metrics.
+        assert!(m.get("CertificatesIssued").is_none());
+        let metrics = m["_aws"]["CloudWatchMetrics"][0]["Metrics"].to_string();
+        assert!(!metrics.contains("Certificates"), "{metrics}");
+    }
+
+    #[test]
+    fn metrics_document_totals_certificates_of_the_reports_read() {
+        let read = |issued, revoked| CaOutcome {
+            certificate_authority_arn: "arn:x".into(),
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+            report: Some(ReportCheck {
+                report_id: "r-1".into(),
+                status: ReportStatus::Success,
+                size_bytes: Some(10),
+                detail: None,
+                limit: CheckLimit::None,
+                contents: Some(ReportContents {
+                    certificates: 10,
+                    issued_since: issued,
+                    revoked_since: revoked,
+                    ..Default::default()
+                }),
+            }),
+            outcome: Outcome::Deferred { detail: "d".into() },
+        };
+        let s = RunSummary {
+            run_id: "r".into(),
+            trigger: Trigger::Manual,
+            dry_run: false,
+            started_at: Timestamp::from_epoch_seconds(10),
+            finished_at: Timestamp::from_epoch_seconds(20),
+            accounts: vec![],
+            regions: vec![],
+            counts: Counts::default(),
+            account_errors: vec![],
+            fanned_out: vec![],
+            region_errors: vec![],
+            certificate_authorities: vec![read(3, 1), read(4, 0)],
+        };
+        let m = s.metrics_document("fn");
+        assert_eq!(
+            (
+                m["CertificatesIssued"].as_u64(),
+                m["CertificatesRevoked"].as_u64()
+            ),
+            (Some(7), Some(1))
+        );
+        let names: Vec<&str> = m["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["Name"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.ends_with(&["CertificatesIssued", "CertificatesRevoked"]),
+            "{names:?}"
+        );
+        let v = serde_json::to_value(&s.certificate_authorities[0]).unwrap();
+        assert_eq!(v["report"]["contents"]["issuedSince"], 3);
+    }
+}
