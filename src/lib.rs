@@ -1,10 +1,28 @@
 //! pca-audit-scheduler: requests AWS Private CA audit reports on a schedule, one per CA per
 //! window, claimed and recorded in a DynamoDB ledger.
 //!
-//! The layout follows the data: an event becomes a [`request::RunRequest`]; the
-//! [`scheduler`] lists CAs through [`authorities`], decides with [`window`], claims and
-//! records in the [`ledger`], and returns a [`summary::RunSummary`]; [`handler`] is the
-//! Lambda boundary and [`config`] the settings read at cold start.
+//! The tree is the architecture; each layer uses only its own folder and those above it in
+//! this list (`tests/layout.rs` checks it):
+//!
+//! ```text
+//! domain/      pure vocabulary and decisions: ids, ARNs, time, requests, reports and the
+//!              bucket's key scheme, the window, scope, outcomes, error codes (no I/O)
+//! config/      the settings, read from the environment once at cold start and checked
+//! aws/         the only code that sends SDK requests: ACM PCA, S3, SQS, Organizations and
+//!              STS, and the ledger table (its item schema lives here alone)
+//! pacing/      the service's quotas kept: per invocation, and shared through the ledger
+//! services.rs  the clients, settings and clock, built once per container
+//! invocation.rs  the run id, deadline and home account of one invocation
+//! inventory/   what a run covers: account-regions, and the CAs listed in each
+//! run/         one audit round, a module a phase (plan, claim, create, record, recover,
+//!              follow-up), and its summary
+//! evidence/    what an auditor reads: coverage of a period, its manifest, what a report says
+//! telemetry.rs the log lines and the CloudWatch metrics of a run and of a coverage request
+//! entry/       the Lambda boundary: events read strictly, a run or coverage answered
+//! main.rs      wiring only
+//! ```
+
+#![warn(clippy::too_many_lines)]
 
 /// The AWS SDK's behaviour version, pinned: `latest` would let an SDK upgrade change the
 /// retry and timeout defaults under code that tunes them (creates without SDK retries, the

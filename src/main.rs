@@ -1,3 +1,6 @@
+//! Wiring only: the settings read once, the SDK configured, the services built, and each
+//! Lambda event handed to `entry::handle`.
+
 use std::sync::Arc;
 
 use aws_config::retry::RetryConfig;

@@ -1,12 +1,16 @@
-//! The error any AWS service (or the way to it) gives, in one shape for summaries, logs and the
-//! ledger: the service's own code, its message, and whether the call may have been carried out
-//! all the same.
+//! The adapters: the only code that sends AWS SDK requests, turning SDK types into the
+//! domain's and back. Tests point them at the local stack.
+//!
+//! `ServiceError`, here, is the error any AWS service (or the way to it) gives, in one shape
+//! for summaries, logs and the ledger: the service's own code, its message, and whether the
+//! call may have been carried out all the same.
 
 pub mod accounts;
 pub mod acm_pca;
 pub mod ledger;
 pub mod multipart;
 pub mod s3;
+pub mod sqs;
 
 use aws_sdk_acmpca::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 

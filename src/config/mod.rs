@@ -7,10 +7,17 @@ use aws_sdk_acmpca::types::{CertificateAuthorityStatus, CertificateAuthorityType
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::domain::ids::{AccountId, Region};
+use crate::domain::ids::Region;
+pub use crate::domain::ids::{Accounts, MemberRole};
 pub use crate::domain::report::ReportFormat;
 pub use crate::domain::scope::{RequiredTag, Scope};
 use crate::domain::window::{AUDITABLE_STATES, Interval};
+
+mod checks;
+mod lookup;
+
+use checks::*;
+use lookup::{Lookup, invalid};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -23,7 +30,7 @@ pub enum ConfigError {
     Invalid {
         name: &'static str,
         value: String,
-        reason: String,
+        reason: checks::Reason,
     },
 }
 
@@ -65,30 +72,6 @@ pub struct Settings {
     pub report_kms_key: Option<String>,
 }
 
-/// The accounts whose CAs are audited (`AUDIT_ACCOUNTS`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Accounts {
-    /// The function's own account, with its own credentials.
-    Own,
-    /// These accounts, each through the member role.
-    List(Vec<AccountId>),
-    /// Every active account of the organization, or of these OUs and roots (nested OUs too).
-    Organization { units: Vec<String> },
-}
-
-/// The role the function assumes in a member account.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemberRole {
-    pub name: String,
-    pub external_id: Option<String>,
-}
-
-impl MemberRole {
-    pub fn arn(&self, partition: &str, account: &str) -> String {
-        format!("arn:{partition}:iam::{account}:role/{}", self.name)
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FanOut {
     pub queue_url: String,
@@ -98,236 +81,6 @@ pub struct FanOut {
 
 pub const DEFAULT_MEMBER_ROLE: &str = "PcaAuditSchedulerMember";
 pub const DEFAULT_FANOUT_THRESHOLD: usize = 8;
-
-/// `ou-<root 4-32>-<8-32>` or `r-<4-32>`, lowercase letters and digits, as Organizations shapes them.
-fn is_parent_id(s: &str) -> bool {
-    let part = |p: &str, min: usize| {
-        (min..=32).contains(&p.len())
-            && p.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-    };
-    if let Some(rest) = s.strip_prefix("ou-") {
-        matches!(rest.split_once('-'), Some((root, ou)) if part(root, 4) && part(ou, 8))
-    } else if let Some(root) = s.strip_prefix("r-") {
-        part(root, 4)
-    } else {
-        false
-    }
-}
-
-/// The settings as read: each trimmed, an empty one taken as unset.
-struct Lookup<F>(F);
-
-/// A setting's value failed its check: why, to go with the setting's name and value.
-type Check<T> = Result<T, String>;
-
-impl<F: Fn(&str) -> Option<String>> Lookup<F> {
-    fn get(&self, name: &str) -> Option<String> {
-        (self.0)(name)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    }
-
-    fn required(
-        &self,
-        name: &'static str,
-        hint: &'static str,
-        check: impl Fn(&str) -> Check<()>,
-    ) -> Result<String, ConfigError> {
-        let v = self.get(name).ok_or(ConfigError::Missing { name, hint })?;
-        check(&v).map_err(|reason| invalid(name, &v, reason))?;
-        Ok(v)
-    }
-
-    fn parsed<T>(
-        &self,
-        name: &'static str,
-        default: T,
-        parse: impl Fn(&str) -> Check<T>,
-    ) -> Result<T, ConfigError> {
-        match self.get(name) {
-            None => Ok(default),
-            Some(v) => parse(&v).map_err(|reason| invalid(name, &v, reason)),
-        }
-    }
-
-    /// A setting that may be unset, checked when it is set.
-    fn optional<T>(
-        &self,
-        name: &'static str,
-        parse: impl Fn(&str) -> Check<T>,
-    ) -> Result<Option<T>, ConfigError> {
-        self.get(name)
-            .map(|v| parse(&v).map_err(|reason| invalid(name, &v, reason)))
-            .transpose()
-    }
-
-    /// A comma-separated list: items trimmed, empty ones dropped, each checked (and made
-    /// canonical) by `item`, duplicates dropped in order. `None` when unset; with `what`, a
-    /// list that names nothing is refused ("names no <what>").
-    fn list<T: PartialEq>(
-        &self,
-        name: &'static str,
-        what: Option<&str>,
-        item: impl Fn(&str) -> Check<T>,
-    ) -> Result<Option<Vec<T>>, ConfigError> {
-        let Some(v) = self.get(name) else {
-            return Ok(None);
-        };
-        let mut items = Vec::new();
-        for x in v.split(',').map(str::trim).filter(|x| !x.is_empty()) {
-            let x = item(x).map_err(|reason| invalid(name, &v, reason))?;
-            if !items.contains(&x) {
-                items.push(x);
-            }
-        }
-        match what {
-            Some(what) if items.is_empty() => Err(invalid(name, &v, format!("names no {what}"))),
-            _ => Ok(Some(items)),
-        }
-    }
-}
-
-fn invalid(name: &'static str, value: &str, reason: String) -> ConfigError {
-    ConfigError::Invalid {
-        name,
-        value: value.to_owned(),
-        reason,
-    }
-}
-
-fn table_name(t: &str) -> Check<()> {
-    let ok = (3..=255).contains(&t.len())
-        && t.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    ok.then_some(())
-        .ok_or_else(|| "not a DynamoDB table name (3-255 of a-z, A-Z, 0-9, _ - .)".into())
-}
-
-fn bucket_name(b: &str) -> Check<()> {
-    is_bucket_name(b)
-        .then_some(())
-        .ok_or_else(|| "not an S3 bucket name (3-63 of a-z, 0-9, . and -)".into())
-}
-
-fn interval_minutes(v: &str) -> Check<Interval> {
-    let minutes: u64 = v
-        .parse()
-        .map_err(|_| "not a whole number of minutes".to_owned())?;
-    // Ten years: beyond that no audit cadence makes sense, and the instants the ledger writes
-    // stay well inside the year 9999.
-    const MAX_MINUTES: u64 = 3_660 * 24 * 60;
-    if minutes > MAX_MINUTES {
-        return Err(format!("at most {MAX_MINUTES} minutes (ten years)"));
-    }
-    Interval::new(Duration::from_secs(minutes * 60))
-}
-
-fn region(r: &str) -> Check<Region> {
-    Region::parse(r).map_err(|e| e.to_string())
-}
-
-/// One of the states the SDK knows (those ListCertificateAuthorities reports), and one the
-/// service makes audit reports of.
-fn auditable_state(s: &str) -> Check<CertificateAuthorityStatus> {
-    let upper = s.to_ascii_uppercase();
-    if !CertificateAuthorityStatus::values().contains(&upper.as_str()) {
-        return Err(format!(
-            "`{s}` is not a CA state (one of {})",
-            CertificateAuthorityStatus::values().join(", ")
-        ));
-    }
-    let state = CertificateAuthorityStatus::from(upper.as_str());
-    if !AUDITABLE_STATES.contains(&state) {
-        let auditable: Vec<&str> = AUDITABLE_STATES.iter().map(|s| s.as_str()).collect();
-        return Err(format!(
-            "AWS Private CA makes no audit report of a CA in state {upper} (only {}: user \
-             guide, \"Understand AWS Private CA CA status\"), so auditing it would only spend \
-             the create quota on a refusal",
-            auditable.join(" and ")
-        ));
-    }
-    Ok(state)
-}
-
-fn ca_type(t: &str) -> Check<CertificateAuthorityType> {
-    let upper = t.to_ascii_uppercase();
-    if !CertificateAuthorityType::values().contains(&upper.as_str()) {
-        return Err(format!(
-            "`{t}` is not a CA type ({})",
-            CertificateAuthorityType::values().join(" or ")
-        ));
-    }
-    Ok(CertificateAuthorityType::from(upper.as_str()))
-}
-
-fn whole_in(
-    range: std::ops::RangeInclusive<u64>,
-    what: &'static str,
-) -> impl Fn(&str) -> Check<u64> {
-    move |v| {
-        v.parse::<u64>()
-            .ok()
-            .filter(|n| range.contains(n))
-            .ok_or_else(|| what.to_owned())
-    }
-}
-
-fn account_id(id: &str) -> Check<AccountId> {
-    AccountId::parse(id).map_err(|e| format!("{e} (or give the single word ORGANIZATION)"))
-}
-
-fn parent_id(id: &str) -> Check<String> {
-    is_parent_id(id)
-        .then(|| id.to_owned())
-        .ok_or_else(|| format!("`{id}` is not an OU id (ou-...) or root id (r-...)"))
-}
-
-fn role_name(n: &str) -> Check<()> {
-    let ok = (1..=64).contains(&n.len())
-        && n.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
-    ok.then_some(())
-        .ok_or_else(|| "not an IAM role name (1-64 of letters, digits and +=,.@_-)".into())
-}
-
-fn exempt_arn(a: &str) -> Check<String> {
-    crate::domain::arn::CaArn::parse(a)
-        .map(|arn| arn.to_string())
-        .map_err(|e| format!("`{a}` is not a CA ARN: {e}"))
-}
-
-fn required_tag(t: &str) -> Check<RequiredTag> {
-    let (key, value) = match t.split_once('=') {
-        Some((k, val)) => (k.trim(), Some(val.trim().to_owned())),
-        None => (t, None),
-    };
-    if key.is_empty() || key.len() > 128 || value.as_ref().is_some_and(|v| v.len() > 256) {
-        return Err(format!(
-            "`{t}` is not key or key=value (key 1-128, value up to 256 characters)"
-        ));
-    }
-    Ok(RequiredTag {
-        key: key.to_owned(),
-        value,
-    })
-}
-
-fn boolean(v: &str) -> Check<bool> {
-    match v {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err("must be true or false".into()),
-    }
-}
-
-fn queue_url(url: &str) -> Check<()> {
-    (url.starts_with("https://") || url.starts_with("http://"))
-        .then_some(())
-        .ok_or_else(|| {
-            "not an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)".into()
-        })
-}
 
 impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -342,7 +95,9 @@ impl Settings {
         Ok(Self {
             ledger_table: l.required("LEDGER_TABLE", LEDGER_HINT, table_name)?,
             report_bucket: l.required("REPORT_BUCKET", BUCKET_HINT, bucket_name)?,
-            report_format: l.parsed("REPORT_FORMAT", ReportFormat::default(), str::parse)?,
+            report_format: l.parsed("REPORT_FORMAT", ReportFormat::default(), |v| {
+                v.parse().map_err(Reason::from)
+            })?,
             min_interval: l.parsed(
                 "MIN_INTERVAL_MINUTES",
                 Interval::default(),
@@ -383,23 +138,6 @@ const RETENTION: &str = "must be a whole number of days from 1 to 36500";
 const CONCURRENCY: &str = "must be a whole number from 1 to 64";
 // The template's default schedule, `rate(1 hour)`, is 60; a week at most.
 const SLACK: &str = "must be a whole number of minutes from 0 to 10080 (a week)";
-
-/// `arn:<partition>:kms:<region>:<account>:key/<id>`.
-fn kms_key_arn(arn: &str) -> Check<String> {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    match parts[..] {
-        ["arn", _, "kms", region, account, resource]
-            if Region::is_valid(region)
-                && AccountId::is_valid(account)
-                && resource
-                    .strip_prefix("key/")
-                    .is_some_and(|id| !id.is_empty()) =>
-        {
-            Ok(arn.to_owned())
-        }
-        _ => Err("not a KMS key ARN (arn:<partition>:kms:<region>:<account>:key/<id>)".into()),
-    }
-}
 
 /// `AUDIT_REGIONS`, or the function's own region, which Lambda always sets.
 fn regions(l: &Lookup<impl Fn(&str) -> Option<String>>) -> Result<Vec<Region>, ConfigError> {
@@ -508,6 +246,7 @@ fn fan_out(l: &Lookup<impl Fn(&str) -> Option<String>>) -> Result<Option<FanOut>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::ids::AccountId;
     use std::collections::HashMap;
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {

@@ -179,6 +179,30 @@ macro_rules! text_id {
 text_id!(AccountId);
 text_id!(Region);
 
+/// The accounts whose CAs are audited (`AUDIT_ACCOUNTS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accounts {
+    /// The function's own account, with its own credentials.
+    Own,
+    /// These accounts, each through the member role.
+    List(Vec<AccountId>),
+    /// Every active account of the organization, or of these OUs and roots (nested OUs too).
+    Organization { units: Vec<String> },
+}
+
+/// The role the function assumes in a member account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRole {
+    pub name: String,
+    pub external_id: Option<String>,
+}
+
+impl MemberRole {
+    pub fn arn(&self, partition: &str, account: &str) -> String {
+        format!("arn:{partition}:iam::{account}:role/{}", self.name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

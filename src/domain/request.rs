@@ -89,20 +89,21 @@ pub struct CoverageRequest {
 
 impl CoverageRequest {
     /// History older than the retention is gone (TTL), so such a period cannot be answered.
-    pub fn check_retention(&self, now: Timestamp, retention: Duration) -> Result<(), String> {
+    pub fn check_retention(
+        &self,
+        now: Timestamp,
+        retention: Duration,
+    ) -> Result<(), CoverageRequestError> {
         if self.from >= now {
-            return Err(format!(
-                "coverage.from ({}) is not in the past: there is nothing to answer yet",
-                self.from
-            ));
+            return Err(CoverageRequestError::NotPast { from: self.from });
         }
         let oldest = now.minus(retention);
         if self.from < oldest {
-            return Err(format!(
-                "coverage.from ({}) is older than the history's retention allows ({} days: from {oldest} on)",
-                self.from,
-                retention.as_secs() / 86_400
-            ));
+            return Err(CoverageRequestError::BeyondRetention {
+                from: self.from,
+                days: retention.as_secs() / 86_400,
+                oldest,
+            });
         }
         Ok(())
     }
@@ -111,4 +112,27 @@ impl CoverageRequest {
     pub fn manifest_stem(&self) -> String {
         format!("evidence/coverage-{}-{}", self.from_text, self.to_text)
     }
+}
+
+/// Why a coverage request is refused, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CoverageRequestError {
+    #[error("{path}: {message}")]
+    Malformed { path: String, message: String },
+    #[error(
+        "coverage.{field} `{text}` is neither a date (YYYY-MM-DD) nor an RFC 3339 UTC instant (YYYY-MM-DDThh:mm:ssZ)"
+    )]
+    NotAnInstant { field: &'static str, text: String },
+    #[error("coverage.from ({from}) must be before coverage.to ({to})")]
+    OutOfOrder { from: Timestamp, to: Timestamp },
+    #[error("coverage.from ({from}) is not in the past: there is nothing to answer yet")]
+    NotPast { from: Timestamp },
+    #[error(
+        "coverage.from ({from}) is older than the history's retention allows ({days} days: from {oldest} on)"
+    )]
+    BeyondRetention {
+        from: Timestamp,
+        days: u64,
+        oldest: Timestamp,
+    },
 }

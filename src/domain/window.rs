@@ -36,13 +36,15 @@ pub const CLAIM_CONDITION: &str = "(attribute_not_exists(next_eligible_at) OR ne
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Interval(Duration);
 
+/// An interval the service would refuse: shorter than its own window.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} minutes is below the service's one report per CA every 30 minutes", .0.as_secs() / 60)]
+pub struct IntervalTooShort(pub Duration);
+
 impl Interval {
-    pub fn new(d: Duration) -> Result<Self, String> {
+    pub fn new(d: Duration) -> Result<Self, IntervalTooShort> {
         if d < SERVICE_WINDOW {
-            Err(format!(
-                "{} minutes is below the service's one report per CA every 30 minutes",
-                d.as_secs() / 60
-            ))
+            Err(IntervalTooShort(d))
         } else {
             Ok(Self(d))
         }

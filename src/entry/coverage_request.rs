@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::domain::ids::shorten;
-use crate::domain::request::CoverageRequest;
+use crate::domain::request::{CoverageRequest, CoverageRequestError};
 use crate::domain::time::Timestamp;
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -26,7 +26,7 @@ struct RawPeriod {
 }
 
 /// A date (`2026-07-01`, its midnight UTC) or an RFC 3339 instant.
-fn instant(field: &str, text: &str, end: bool) -> Result<Timestamp, String> {
+fn instant(field: &'static str, text: &str, end: bool) -> Result<Timestamp, CoverageRequestError> {
     let t = text.trim();
     let date = t.len() == 10 && t.as_bytes()[4] == b'-' && t.as_bytes()[7] == b'-';
     let parsed = if date {
@@ -34,28 +34,26 @@ fn instant(field: &str, text: &str, end: bool) -> Result<Timestamp, String> {
     } else {
         Timestamp::parse(t)
     };
-    parsed.ok_or_else(|| {
-        format!(
-            "coverage.{field} `{}` is neither a date (YYYY-MM-DD) nor an RFC 3339 UTC instant (YYYY-MM-DDThh:mm:ssZ)",
-            shorten(t)
-        )
+    parsed.ok_or_else(|| CoverageRequestError::NotAnInstant {
+        field,
+        text: shorten(t),
     })
 }
 
 impl CoverageRequest {
     /// Reads the request; the period's order is checked here, its age against the history's
     /// retention by `check_retention`.
-    pub fn from_value(event: Value) -> Result<Self, String> {
+    pub fn from_value(event: Value) -> Result<Self, CoverageRequestError> {
         let raw: Raw = serde_path_to_error::deserialize(event).map_err(|e| {
-            let path = e.path().to_string();
-            format!("{path}: {}", e.into_inner())
+            CoverageRequestError::Malformed {
+                path: e.path().to_string(),
+                message: e.into_inner().to_string(),
+            }
         })?;
         let from = instant("from", &raw.coverage.from, false)?;
         let to = instant("to", &raw.coverage.to, true)?;
         if from >= to {
-            return Err(format!(
-                "coverage.from ({from}) must be before coverage.to ({to})"
-            ));
+            return Err(CoverageRequestError::OutOfOrder { from, to });
         }
         Ok(Self {
             from,
@@ -97,7 +95,7 @@ mod tests {
 
     #[test]
     fn bad_periods_are_refused_naming_the_field() {
-        let err = |v: Value| CoverageRequest::from_value(v).unwrap_err();
+        let err = |v: Value| CoverageRequest::from_value(v).unwrap_err().to_string();
         let e = err(json!({"coverage": {"from": "2026-09-30", "to": "2026-07-01"}}));
         assert!(
             e.contains("coverage.from") && e.contains("before coverage.to"),
@@ -118,7 +116,7 @@ mod tests {
 
     #[test]
     fn unparsable_dates_and_unknown_fields_are_refused_naming_the_field() {
-        let err = |v: Value| CoverageRequest::from_value(v).unwrap_err();
+        let err = |v: Value| CoverageRequest::from_value(v).unwrap_err().to_string();
         let e = err(json!({"coverage": {"from": "July 1st", "to": "2026-09-30"}}));
         assert!(e.contains("coverage.from `July 1st`"), "{e}");
         let e = err(json!({"coverage": {"from": "2026-07-01", "to": "2026-13-01"}}));
@@ -139,7 +137,7 @@ mod tests {
         )
         .unwrap();
         let now = at("2027-07-02T00:00:00Z");
-        let e = r.check_retention(now, 365 * DAY).unwrap_err();
+        let e = r.check_retention(now, 365 * DAY).unwrap_err().to_string();
         assert!(e.contains("coverage.from") && e.contains("365 days"), "{e}");
         assert!(
             r.check_retention(at("2027-06-30T00:00:00Z"), 365 * DAY)
@@ -147,7 +145,8 @@ mod tests {
         );
         let e = r
             .check_retention(at("2026-06-30T00:00:00Z"), 365 * DAY)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("coverage.from") && e.contains("not in the past"),
             "{e}"

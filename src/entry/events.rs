@@ -10,47 +10,15 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::domain::arn::{CaArn, InvalidArn, shorten};
+use crate::domain::arn::{CaArn, shorten};
 use crate::domain::ids::{Account, Region};
 use crate::domain::report::ReportFormat;
 pub use crate::domain::request::{CoverageRequest, RunRequest, RunScope, Trigger, WorkItem};
+pub use crate::entry::error::RequestError;
 
 /// More ARNs than one invocation could request at one per second in 15 minutes is a mistake.
 pub const MAX_REQUESTED_ARNS: usize = 1000;
 
-#[derive(Debug, thiserror::Error)]
-pub enum RequestError {
-    #[error("the event is not JSON: {0}")]
-    NotJson(serde_json::Error),
-    #[error("the event must be a JSON object, not {0}")]
-    NotAnObject(&'static str),
-    #[error(
-        "unsupported event from source `{event_source}` (detail-type `{detail_type}`): expected a Scheduled Event from aws.events or aws.scheduler"
-    )]
-    UnsupportedEvent {
-        event_source: String,
-        detail_type: String,
-    },
-    #[error("invalid {shape}: {message}")]
-    Malformed {
-        shape: &'static str,
-        message: String,
-    },
-    #[error("invalid manual request: certificateAuthorityArns[{index}]: {source}")]
-    InvalidArn { index: usize, source: InvalidArn },
-    #[error(
-        "invalid manual request: certificateAuthorityArns is empty; leave it out to audit every CA"
-    )]
-    NoArns,
-    #[error(
-        "invalid manual request: certificateAuthorityArns has {0} entries, at most {MAX_REQUESTED_ARNS} are accepted"
-    )]
-    TooManyArns(usize),
-    #[error("invalid work item: {0}")]
-    InvalidWorkItem(String),
-    #[error("invalid coverage request: {0}")]
-    InvalidCoverage(String),
-}
 /// A person's request: `{"certificateAuthorityArns": [...], "dryRun": true, "format": "CSV"}`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -86,53 +54,69 @@ impl RunRequest {
             return Err(RequestError::NotAnObject(json_kind(&event)));
         };
         if fields.contains_key("detail-type") {
-            // `EventBridgeEvent` ignores fields it does not know: a Scheduled Event with a
-            // manual request's fields in it would otherwise become a real run of every CA.
             let extra: Vec<String> = fields
                 .keys()
                 .filter(|k| !ENVELOPE_FIELDS.contains(&k.as_str()))
                 .take(5)
                 .map(|k| format!("`{}`", shorten(k)))
                 .collect();
-            if !extra.is_empty() {
-                return Err(RequestError::Malformed {
-                    shape: "EventBridge event",
-                    message: format!(
-                        "unknown field {}: a Scheduled Event carries no request of its own; \
-                         send a manual request instead",
-                        extra.join(", ")
-                    ),
-                });
-            }
-            let envelope: EventBridgeEvent<Value> = read("EventBridge event", event)?;
-            if !matches!(envelope.source.as_str(), "aws.events" | "aws.scheduler")
-                || envelope.detail_type != "Scheduled Event"
-            {
-                return Err(RequestError::UnsupportedEvent {
-                    event_source: shorten(&envelope.source),
-                    detail_type: shorten(&envelope.detail_type),
-                });
-            }
-            return Ok(Self::scheduled(
-                envelope.source,
-                envelope.id,
-                envelope.time.map(|t| t.to_rfc3339()),
-            ));
+            return Self::from_envelope(event, &extra);
         }
         if fields.contains_key("source") {
-            let input: SchedulerInput = read("EventBridge Scheduler input", event)?;
-            if input.source != "aws.scheduler" {
-                return Err(RequestError::UnsupportedEvent {
-                    event_source: shorten(&input.source),
-                    detail_type: String::new(),
-                });
-            }
-            return Ok(Self::scheduled(
-                input.source,
-                input.execution_id.or(input.schedule_arn),
-                input.scheduled_time,
-            ));
+            return Self::from_scheduler_input(event);
         }
+        Self::from_manual(event)
+    }
+
+    /// An EventBridge rule's Scheduled Event, or Scheduler's envelope; `extra` are the fields
+    /// an envelope does not have.
+    fn from_envelope(event: Value, extra: &[String]) -> Result<Self, RequestError> {
+        // `EventBridgeEvent` ignores fields it does not know: a Scheduled Event with a
+        // manual request's fields in it would otherwise become a real run of every CA.
+        if !extra.is_empty() {
+            return Err(RequestError::Malformed {
+                shape: "EventBridge event",
+                message: format!(
+                    "unknown field {}: a Scheduled Event carries no request of its own; \
+                     send a manual request instead",
+                    extra.join(", ")
+                ),
+            });
+        }
+        let envelope: EventBridgeEvent<Value> = read("EventBridge event", event)?;
+        if !matches!(envelope.source.as_str(), "aws.events" | "aws.scheduler")
+            || envelope.detail_type != "Scheduled Event"
+        {
+            return Err(RequestError::UnsupportedEvent {
+                event_source: shorten(&envelope.source),
+                detail_type: shorten(&envelope.detail_type),
+            });
+        }
+        Ok(Self::scheduled(
+            envelope.source,
+            envelope.id,
+            envelope.time.map(|t| t.to_rfc3339()),
+        ))
+    }
+
+    /// The Input our template gives an EventBridge Scheduler schedule.
+    fn from_scheduler_input(event: Value) -> Result<Self, RequestError> {
+        let input: SchedulerInput = read("EventBridge Scheduler input", event)?;
+        if input.source != "aws.scheduler" {
+            return Err(RequestError::UnsupportedEvent {
+                event_source: shorten(&input.source),
+                detail_type: String::new(),
+            });
+        }
+        Ok(Self::scheduled(
+            input.source,
+            input.execution_id.or(input.schedule_arn),
+            input.scheduled_time,
+        ))
+    }
+
+    /// A person's request.
+    fn from_manual(event: Value) -> Result<Self, RequestError> {
         let manual: ManualRequest = read("manual request", event)?;
         let scope = match manual.certificate_authority_arns {
             None => RunScope::Every,

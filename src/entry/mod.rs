@@ -1,89 +1,24 @@
 //! The Lambda boundary: event in, run, summary or a failed invocation out.
 
 pub mod coverage_request;
+pub mod error;
 pub mod events;
+pub mod work_items;
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use lambda_runtime::{Diagnostic, LambdaEvent};
+pub use error::{RequestError, RunError, verdict};
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::domain::outcome::Outcome;
-use crate::entry::events::{Request, RequestError, RunRequest};
-use crate::evidence::coverage::{self, CoverageError, CoverageSummary};
+use crate::domain::request::RunRequest;
+use crate::entry::events::Request;
+use crate::evidence::coverage::{self, CoverageSummary};
 use crate::invocation::Invocation;
 use crate::run;
 use crate::run::summary::RunSummary;
 use crate::services::Services;
-
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    InvalidRequest(#[from] RequestError),
-    /// Everything else was done and recorded; these CAs (or regions) failed.
-    #[error("{0}")]
-    Failed(String),
-    /// A coverage request that could not be answered (ledger, deadline, manifest).
-    #[error(transparent)]
-    Coverage(#[from] CoverageError),
-}
-
-impl From<RunError> for Diagnostic {
-    fn from(e: RunError) -> Self {
-        let error_type = match e {
-            RunError::InvalidRequest(_) => "InvalidRequest",
-            RunError::Failed(_) => "CertificateAuthoritiesFailed",
-            RunError::Coverage(_) => "CoverageFailed",
-        };
-        Diagnostic {
-            error_type: error_type.into(),
-            error_message: e.to_string(),
-        }
-    }
-}
-
-/// Turns a failed run into the invocation's error, naming what failed, so that Lambda's
-/// retries, an on-failure destination and alarms see it.
-pub fn verdict(summary: RunSummary) -> Result<RunSummary, RunError> {
-    let failed: Vec<String> = summary
-        .failed()
-        .map(|o| match &o.outcome {
-            Outcome::Failed { error_code, .. } => {
-                format!("{} ({error_code})", o.certificate_authority_arn)
-            }
-            // The rest failed through their report.
-            _ => format!("{} (AuditReportFailed)", o.certificate_authority_arn),
-        })
-        .chain(
-            summary
-                .account_errors
-                .iter()
-                .map(|a| format!("account {} ({})", a.account_id, a.error_code)),
-        )
-        .chain(summary.region_errors.iter().map(|r| {
-            format!(
-                "account {} region {} ({})",
-                r.account_id, r.region, r.error_code
-            )
-        }))
-        .collect();
-    if failed.is_empty() {
-        return Ok(summary);
-    }
-    const SHOWN: usize = 10;
-    let more = failed.len().saturating_sub(SHOWN);
-    let mut message = format!(
-        "{} of {} certificate authorities failed in run {}: {}",
-        summary.counts.failed,
-        summary.certificate_authorities.len(),
-        summary.run_id,
-        failed[..failed.len().min(SHOWN)].join(", ")
-    );
-    if more > 0 {
-        message.push_str(&format!(" and {more} more"));
-    }
-    Err(RunError::Failed(message))
-}
 
 /// Time left in the invocation. Lambda gives the deadline in epoch milliseconds; cargo-lambda's
 /// runtime emulator (1.9) gives the function timeout itself (600000), which as an instant
@@ -117,17 +52,6 @@ pub fn home_partition(invoked_function_arn: &str) -> Option<String> {
         .then(|| partition.to_owned())
 }
 
-/// Whether the event is a batch from an SQS event source mapping (the fan-out queue).
-fn is_sqs_batch(event: &Value) -> bool {
-    event
-        .get("Records")
-        .and_then(Value::as_array)
-        .and_then(|r| r.first())
-        .and_then(|r| r.get("eventSource"))
-        .and_then(Value::as_str)
-        == Some("aws:sqs")
-}
-
 /// What an invocation returns: a run's summary, or, for a batch of work items from the
 /// fan-out queue, the batch item failures SQS reads.
 #[derive(Debug, serde::Serialize)]
@@ -151,7 +75,7 @@ pub async fn handle(services: &Services, event: LambdaEvent<Value>) -> Result<Re
         home_account: home_account(&context.invoked_function_arn),
         partition: home_partition(&context.invoked_function_arn),
     };
-    if is_sqs_batch(&payload) {
+    if work_items::is_sqs_batch(&payload) {
         let batch: SqsEvent = serde_json::from_value(payload).map_err(|e| {
             RunError::InvalidRequest(RequestError::Malformed {
                 shape: "SQS event",
@@ -159,7 +83,7 @@ pub async fn handle(services: &Services, event: LambdaEvent<Value>) -> Result<Re
             })
         })?;
         return Ok(Response::Batch(
-            work_items(services, batch, &invocation).await,
+            work_items::work_items(services, batch, &invocation).await,
         ));
     }
     // The event is not logged whole: a manual request could carry anything.
@@ -204,7 +128,7 @@ async fn answer_coverage(
     Ok(Response::Coverage(Box::new(summary)))
 }
 
-async fn run_and_report(
+pub(super) async fn run_and_report(
     services: &Services,
     request: &RunRequest,
     invocation: &Invocation,
@@ -221,51 +145,6 @@ async fn run_and_report(
 /// Runs each work item of an SQS batch, one after the other, and reports the ones that
 /// failed (a malformed item, an account or region not reached, a CA failed) as batch item
 /// failures: SQS gives those again later, and to the dead-letter queue in the end, while the
-/// ledger makes a retry touch only what is left.
-pub async fn work_items(
-    services: &Services,
-    batch: SqsEvent,
-    invocation: &Invocation,
-) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
-    for message in batch.records {
-        let id = message.message_id.clone().unwrap_or_default();
-        let request = RunRequest::from_work_item(message.body.as_deref().unwrap_or_default());
-        let ok = match request {
-            Err(e) => {
-                tracing::error!(
-                    run_id = invocation.run_id,
-                    message_id = id,
-                    "refused the work item: {e}"
-                );
-                false
-            }
-            Ok(request) => {
-                let mut item = invocation.clone();
-                item.run_id = format!("{}/{id}", invocation.run_id);
-                let summary = run_and_report(services, &request, &item).await;
-                match verdict(summary) {
-                    Ok(_) => true,
-                    Err(e) => {
-                        tracing::error!(
-                            run_id = item.run_id,
-                            message_id = id,
-                            "work item failed: {e}"
-                        );
-                        false
-                    }
-                }
-            }
-        };
-        if !ok {
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            response.batch_item_failures.push(failure);
-        }
-    }
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,12 +191,14 @@ mod tests {
 
     #[test]
     fn only_sqs_records_are_a_batch() {
-        assert!(is_sqs_batch(
+        assert!(work_items::is_sqs_batch(
             &serde_json::json!({"Records": [{"eventSource": "aws:sqs"}]})
         ));
-        assert!(!is_sqs_batch(
+        assert!(!work_items::is_sqs_batch(
             &serde_json::json!({"Records": [{"eventSource": "aws:s3"}]})
         ));
-        assert!(!is_sqs_batch(&serde_json::json!({"dryRun": true})));
+        assert!(!work_items::is_sqs_batch(
+            &serde_json::json!({"dryRun": true})
+        ));
     }
 }

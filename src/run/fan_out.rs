@@ -1,17 +1,26 @@
-//! Fan-out: a round too large for one invocation becomes one work item per account-region,
-//! sent to an SQS queue whose event source is this same function.
+//! Fan-out: a scheduled round over more account-regions than one invocation should take
+//! becomes one work item per account-region, sent to an SQS queue whose event source is this
+//! same function.
 
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-
-use crate::aws::ServiceError;
+use crate::aws::sqs;
+use crate::config::FanOut;
 use crate::domain::outcome::RegionError;
-use crate::entry::events::{RunRequest, WorkItem};
+use crate::domain::request::{RunRequest, RunScope, Trigger, WorkItem};
+use crate::inventory::targets::Target;
 use crate::invocation::Invocation;
+use crate::services::Services;
 
-/// SendMessageBatch takes at most ten messages.
-const BATCH: usize = 10;
+/// Whether a round fans out: only a scheduled run over every CA, only with a queue
+/// configured, and only over more account-regions than the threshold. A manual run, a
+/// work item and a round at or under the threshold run here.
+pub(super) fn fans_out(request: &RunRequest, fan_out: Option<&FanOut>, targets: usize) -> bool {
+    let whole_round =
+        matches!(request.trigger, Trigger::Schedule { .. }) && request.scope == RunScope::Every;
+    whole_round && fan_out.is_some_and(|f| targets > f.threshold)
+}
 
-pub fn item(
+/// The work item of one account-region of this round.
+pub(super) fn item(
     invocation: &Invocation,
     request: &RunRequest,
     account: &str,
@@ -26,69 +35,85 @@ pub fn item(
     }
 }
 
-/// Sends the work items; returns those the queue took, and an error for each it did not
-/// (that account-region is then not audited in this round, and says so).
-pub async fn send(
-    sqs: &aws_sdk_sqs::Client,
-    queue_url: &str,
-    items: Vec<WorkItem>,
-) -> (Vec<WorkItem>, Vec<RegionError>) {
-    let mut sent = Vec::new();
-    let mut errors = Vec::new();
-    let not_sent = |item: &WorkItem, code: &str, message: &str| RegionError {
-        account_id: item.account_id.clone(),
-        region: item.region.clone(),
-        error_code: code.to_owned(),
-        error_message: format!("work item not sent to the fan-out queue {queue_url}: {message}"),
-    };
-    for chunk in items.chunks(BATCH) {
-        let mut entries = Vec::with_capacity(chunk.len());
-        for (i, item) in chunk.iter().enumerate() {
-            let entry = serde_json::to_string(item)
-                .map_err(|e| e.to_string())
-                .and_then(|body| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(body)
-                        .build()
-                        .map_err(|e| e.to_string())
-                });
-            match entry {
-                Ok(e) => entries.push(e),
-                Err(e) => errors.push(not_sent(item, "InvalidRequest", &e)),
-            }
-        }
-        if entries.is_empty() {
-            continue;
-        }
-        match sqs
-            .send_message_batch()
-            .queue_url(queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-        {
-            Ok(out) => {
-                for ok in out.successful() {
-                    if let Some(item) = ok.id().parse::<usize>().ok().and_then(|i| chunk.get(i)) {
-                        sent.push(item.clone());
-                    }
-                }
-                for bad in out.failed() {
-                    if let Some(item) = bad.id().parse::<usize>().ok().and_then(|i| chunk.get(i)) {
-                        errors.push(not_sent(
-                            item,
-                            bad.code(),
-                            bad.message().unwrap_or("refused"),
-                        ));
-                    }
-                }
-            }
-            Err(e) => {
-                let e = ServiceError::from_sdk(&e);
-                errors.extend(chunk.iter().map(|item| not_sent(item, &e.code, &e.message)));
-            }
-        }
+/// A round that fans out: one work item per account-region sent to the queue instead (what
+/// was sent, and an error for each account-region that could not be, which is then not
+/// audited in this round and says so). `None` when the round runs here.
+pub(super) async fn fan_out_round(
+    services: &Services,
+    request: &RunRequest,
+    invocation: &Invocation,
+    targets: &[Target],
+) -> Option<(Vec<WorkItem>, Vec<RegionError>)> {
+    let settings = services.settings.fan_out.as_ref();
+    if !fans_out(request, settings, targets.len()) {
+        return None;
     }
-    (sent, errors)
+    let queue_url = &settings?.queue_url;
+    let home = invocation.home_account.as_deref();
+    let items: Vec<WorkItem> = targets
+        .iter()
+        .map(|t| item(invocation, request, t.account.id(home), t.region.as_str()))
+        .collect();
+    // A WorkItem is strings, a bool and an enum: serialising it cannot fail.
+    let bodies: Vec<String> = items
+        .iter()
+        .map(|i| serde_json::to_string(i).unwrap_or_default())
+        .collect();
+    let (sent, not_sent) = sqs::send_all(&services.sqs, queue_url, &bodies).await;
+    let errors = not_sent
+        .into_iter()
+        .map(|n| RegionError {
+            account_id: items[n.index].account_id.clone(),
+            region: items[n.index].region.clone(),
+            error_code: n.code,
+            error_message: format!(
+                "work item not sent to the fan-out queue {queue_url}: {}",
+                n.message
+            ),
+        })
+        .collect();
+    Some((sent.into_iter().map(|i| items[i].clone()).collect(), errors))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::arn::CaArn;
+
+    #[test]
+    fn only_a_scheduled_round_over_every_ca_past_the_threshold_fans_out() {
+        let queue = FanOut {
+            queue_url: "https://sqs.us-east-1.amazonaws.com/111111111111/q".into(),
+            threshold: 8,
+        };
+        let run = |trigger, scope| RunRequest {
+            trigger,
+            scope,
+            dry_run: false,
+            format: None,
+        };
+        let schedule = || Trigger::Schedule {
+            source: "aws.events".into(),
+            id: None,
+            time: None,
+        };
+        let round = run(schedule(), RunScope::Every);
+        assert!(fans_out(&round, Some(&queue), 9));
+        assert!(
+            !fans_out(&round, Some(&queue), 8),
+            "at the threshold it runs here"
+        );
+        assert!(!fans_out(&round, None, 100), "no queue, no fan-out");
+        let arn = CaArn::parse(
+            "arn:aws:acm-pca:us-east-1:111111111111:certificate-authority/11111111-2222-3333-4444-555555555555",
+        )
+        .unwrap();
+        let named = run(schedule(), RunScope::These(vec![arn]));
+        assert!(!fans_out(&named, Some(&queue), 100));
+        assert!(!fans_out(
+            &run(Trigger::Manual, RunScope::Every),
+            Some(&queue),
+            100
+        ));
+    }
 }

@@ -1,5 +1,11 @@
-//! One run, from the request to the summary: choose the accounts and regions, list, decide,
-//! follow up earlier reports, claim, request, record, follow up the new reports.
+//! A run: one audit round, from the request to its summary, a module a phase.
+//!
+//! `run` takes the account-regions (`inventory`), fans a large scheduled round out
+//! (`fan_out`), and audits each account-region side by side (`account_region`): select the
+//! CAs, follow up earlier reports (`follow_up`), decide which are due (`plan`), then one CA
+//! at a time in quota order (`ca`): `claim` its window, look for a lost report (`recover`),
+//! `create` the report in a pacer slot, `record` it, or carry out what a refusal means
+//! (`verdict`). The new reports are followed up as they come; `summary` is what returns.
 
 pub mod account_region;
 pub mod ca;
@@ -13,12 +19,17 @@ pub mod recover;
 pub mod summary;
 pub mod verdict;
 
+use std::collections::HashMap;
+
+use aws_config::SdkConfig;
+
 use crate::aws::ServiceError;
 use crate::aws::ledger::LedgerError;
 use crate::aws::s3;
-use crate::domain::outcome::{Outcome, RegionError, failed};
+use crate::domain::ids::Account;
+use crate::domain::outcome::{CaOutcome, Outcome, RegionError, failed};
 use crate::domain::report::ReportFormat;
-use crate::domain::request::{RunRequest, RunScope, Trigger, WorkItem};
+use crate::domain::request::RunRequest;
 use crate::inventory::targets::{Target, accounts_and_regions, enter_accounts, targets};
 use crate::invocation::Invocation;
 use crate::services::Services;
@@ -47,7 +58,9 @@ pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocat
     let (accounts, regions) = accounts_and_regions(&targets, home);
 
     let mut to_audit = targets;
-    if let Some((sent, errors)) = fan_out_round(services, request, invocation, &to_audit).await {
+    if let Some((sent, errors)) =
+        fan_out::fan_out_round(services, request, invocation, &to_audit).await
+    {
         fanned_out = sent;
         region_errors.extend(errors);
         to_audit.clear();
@@ -74,21 +87,9 @@ pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocat
         format,
         bucket_error,
     };
-    let results = futures::future::join_all(to_audit.iter().map(|t| {
-        let client = services.target(
-            &t.account,
-            t.account.id(home),
-            t.region.as_str(),
-            &entered[&t.account],
-        );
-        let ctx = &ctx;
-        async move { ctx.audit_target(&client, t.only.as_deref()).await }
-    }))
-    .await;
-    for (mut o, e) in results {
-        outcomes.append(&mut o);
-        region_errors.extend(e);
-    }
+    let (mut audited, errors) = ctx.audit_targets(&to_audit, &entered).await;
+    outcomes.append(&mut audited);
+    region_errors.extend(errors);
     RunSummary {
         run_id: invocation.run_id.clone(),
         trigger: request.trigger.clone(),
@@ -105,26 +106,31 @@ pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocat
     }
 }
 
-/// A scheduled round over more account-regions than the fan-out threshold: one work item per
-/// account-region sent to the queue instead (what was sent, and what could not be).
-async fn fan_out_round(
-    services: &Services,
-    request: &RunRequest,
-    invocation: &Invocation,
-    targets: &[Target],
-) -> Option<(Vec<WorkItem>, Vec<RegionError>)> {
-    let f = services.settings.fan_out.as_ref()?;
-    let whole_round =
-        matches!(request.trigger, Trigger::Schedule { .. }) && request.scope == RunScope::Every;
-    if !whole_round || targets.len() <= f.threshold {
-        return None;
+impl RunContext<'_> {
+    /// Every account-region entered, side by side: the CAs' outcomes, and each account-region
+    /// that could not be listed.
+    async fn audit_targets(
+        &self,
+        targets: &[Target],
+        entered: &HashMap<Account, SdkConfig>,
+    ) -> (Vec<CaOutcome>, Vec<RegionError>) {
+        let home = self.invocation.home_account.as_deref();
+        let results = futures::future::join_all(targets.iter().map(|t| {
+            let account_id = t.account.id(home);
+            let sdk = &entered[&t.account];
+            let client = self
+                .services
+                .target(&t.account, account_id, t.region.as_str(), sdk);
+            async move { self.audit_target(&client, t.only.as_deref()).await }
+        }))
+        .await;
+        let (mut outcomes, mut errors) = (Vec::new(), Vec::new());
+        for (mut o, e) in results {
+            outcomes.append(&mut o);
+            errors.extend(e);
+        }
+        (outcomes, errors)
     }
-    let home = invocation.home_account.as_deref();
-    let items: Vec<_> = targets
-        .iter()
-        .map(|t| fan_out::item(invocation, request, t.account.id(home), t.region.as_str()))
-        .collect();
-    Some(fan_out::send(&services.sqs, &f.queue_url, items).await)
 }
 
 struct RunContext<'a> {

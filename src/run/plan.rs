@@ -50,42 +50,24 @@ mod tests {
 
     #[test]
     fn plan_takes_the_due_cas_longest_waiting_first_and_says_when_the_others_are_due() {
+        let reported = |last, next| Window {
+            last_requested_at: Some(t(last)),
+            next_eligible_at: Some(t(next)),
+            ..Window::default()
+        };
+        let leased = Window {
+            lease: Some(Lease {
+                run_id: "other".into(),
+                expires_at: t(1_500),
+                claimed_at: Some(t(950)),
+            }),
+            ..Window::default()
+        };
         let windows = HashMap::from([
-            (
-                arn(1).to_string(),
-                Window {
-                    last_requested_at: Some(t(500)),
-                    next_eligible_at: Some(t(900)),
-                    ..Window::default()
-                },
-            ),
-            (
-                arn(2).to_string(),
-                Window {
-                    last_requested_at: Some(t(100)),
-                    next_eligible_at: Some(t(2_000)),
-                    ..Window::default()
-                },
-            ),
-            (
-                arn(3).to_string(),
-                Window {
-                    lease: Some(Lease {
-                        run_id: "other".into(),
-                        expires_at: t(1_500),
-                        claimed_at: Some(t(950)),
-                    }),
-                    ..Window::default()
-                },
-            ),
-            (
-                arn(4).to_string(),
-                Window {
-                    last_requested_at: Some(t(50)),
-                    next_eligible_at: Some(t(800)),
-                    ..Window::default()
-                },
-            ),
+            (arn(1).to_string(), reported(500, 900)),
+            (arn(2).to_string(), reported(100, 2_000)),
+            (arn(3).to_string(), leased),
+            (arn(4).to_string(), reported(50, 800)),
         ]);
         let (eligible, skipped) = plan(
             vec![arn(1), arn(2), arn(3), arn(4), arn(5)],
