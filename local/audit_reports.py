@@ -68,7 +68,7 @@ DEFAULT_TEMPLATE = "arn:aws:acm-pca:::template/EndEntityCertificate/V1"
 # The report's columns (CSV header, JSON keys), in the order of the Private CA user guide's
 # sample, "Use audit reports with your private CA"
 # (https://docs.aws.amazon.com/privateca/latest/userguide/PcaAuditReport.html). The function's
-# reader (src/report_contents.rs, READ_REPORTS) requires exactly these names.
+# reader (src/evidence/contents.rs, READ_REPORTS) requires exactly these names.
 CSV_COLUMNS = [
     "awsAccountId",
     "requestedByServicePrincipal",

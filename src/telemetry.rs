@@ -1,30 +1,17 @@
 //! The log lines of a run and of a coverage request, and the run's CloudWatch metrics (an
 //! Embedded Metric Format document): what operators read, written from the summaries.
 
-use crate::domain::outcome::{AccountError, Outcome, RegionError};
-use crate::domain::report::ReportStatus;
-use crate::domain::report::{CheckLimit, ReportCheck};
+use crate::domain::outcome::{AccountError, RegionError};
 use crate::run::summary::RunSummary;
 
 // The summary's log and metrics live here, beside the other log lines, not with the run.
 impl RunSummary {
-    /// One log line per CA (and per report followed up), per account or region error, and
-    /// one for the run, inside spans that carry the run's and the CA's ids.
+    /// One log line per account or region error, and one for the run. Each CA's lines were
+    /// written as its outcome and its report became known (`run::log`), so that a run killed
+    /// half-way has logged the CAs it finished.
     pub fn log(&self) {
         let run = tracing::info_span!("run", run_id = %self.run_id);
         let _run = run.enter();
-        for ca in &self.certificate_authorities {
-            let span = tracing::info_span!(
-                "ca",
-                ca_arn = %ca.certificate_authority_arn,
-                region = %ca.region
-            );
-            let _ca = span.enter();
-            if let Some(r) = &ca.report {
-                log_report(r);
-            }
-            log_outcome(&ca.outcome);
-        }
         log_errors(&self.account_errors, &self.region_errors);
         let c = self.counts;
         tracing::info!(
@@ -120,92 +107,11 @@ pub fn log_errors(accounts: &[AccountError], regions: &[RegionError]) {
     }
 }
 
-/// The CA's log line of what its report says, or why it could not be read (inside the run's
-/// `ca` span).
-fn log_contents(r: &ReportCheck) {
-    let report_id = r.report_id.as_str();
-    if let Some(c) = &r.contents {
-        tracing::info!(
-            report_id,
-            certificates = c.certificates,
-            certificates_issued = c.issued_since,
-            certificates_revoked = c.revoked_since,
-            first_issued = ?c.first_issued,
-            first_revoked = ?c.first_revoked,
-            "audit report read"
-        );
-    } else if let (CheckLimit::Unreadable, Some(detail)) = (r.limit, &r.detail) {
-        tracing::error!(report_id, error_code = "ReportUnreadable", "{detail}");
-    }
-}
-
-/// The follow-up of a CA's report, as one log line.
-fn log_report(r: &ReportCheck) {
-    let detail = r.detail.as_deref().unwrap_or("");
-    let (report_id, report_status) = (r.report_id.as_str(), r.status.as_str());
-    match r.status {
-        ReportStatus::Failed => {
-            tracing::error!(report_id, report_status, "audit report failed: {detail}")
-        }
-        _ => tracing::info!(
-            report_id,
-            report_status,
-            size_bytes = r.size_bytes,
-            "audit report checked"
-        ),
-    }
-    log_contents(r);
-}
-
-/// What became of a CA, as one log line.
-fn log_outcome(outcome: &Outcome) {
-    match outcome {
-        Outcome::Requested {
-            report_id, s3_key, ..
-        } => tracing::info!(
-            outcome = "requested",
-            report_id,
-            s3_key,
-            "audit report requested"
-        ),
-        Outcome::WouldRequest => tracing::info!(
-            outcome = "wouldRequest",
-            "dry run: audit report would be requested"
-        ),
-        Outcome::Skipped {
-            reason,
-            detail,
-            next_eligible_at,
-        } => tracing::info!(
-            outcome = "skipped",
-            reason = reason.as_str(),
-            next_eligible_at = next_eligible_at.map(|t| t.to_string()),
-            "{detail}"
-        ),
-        Outcome::Recovered {
-            report_id,
-            s3_key,
-            detail,
-            ..
-        } => tracing::warn!(
-            outcome = "recovered",
-            report_id,
-            s3_key,
-            "audit report found in the bucket and recorded: {detail}"
-        ),
-        Outcome::Deferred { detail } => tracing::warn!(outcome = "deferred", "{detail}"),
-        Outcome::Failed {
-            error_code,
-            error_message,
-        } => tracing::error!(outcome = "failed", error_code, "{error_message}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::outcome::CaOutcome;
-    use crate::domain::report::{CheckLimit, ReportContents};
+    use crate::domain::outcome::{CaOutcome, Outcome};
+    use crate::domain::report::{CheckLimit, ReportCheck, ReportContents, ReportStatus};
     use crate::domain::request::Trigger;
     use crate::domain::time::Timestamp;
     use crate::run::summary::Counts;

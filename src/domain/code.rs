@@ -23,8 +23,15 @@ pub enum Code {
     BucketInAnotherRegion,
     /// The service accepted a create but answered without a report id or S3 key.
     IncompleteResponse,
-    /// A request this function built was refused before it was sent.
+    /// Refused before anything was done: an event the function cannot read (the invocation's
+    /// error type), or a request this function built that the SDK refused before sending it.
     InvalidRequest,
+    /// The invocation's error type when CAs (or accounts, or account-regions) of a run failed.
+    CertificateAuthoritiesFailed,
+    /// The invocation's error type when a coverage request could not be answered.
+    CoverageFailed,
+    /// A SUCCESS report whose contents could not be read (READ_REPORTS).
+    ReportUnreadable,
     /// BatchGetItem kept leaving keys unprocessed.
     UnprocessedKeys,
     /// A call timed out.
@@ -53,6 +60,9 @@ impl Code {
             Self::BucketInAnotherRegion => "BucketInAnotherRegion",
             Self::IncompleteResponse => "IncompleteResponse",
             Self::InvalidRequest => "InvalidRequest",
+            Self::CertificateAuthoritiesFailed => "CertificateAuthoritiesFailed",
+            Self::CoverageFailed => "CoverageFailed",
+            Self::ReportUnreadable => "ReportUnreadable",
             Self::UnprocessedKeys => "UnprocessedKeys",
             Self::Timeout => "Timeout",
             Self::Unreachable => "Unreachable",

@@ -4,6 +4,7 @@
 use lambda_runtime::Diagnostic;
 
 use crate::domain::arn::InvalidArn;
+use crate::domain::code::Code;
 use crate::domain::outcome::Outcome;
 use crate::entry::events::MAX_REQUESTED_ARNS;
 use crate::evidence::coverage::CoverageError;
@@ -58,9 +59,9 @@ pub enum RunError {
 impl From<RunError> for Diagnostic {
     fn from(e: RunError) -> Self {
         let error_type = match e {
-            RunError::InvalidRequest(_) => "InvalidRequest",
-            RunError::Failed(_) => "CertificateAuthoritiesFailed",
-            RunError::Coverage(_) => "CoverageFailed",
+            RunError::InvalidRequest(_) => Code::InvalidRequest,
+            RunError::Failed(_) => Code::CertificateAuthoritiesFailed,
+            RunError::Coverage(_) => Code::CoverageFailed,
         };
         Diagnostic {
             error_type: error_type.into(),

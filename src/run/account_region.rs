@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
+use super::log;
 use super::plan::plan;
 use super::{RunContext, ledger_failed};
 use crate::domain::arn::CaArn;
@@ -32,8 +33,12 @@ impl RunContext<'_> {
         .await
         {
             Ok(selected) => selected,
-            Err(listing) => return listing,
+            Err((failed, region_error)) => {
+                log::outcome_lines(&failed);
+                return (failed, region_error);
+            }
         };
+        log::outcome_lines(&outcomes);
         if candidates.is_empty() {
             return (outcomes, None);
         }
@@ -41,7 +46,12 @@ impl RunContext<'_> {
             Ok(w) => w,
             Err(e) => {
                 // Without the ledger no window can be claimed: request nothing.
-                outcomes.extend(candidates.iter().map(|a| outcome(a, ledger_failed(&e))));
+                let failed: Vec<CaOutcome> = candidates
+                    .iter()
+                    .map(|a| outcome(a, ledger_failed(&e)))
+                    .collect();
+                log::outcome_lines(&failed);
+                outcomes.extend(failed);
                 return (outcomes, None);
             }
         };
@@ -49,6 +59,7 @@ impl RunContext<'_> {
             .follow_up_earlier(client, &candidates, &mut windows)
             .await;
         let (eligible, skipped) = plan(candidates, windows, self.services.clock.now());
+        log::outcome_lines(&skipped);
         outcomes.extend(skipped);
         let (served, followed) = self.execute(client, eligible).await;
         outcomes.extend(served);
@@ -67,19 +78,28 @@ impl RunContext<'_> {
         eligible: Vec<CaArn>,
     ) -> (Vec<CaOutcome>, HashMap<String, ReportCheck>) {
         if self.request.dry_run {
-            let would = eligible.iter().map(|a| outcome(a, Outcome::WouldRequest));
-            return (would.collect(), HashMap::new());
+            let would: Vec<CaOutcome> = (eligible.iter())
+                .map(|a| outcome(a, Outcome::WouldRequest))
+                .collect();
+            log::outcome_lines(&would);
+            return (would, HashMap::new());
         }
         if let Some(e) = &self.bucket_error {
             let fail = |a| outcome(a, failed(&e.code, e.message.clone()));
-            return (eligible.iter().map(fail).collect(), HashMap::new());
+            let failed: Vec<CaOutcome> = eligible.iter().map(fail).collect();
+            log::outcome_lines(&failed);
+            return (failed, HashMap::new());
         }
         // Creates go at the quota's pace; each accepted report goes to the follow-up,
         // which looks at it a few seconds later while the next CAs are being requested.
         let (reports, accepted) = mpsc::unbounded_channel();
         let requesting = async move {
             let served: Vec<CaOutcome> = futures::stream::iter(eligible.iter())
-                .map(|arn| self.audit_ca(client, arn, &reports))
+                .map(|arn| async {
+                    let served = self.audit_ca(client, arn, &reports).await;
+                    log::outcome_line(&served);
+                    served
+                })
                 .buffered(self.services.settings.max_concurrency)
                 .collect()
                 .await;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::RunContext;
+use super::{RunContext, log};
 use crate::aws::{ServiceError, acm_pca, s3};
 use crate::domain::arn::CaArn;
 use crate::domain::report::{
@@ -72,6 +72,7 @@ impl RunContext<'_> {
             if let Some(reopen) = reopen_after(check.status, pending.requested_at, interval) {
                 w.next_eligible_at = Some(reopen);
             }
+            log::report_line(arn, &check);
             checks.insert(arn.to_string(), check);
         }
         checks
@@ -208,7 +209,9 @@ impl RunContext<'_> {
     ) {
         if Instant::now() >= give_up {
             for (_, arn, report) in waiting.drain(..) {
-                done.insert(arn.to_string(), still_creating(&report, None));
+                let check = still_creating(&report, None);
+                log::report_line(&arn, &check);
+                done.insert(arn.to_string(), check);
             }
             return;
         }
@@ -219,6 +222,7 @@ impl RunContext<'_> {
         if check.status == ReportStatus::Creating && check.limit == CheckLimit::None {
             waiting.push_back((Instant::now() + CHECK_INTERVAL, arn, report));
         } else {
+            log::report_line(&arn, &check);
             done.insert(arn.to_string(), check);
         }
     }

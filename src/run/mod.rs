@@ -13,6 +13,7 @@ pub mod claim;
 pub mod create;
 pub mod fan_out;
 pub mod follow_up;
+pub mod log;
 pub mod plan;
 pub mod record;
 pub mod recover;
@@ -67,19 +68,11 @@ pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocat
     }
     let (entered, refused, not_entered) = enter_accounts(services, invocation, &to_audit).await;
     outcomes.extend(refused);
+    log::outcome_lines(&outcomes); // named CAs refused before any listing
     account_errors.extend(not_entered);
     to_audit.retain(|t| entered.contains_key(&t.account));
 
-    // The bucket is checked once, up front: a missing bucket fails every CA without
-    // claiming a single window. A dry run checks it too, to report what a real run would meet.
-    let bucket_error = if to_audit.is_empty() {
-        None
-    } else {
-        s3::check(&services.s3, &services.settings.report_bucket)
-            .await
-            .err()
-    };
-
+    let bucket_error = bucket_error(services, &to_audit).await;
     let ctx = RunContext {
         services,
         request,
@@ -104,6 +97,16 @@ pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocat
         fanned_out,
         certificate_authorities: outcomes,
     }
+}
+
+/// The bucket is checked once, up front: a missing bucket fails every CA without claiming a
+/// single window. A dry run checks it too, to report what a real run would meet.
+async fn bucket_error(services: &Services, to_audit: &[Target]) -> Option<ServiceError> {
+    if to_audit.is_empty() {
+        return None;
+    }
+    let bucket = &services.settings.report_bucket;
+    s3::check(&services.s3, bucket).await.err()
 }
 
 impl RunContext<'_> {
