@@ -12,10 +12,12 @@
 //! BENCH_BOOTSTRAP and BENCH_ZIP (the arm64 bootstrap and the zip SAM would upload),
 //! BENCH_SCALE (1 for the sizes; smaller only to try the bench itself quickly).
 
-#[path = "../tests/common/mod.rs"]
-mod common;
 #[path = "support/function.rs"]
 mod function;
+#[path = "support/settings.rs"]
+mod settings;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -25,14 +27,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_config::retry::RetryConfig;
-use common::World;
-use function::{Function, env};
+use function::Function;
 use pca_audit_scheduler::domain::outcome::Outcome;
 use pca_audit_scheduler::run;
 use pca_audit_scheduler::run::summary::RunSummary;
 use pca_audit_scheduler::services::SystemClock;
 use pca_audit_scheduler::{invocation::Invocation, services::Services};
 use serde_json::{Value, json};
+use settings::env;
+use support::World;
 
 /// The bound of a full run: AWS accepts one create per second per account and region.
 const CREATE_QUOTA_PER_SECOND: f64 = 1.0;
@@ -47,11 +50,11 @@ struct Calls {
 
 impl Calls {
     fn reset() {
-        common::control("DELETE", "/requests", None);
+        support::control("DELETE", "/requests", None);
     }
 
     fn read() -> Self {
-        let out = common::control("GET", "/requests", None);
+        let out = support::control("GET", "/requests", None);
         let mut calls = Calls::default();
         for r in out["requests"].as_array().expect("requests") {
             calls.by_operation.insert(
@@ -316,7 +319,7 @@ impl Bench {
                 )
             })
             .collect();
-        let request = common::scheduled();
+        let request = support::scheduled();
         let started = Instant::now();
         let summaries: Vec<RunSummary> =
             futures::future::join_all(services.iter().enumerate().map(|(i, s)| {
@@ -389,7 +392,7 @@ impl Bench {
             &sdk,
             Arc::new(SystemClock::default()),
         );
-        let request = common::scheduled();
+        let request = support::scheduled();
         let mut runs: Vec<(RunSummary, Duration)> = Vec::new();
         let mut ordered_ok = true;
         let mut previous_deferred: Vec<String> = Vec::new();
@@ -573,11 +576,7 @@ fn machine() -> String {
 
 #[tokio::main]
 async fn main() {
-    let scale: usize = std::env::var("BENCH_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|&s| s >= 1)
-        .unwrap_or(1);
+    let scale = settings::scale();
     let logs = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench"));
     std::fs::create_dir_all(&logs).unwrap();
     let mut bench = Bench {

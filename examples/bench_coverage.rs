@@ -5,15 +5,16 @@
 //! Settings: BENCH_OUT (the markdown written), BENCH_SCALE (divides the CA count, to try the
 //! bench quickly; its figures are then marked as scaled).
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+#[path = "support/settings.rs"]
+mod settings;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
-use common::World;
 use futures::StreamExt;
 use pca_audit_scheduler::aws::ledger::{PARTITION_KEY, SORT_KEY, WINDOW_RECORD};
 use pca_audit_scheduler::domain::request::CoverageRequest;
@@ -22,6 +23,7 @@ use pca_audit_scheduler::evidence::coverage;
 use pca_audit_scheduler::services::SystemClock;
 use pca_audit_scheduler::{invocation::Invocation, services::Services};
 use serde_json::json;
+use support::World;
 
 const CAS: usize = 1000;
 const DAYS: u64 = 365;
@@ -50,7 +52,7 @@ fn ca_items(world: &World, i: usize, arn: &str, first_day: u64) -> Vec<WriteRequ
         (PARTITION_KEY, s(arn.to_owned())),
         (SORT_KEY, s(WINDOW_RECORD.into())),
         ("account_id", s(world.account_id.clone())),
-        ("region", s(common::REGION.into())),
+        ("region", s(support::REGION.into())),
     ])];
     for day in 0..DAYS {
         if i.is_multiple_of(50) && day == DAYS / 2 {
@@ -117,7 +119,7 @@ fn peak_mib() -> f64 {
 }
 
 fn calls() -> BTreeMap<String, u64> {
-    let out = common::control("GET", "/requests", None);
+    let out = support::control("GET", "/requests", None);
     let mut found = BTreeMap::new();
     for r in out["requests"].as_array().expect("requests") {
         found.insert(
@@ -134,11 +136,7 @@ fn calls() -> BTreeMap<String, u64> {
 
 #[tokio::main]
 async fn main() {
-    let scale: usize = std::env::var("BENCH_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|&s| s >= 1)
-        .unwrap_or(1);
+    let scale = settings::scale();
     let cas = CAS / scale;
     let world = World::new().await;
     let arns = world.seeded_arns(&[("ACTIVE", cas)]);
@@ -163,7 +161,7 @@ async fn main() {
         home_account: None,
         partition: None,
     };
-    common::control("DELETE", "/requests", None);
+    support::control("DELETE", "/requests", None);
     // The peak measured from here on is the request's, not the seeding's ("5" resets VmHWM).
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let started = Instant::now();

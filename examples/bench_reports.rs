@@ -13,21 +13,24 @@
 //! Settings: BENCH_FUNCTION (the release binary), BENCH_CARGO_LAMBDA (cargo-lambda),
 //! BENCH_OUT (the markdown the row goes into), BENCH_REPORT_ROWS (100000 unless set).
 
-#[path = "../tests/common/mod.rs"]
-mod common;
 #[path = "support/function.rs"]
 mod function;
+#[path = "support/settings.rs"]
+mod settings;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{World, control, invocation, scheduled};
-use function::{Function, env};
+use function::Function;
 use pca_audit_scheduler::run;
 use pca_audit_scheduler::services::Services;
 use pca_audit_scheduler::services::SystemClock;
 use serde_json::{Value, json};
+use settings::env;
+use support::{World, control, invocation, scheduled};
 
 const NAME: &str = "6. Reading a report of 100,000 certificates (READ_REPORTS)";
 const LIMIT_MIB: f64 = 64.0;

@@ -9,11 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// A setting the bench scripts give the benchmarks.
-pub fn env(name: &str) -> String {
-    std::env::var(name)
-        .unwrap_or_else(|_| panic!("{name} is not set: run scripts/bench or scripts/bench-reports"))
-}
+use crate::settings::env;
 
 /// The release binary, started cold under its own cargo-lambda runtime emulator.
 pub struct Function {
@@ -52,7 +48,7 @@ impl Function {
     pub fn start(&mut self, env: &[(String, String)], log: &Path) -> Instant {
         let log = std::fs::File::create(log).expect("function log");
         let started = Instant::now();
-        let child = Command::new(self::env("BENCH_FUNCTION"))
+        let child = Command::new(crate::settings::env("BENCH_FUNCTION"))
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env(

@@ -1,16 +1,12 @@
 //! Organisation scale against the local stack: CAs of other accounts audited through the
 //! member role, scope, the follow-up of every report, orphans found in the bucket, fan-out.
 
-use crate::common;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{
-    Member, World, accepted_creates_of, attr, clock, configure_account, control, fast_settings,
-    invocation, scheduled, seed_account,
-};
-use lambda_runtime::{Context, LambdaEvent};
+use lambda_runtime::LambdaEvent;
 use pca_audit_scheduler::domain::arn::CaArn;
 use pca_audit_scheduler::domain::outcome::{Outcome, SkipReason};
 use pca_audit_scheduler::domain::report::ReportStatus;
@@ -20,14 +16,13 @@ use pca_audit_scheduler::run::summary::RunSummary;
 use pca_audit_scheduler::services::Services;
 use pca_audit_scheduler::services::{Clock, SystemClock};
 use serde_json::json;
+use support::{
+    Member, World, accepted_creates_of, attr, clock, control, fast_account, invocation, scheduled,
+    seed_account,
+};
 
 const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
 const EXTERNAL_ID: &str = "pca-audit-test-ext";
-
-/// `World::fast` for an account the test has only the id of.
-fn fast(world_account: &str) {
-    configure_account(world_account, fast_settings());
-}
 
 async fn run_as(services: &Services, world: &World, run_id: &str) -> RunSummary {
     let mut inv = invocation(run_id, Duration::from_secs(600));
@@ -58,7 +53,7 @@ async fn three_accounts_in_two_regions_are_audited_once_and_an_account_without_t
         &c.account_id,
         &locked.account_id,
     ] {
-        fast(account);
+        fast_account(account);
     }
     world
         .allow_reports_from(&[&world.account_id, &b.account_id, &c.account_id])
@@ -158,24 +153,24 @@ async fn three_accounts_in_two_regions_are_audited_once_and_an_account_without_t
 #[tokio::test]
 async fn exempt_other_types_and_untagged_cas_are_skipped_with_their_reason() {
     let world = World::new().await;
-    fast(&world.account_id);
+    fast_account(&world.account_id);
     let tagged_sub = seed_account(
         &world.account_id,
-        common::REGION,
+        support::REGION,
         &[
             json!({"state": "ACTIVE", "count": 2, "issued": 1, "revoked": 0, "type": "SUBORDINATE", "tags": {"audit": "yes"}}),
         ],
     );
     let untagged_sub = seed_account(
         &world.account_id,
-        common::REGION,
+        support::REGION,
         &[
             json!({"state": "ACTIVE", "count": 1, "issued": 1, "revoked": 0, "type": "SUBORDINATE", "tags": {"audit": "no"}}),
         ],
     );
     let root = seed_account(
         &world.account_id,
-        common::REGION,
+        support::REGION,
         &[
             json!({"state": "ACTIVE", "count": 1, "issued": 1, "revoked": 0, "type": "ROOT", "tags": {"audit": "yes"}}),
         ],
@@ -210,15 +205,9 @@ async fn exempt_other_types_and_untagged_cas_are_skipped_with_their_reason() {
 #[tokio::test]
 async fn a_report_that_ends_failed_fails_the_ca_and_reopens_its_window() {
     let world = World::new().await;
-    fast(&world.account_id);
+    fast_account(&world.account_id);
     // A bucket whose policy does not let ACM PCA write: the create is accepted, the report fails.
-    world
-        .s3
-        .delete_bucket_policy()
-        .bucket(&world.bucket)
-        .send()
-        .await
-        .expect("delete policy");
+    world.delete_bucket_policy().await;
     let arn = world.seeded_arns(&[("ACTIVE", 1)]).remove(0);
     let services = world.fast_services();
     let summary = run_as(&services, &world, "failing").await;
@@ -301,7 +290,7 @@ async fn a_report_still_creating_is_followed_up_first_thing_next_run() {
 #[tokio::test]
 async fn the_report_of_a_run_that_died_before_recording_it_is_recovered_from_the_bucket() {
     let world = World::new().await;
-    fast(&world.account_id);
+    fast_account(&world.account_id);
     let arn = world.seeded_arns(&[("ACTIVE", 1)]).remove(0);
     let ca = CaArn::parse(&arn).unwrap();
     let services = world.fast_services();
@@ -374,7 +363,7 @@ async fn a_large_round_fans_out_one_work_item_per_account_region_and_each_is_don
     let c = Member::new(&world.account_id, Some("")).await;
     let members = [&world.account_id, &b.account_id, &c.account_id];
     for a in members {
-        fast(a);
+        fast_account(a);
     }
     world.allow_reports_from(&members.map(|a| a.as_str())).await;
     let mut all = Vec::new();
@@ -451,13 +440,10 @@ async fn a_large_round_fans_out_one_work_item_per_account_region_and_each_is_don
         })
         .collect();
     let invoke = |records: Vec<serde_json::Value>| {
-        let mut context = Context::default();
-        context.request_id = uuid::Uuid::new_v4().to_string();
-        context.invoked_function_arn = format!(
-            "arn:aws:lambda:us-east-1:{}:function:audit",
-            world.account_id
+        let context = support::context(
+            &uuid::Uuid::new_v4().to_string(),
+            &support::function_arn(&world.account_id),
         );
-        context.deadline = SystemClock::default().now().epoch_seconds() * 1000 + 300_000;
         entry::handle(
             &services,
             LambdaEvent::new(json!({"Records": records}), context),
@@ -568,7 +554,7 @@ async fn organization_discovery_audits_the_accounts_under_the_chosen_units_only(
     for id in [&in_pki, &in_nested, &in_sandbox] {
         let m = Member::existing(id, &world.account_id).await;
         m.fast();
-        m.seed_in(common::REGION, 1);
+        m.seed_in(support::REGION, 1);
         members.push(m);
     }
     world

@@ -3,36 +3,23 @@
 //! gap, a FAILED report, a CA never audited and a CA deleted since; the summary, the manifest
 //! in S3, and that nothing was claimed or requested.
 
-use crate::common;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use common::*;
-use lambda_runtime::{Context, Diagnostic, LambdaEvent};
+use lambda_runtime::Diagnostic;
 use pca_audit_scheduler::aws::ledger::{PARTITION_KEY, SORT_KEY, WINDOW_RECORD};
 use pca_audit_scheduler::domain::time::Timestamp;
-use pca_audit_scheduler::entry::{self, Response};
+use pca_audit_scheduler::entry::Response;
 use pca_audit_scheduler::services::Services;
 use pca_audit_scheduler::services::SystemClock;
 use serde_json::{Value, json};
+use support::*;
 
 const DAY: u64 = 86_400;
 const HOUR: u64 = 3_600;
-
-async fn handle(services: &Services, payload: Value) -> Result<Response, Diagnostic> {
-    let mut context = Context::default();
-    context.request_id = uuid::Uuid::new_v4().to_string();
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    context.deadline = now_ms + 300_000;
-    entry::handle(services, LambdaEvent::new(payload, context))
-        .await
-        .map_err(Diagnostic::from)
-}
 
 async fn coverage(services: &Services, payload: Value) -> Result<Value, Diagnostic> {
     match handle(services, payload).await? {
@@ -348,20 +335,8 @@ async fn bad_coverage_requests_are_refused_naming_the_field_and_write_nothing() 
 async fn a_manifest_that_cannot_be_written_is_a_clear_error() {
     let world = World::new().await;
     let services = world.services(Arc::new(SystemClock::default()));
-    world
-        .s3
-        .delete_bucket_policy()
-        .bucket(&world.bucket)
-        .send()
-        .await
-        .unwrap();
-    world
-        .s3
-        .delete_bucket()
-        .bucket(&world.bucket)
-        .send()
-        .await
-        .unwrap();
+    world.delete_bucket_policy().await;
+    world.delete_bucket().await;
     let err = coverage(
         &services,
         json!({"coverage": {"from": date(midnight_days_ago(3)), "to": date(midnight_days_ago(1))}}),

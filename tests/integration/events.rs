@@ -1,14 +1,14 @@
 //! Every sample event in `events/` goes through the Lambda handler against the local stack,
 //! and is accepted or refused as the README says.
 
-use crate::common;
+use crate::support;
 
-use common::*;
-use lambda_runtime::{Context, Diagnostic, LambdaEvent};
+use lambda_runtime::Diagnostic;
 use pca_audit_scheduler::entry;
 use pca_audit_scheduler::run::summary::RunSummary;
 use pca_audit_scheduler::services::Services;
 use serde_json::{Value, json};
+use support::*;
 
 /// The ARN `events/manual-one-ca.json` names; the test puts a real CA in its place.
 const SAMPLE_ARN: &str = "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/11111111-2222-3333-4444-555555555555";
@@ -18,32 +18,11 @@ fn event(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(&path).expect(&path)).expect(&path)
 }
 
-async fn handle(services: &Services, payload: Value) -> Result<entry::Response, Diagnostic> {
-    let mut context = Context::default();
-    context.request_id = uuid::Uuid::new_v4().to_string();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    context.deadline = now_ms + 300_000;
-    entry::handle(services, LambdaEvent::new(payload, context))
-        .await
-        .map_err(Diagnostic::from)
-}
-
 async fn invoke(services: &Services, payload: Value) -> Result<RunSummary, Diagnostic> {
     match handle(services, payload).await? {
         entry::Response::Run(summary) => Ok(*summary),
         other => panic!("a run's event answered otherwise: {other:?}"),
     }
-}
-
-async fn world_with_cas(n: usize) -> (World, Vec<String>, Services) {
-    let world = World::new().await;
-    world.fast();
-    let arns = world.seeded_arns(&[("ACTIVE", n)]);
-    let services = world.fast_services();
-    (world, arns, services)
 }
 
 #[test]
@@ -73,7 +52,7 @@ fn every_sample_event_is_covered_here() {
 /// (`self`) in the local stack's region.
 #[tokio::test]
 async fn fan_out_work_item_audits_its_account_region_and_reports_no_batch_failure() {
-    let (world, arns, services) = world_with_cas(2).await;
+    let (world, arns, services) = World::fast_with_cas(2).await;
     let mut sample = event("fan-out-work-item.json");
     let record = &mut sample["Records"][0];
     let mut body: Value = serde_json::from_str(record["body"].as_str().unwrap()).unwrap();
@@ -96,7 +75,7 @@ async fn fan_out_work_item_audits_its_account_region_and_reports_no_batch_failur
 
 #[tokio::test]
 async fn scheduled_event_audits_every_ca_and_a_second_one_skips_them() {
-    let (world, arns, services) = world_with_cas(2).await;
+    let (world, arns, services) = World::fast_with_cas(2).await;
     let first = invoke(&services, event("scheduled.json"))
         .await
         .expect("scheduled run");
@@ -110,7 +89,7 @@ async fn scheduled_event_audits_every_ca_and_a_second_one_skips_them() {
 
 #[tokio::test]
 async fn scheduler_input_audits_every_ca() {
-    let (_world, _arns, services) = world_with_cas(2).await;
+    let (_world, _arns, services) = World::fast_with_cas(2).await;
     let summary = invoke(&services, event("scheduler.json"))
         .await
         .expect("scheduler run");
@@ -122,7 +101,7 @@ async fn scheduler_input_audits_every_ca() {
 
 #[tokio::test]
 async fn manual_request_audits_only_its_ca_in_csv() {
-    let (world, arns, services) = world_with_cas(2).await;
+    let (world, arns, services) = World::fast_with_cas(2).await;
     let text = event("manual-one-ca.json")
         .to_string()
         .replace(SAMPLE_ARN, &arns[0]);
@@ -140,7 +119,7 @@ async fn manual_request_audits_only_its_ca_in_csv() {
 #[tokio::test]
 async fn manual_request_for_the_sample_arn_fails_naming_it() {
     // As shipped, the sample names a CA that does not exist here.
-    let (world, _arns, services) = world_with_cas(1).await;
+    let (world, _arns, services) = World::fast_with_cas(1).await;
     let err = invoke(&services, event("manual-one-ca.json"))
         .await
         .unwrap_err();
@@ -155,7 +134,7 @@ async fn manual_request_for_the_sample_arn_fails_naming_it() {
 
 #[tokio::test]
 async fn dry_run_reports_without_requesting() {
-    let (world, _arns, services) = world_with_cas(2).await;
+    let (world, _arns, services) = World::fast_with_cas(2).await;
     let summary = invoke(&services, event("dry-run.json"))
         .await
         .expect("dry run");
@@ -166,7 +145,7 @@ async fn dry_run_reports_without_requesting() {
 
 #[tokio::test]
 async fn invalid_request_is_refused_and_requests_nothing() {
-    let (world, arns, services) = world_with_cas(1).await;
+    let (world, arns, services) = World::fast_with_cas(1).await;
     let err = invoke(&services, event("invalid.json")).await.unwrap_err();
     assert_eq!(err.error_type, "InvalidRequest");
     assert!(

@@ -3,8 +3,8 @@
 //! module on its own (its figures are measured at AWS's quota, so no other test may load the
 //! emulator meanwhile), and the rest together.
 
-#[path = "../common/mod.rs"]
-mod common;
+#[path = "../support/mod.rs"]
+mod support;
 
 mod accounts;
 mod bad_input;

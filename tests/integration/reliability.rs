@@ -3,17 +3,17 @@
 //! `scripts/reliability` runs them at full size (RELIABILITY_FULL=1) and writes the figures
 //! each one measured into RELIABILITY.md (RELIABILITY_FIGURES names the folder for them).
 
-use crate::common;
+use crate::support;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use common::*;
 use pca_audit_scheduler::domain::outcome::{Outcome, SkipReason};
 use pca_audit_scheduler::run;
 use pca_audit_scheduler::run::summary::RunSummary;
 use pca_audit_scheduler::{invocation::Invocation, services::Services};
-use serde_json::{Value, json};
+use serde_json::json;
+use support::*;
 
 /// The tests here take turns: several measure what production gets at AWS's quota, and the
 /// emulator's quota is counted where the calls arrive, so another test's load on the same
@@ -44,13 +44,8 @@ fn short(run_id: &str, seconds: u64) -> Invocation {
 
 /// Report ids the emulator accepted for this account, per CA.
 fn accepted_reports(world: &World) -> HashMap<String, Vec<String>> {
-    let out = control(
-        "GET",
-        &format!("/audit-calls?account_id={}", world.account_id),
-        None,
-    );
     let mut by_ca: HashMap<String, Vec<String>> = HashMap::new();
-    for c in out["calls"].as_array().unwrap() {
+    for c in create_calls_of(&world.account_id) {
         if c["outcome"] == "Accepted" {
             by_ca
                 .entry(c["ca_arn"].as_str().unwrap().to_owned())
@@ -59,27 +54,6 @@ fn accepted_reports(world: &World) -> HashMap<String, Vec<String>> {
         }
     }
     by_ca
-}
-
-fn fault(rule: Value) -> String {
-    control("POST", "/faults", Some(rule))["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// How many times a fault rule was applied.
-fn injected(id: &str) -> u64 {
-    control("GET", "/faults", None)["faults"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == id)
-        .map_or(0, |r| r["injected"].as_u64().unwrap())
-}
-
-fn clear_fault(id: &str) {
-    control("DELETE", &format!("/faults/{id}"), None);
 }
 
 /// Creates the emulator refused for the quota, for this account.
@@ -427,13 +401,7 @@ async fn a_bucket_deleted_mid_run_fails_the_remaining_cas_clearly() {
     let run = run::run(&services, &request, &invocation);
     let delete = async {
         tokio::time::sleep(Duration::from_millis(1300)).await;
-        world
-            .s3
-            .delete_bucket()
-            .bucket(&world.bucket)
-            .send()
-            .await
-            .expect("delete the bucket");
+        world.delete_bucket().await;
     };
     let (summary, ()) = tokio::join!(run, delete);
     let requested = summary.counts.requested;

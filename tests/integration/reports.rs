@@ -2,18 +2,18 @@
 //! CSV, the stack's reports built from the CA's real certificates), counted since the CA's
 //! previous report, on the summary and the ledger's history item.
 
-use crate::common;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{World, attr, control, invocation, outcome_of, run, scheduled};
 use pca_audit_scheduler::domain::report::ReportStatus;
 use pca_audit_scheduler::evidence::contents::UNREADABLE;
 use pca_audit_scheduler::run;
 use pca_audit_scheduler::services::Services;
 use pca_audit_scheduler::services::{Clock, SystemClock};
 use serde_json::{Value, json};
+use support::{World, attr, control, invocation, outcome_of, run, scheduled};
 
 fn reading(world: &World, format: &str, clock: Arc<dyn Clock>) -> Services {
     let settings = world.settings_with(&[("READ_REPORTS", "true"), ("REPORT_FORMAT", format)]);

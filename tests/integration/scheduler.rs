@@ -1,15 +1,15 @@
 //! The scheduler against the local stack: DynamoDB Local for the ledger, moto (with the
 //! audit-report operations) for ACM PCA and S3. Counts of create calls come from the emulator.
 
-use crate::common;
+use crate::support;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::*;
 use pca_audit_scheduler::domain::time::Timestamp;
 use pca_audit_scheduler::entry::verdict;
 use serde_json::json;
+use support::*;
 
 #[tokio::test]
 async fn first_run_requests_every_audited_ca_and_records_report_and_key() {
@@ -226,20 +226,8 @@ async fn a_missing_bucket_fails_every_ca_clearly_and_consumes_no_window() {
     let world = World::new().await;
     world.fast();
     let arns = world.seeded_arns(&[("ACTIVE", 2)]);
-    world
-        .s3
-        .delete_bucket_policy()
-        .bucket(&world.bucket)
-        .send()
-        .await
-        .unwrap();
-    world
-        .s3
-        .delete_bucket()
-        .bucket(&world.bucket)
-        .send()
-        .await
-        .unwrap();
+    world.delete_bucket_policy().await;
+    world.delete_bucket().await;
     let services = world.fast_services();
 
     let summary = run(&services, &scheduled(), "run-1").await;
