@@ -17,6 +17,11 @@ use crate::domain::time::Timestamp;
 use crate::domain::window;
 use crate::domain::window::Window;
 
+/// What a won claim writes: the lease, and the CA's region and account, which key the
+/// `ca-windows` index a coverage request finds the ledger's CAs by.
+pub const CLAIM_WRITES: &str = "SET lease_run_id = :run, lease_claimed_at = :now, \
+     lease_expires_at = :lease, #region = :region, account_id = :account";
+
 impl Ledger {
     /// The windows of many CAs, 100 keys per BatchGetItem, strongly consistent so that a run
     /// right after another sees its records. CAs without an item are absent from the map.
@@ -87,10 +92,7 @@ impl Ledger {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::window_key(arn)))
-            .update_expression(
-                "SET lease_run_id = :run, lease_claimed_at = :now, lease_expires_at = :lease, \
-                 #region = :region, account_id = :account",
-            )
+            .update_expression(CLAIM_WRITES)
             .condition_expression(window::CLAIM_CONDITION)
             // `region` is a DynamoDB reserved word.
             .expression_attribute_names("#region", "region")
