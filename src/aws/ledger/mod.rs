@@ -36,6 +36,8 @@ use crate::domain::report::{ReportCheck, ReportStatus};
 use crate::domain::time::Timestamp;
 use crate::domain::window::{self, Lease, PendingReport, Window};
 
+pub mod history;
+
 pub const PARTITION_KEY: &str = "certificate_authority_arn";
 pub const SORT_KEY: &str = "record";
 pub const WINDOW_RECORD: &str = "window";
