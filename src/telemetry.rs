@@ -2,6 +2,7 @@
 //! Embedded Metric Format document): what operators read, written from the summaries.
 
 use crate::domain::outcome::{AccountError, RegionError};
+use crate::evidence::CoverageSummary;
 use crate::run::summary::RunSummary;
 
 // The summary's log and metrics live here, beside the other log lines, not with the run.
@@ -82,6 +83,45 @@ impl RunSummary {
         }
         doc["CertificatesIssued"] = issued.into();
         doc["CertificatesRevoked"] = revoked.into();
+    }
+}
+
+// The coverage summary's log lines live here too, beside the run's.
+impl CoverageSummary {
+    /// One WARN line per gap, inside span `ca`, then the counts.
+    pub fn log(&self) {
+        let run = tracing::info_span!("coverage", run_id = %self.run_id);
+        let _run = run.enter();
+        for ca in &self.certificate_authorities {
+            let span = tracing::info_span!("ca", ca_arn = %ca.certificate_authority_arn, region = %ca.region);
+            let _ca = span.enter();
+            for g in &ca.gaps {
+                tracing::warn!(
+                    outcome = "gap",
+                    gap_kind = g.kind.as_str(),
+                    gap_from = %g.from,
+                    gap_to = %g.to,
+                    "coverage gap: {} from {} to {}",
+                    g.kind.as_str(),
+                    g.from,
+                    g.to
+                );
+            }
+        }
+        log_errors(&self.account_errors, &self.region_errors);
+        let c = self.counts;
+        tracing::info!(
+            certificate_authorities = c.certificate_authorities,
+            covered = c.covered,
+            with_gaps = c.with_gaps,
+            reports = c.reports,
+            gaps = c.gaps,
+            "coverage of {} to {} written to s3://{}/{}",
+            self.from,
+            self.to,
+            self.manifest.bucket,
+            self.manifest.csv_key
+        );
     }
 }
 

@@ -37,6 +37,8 @@ use crate::domain::report::ReportStatus;
 use crate::domain::time::Timestamp;
 use crate::domain::window::{Lease, Window};
 
+pub mod history;
+
 pub const PARTITION_KEY: &str = "certificate_authority_arn";
 pub const SORT_KEY: &str = "record";
 pub const WINDOW_RECORD: &str = "window";

@@ -1,0 +1,402 @@
+//! A CA's gaps in a period, judged from its history: each stretch longer than the threshold
+//! (the configured interval plus the schedule's slack) without a SUCCESS report, each FAILED
+//! report, and a CA with no report at all (never audited). Pure: the history and "now" are
+//! passed in.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{CaCoverage, HistoryReport, ReportCounts};
+use crate::domain::arn::CaArn;
+use crate::domain::outcome::{AccountError, RegionError};
+use crate::domain::request::CoverageRequest;
+use crate::domain::time::Timestamp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum GapKind {
+    /// Longer than the threshold without a SUCCESS report.
+    NoSuccess,
+    /// A report the service could not write.
+    FailedReport,
+    /// No report at all in the period (nor within the threshold before it).
+    NeverAudited,
+}
+
+impl GapKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoSuccess => "noSuccess",
+            Self::FailedReport => "failedReport",
+            Self::NeverAudited => "neverAudited",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Gap {
+    pub kind: GapKind,
+    pub from: Timestamp,
+    pub to: Timestamp,
+}
+
+/// A CA's gaps in `[from, end]`. `reports` (oldest first) may start up to `threshold` before
+/// `from`: a SUCCESS there covers the period's start. A CA no longer listed (deleted since)
+/// is judged only up to its last report: when it was deleted is not known, so the stretch
+/// after is not called a gap.
+pub fn gaps(
+    reports: &[HistoryReport],
+    from: Timestamp,
+    end: Timestamp,
+    threshold: Duration,
+    listed_now: bool,
+) -> Vec<Gap> {
+    let mut found = Vec::new();
+    if reports.is_empty() {
+        if listed_now {
+            found.push(Gap {
+                kind: GapKind::NeverAudited,
+                from,
+                to: end,
+            });
+        }
+        return found;
+    }
+    let end = if listed_now {
+        end
+    } else {
+        reports
+            .iter()
+            .map(|r| r.requested_at)
+            .max()
+            .map_or(end, |last| last.clamp(from, end))
+    };
+    let longer =
+        |a: Timestamp, b: Timestamp| b.epoch_seconds() > a.epoch_seconds() + threshold.as_secs();
+    // The stretch runs from the last SUCCESS (or the period's start) to the next one.
+    let mut since = from;
+    for r in reports.iter().filter(|r| r.requested_at <= end) {
+        if r.status == "FAILED" && r.requested_at >= from {
+            found.push(Gap {
+                kind: GapKind::FailedReport,
+                from: r.requested_at,
+                to: r.requested_at,
+            });
+        }
+        if r.status != "SUCCESS" {
+            continue;
+        }
+        if r.requested_at > from && longer(since, r.requested_at) {
+            found.push(Gap {
+                kind: GapKind::NoSuccess,
+                from: since.max(from),
+                to: r.requested_at,
+            });
+        }
+        since = r.requested_at;
+    }
+    if longer(since, end) {
+        found.push(Gap {
+            kind: GapKind::NoSuccess,
+            from: since.max(from),
+            to: end,
+        });
+    }
+    found.sort_by_key(|g| (g.from, g.to));
+    found
+}
+
+/// What a coverage request compares each CA's history with.
+pub struct Judging<'a> {
+    pub request: &'a CoverageRequest,
+    /// The period's end, or now if it has not ended.
+    pub end: Timestamp,
+    pub threshold: Duration,
+    pub listed_now: &'a BTreeSet<CaArn>,
+    pub account_errors: &'a [AccountError],
+    pub region_errors: &'a [RegionError],
+}
+
+impl Judging<'_> {
+    /// One CA's coverage from its history (from `threshold` before the period), and its
+    /// reports in the period; `None` for a CA only the ledger knows that has no report in it.
+    pub fn judge(
+        &self,
+        arn: &CaArn,
+        reports: &[HistoryReport],
+    ) -> Option<(CaCoverage, Vec<HistoryReport>)> {
+        let request = self.request;
+        // Where the listing failed, a CA missing from it is not taken as deleted: its
+        // stretch to the period's end is judged as a listed CA's.
+        let unlisted_here = self
+            .account_errors
+            .iter()
+            .any(|e| e.account_id == arn.account() || e.account_id == "organization")
+            || self
+                .region_errors
+                .iter()
+                .any(|e| e.account_id == arn.account() && e.region == arn.region());
+        let listed = self.listed_now.contains(arn) || unlisted_here;
+        let in_period: Vec<HistoryReport> = reports
+            .iter()
+            .filter(|r| r.requested_at >= request.from && r.requested_at < request.to)
+            .cloned()
+            .collect();
+        // A CA only the ledger knows counts when it was audited in the period.
+        if !listed && in_period.is_empty() {
+            return None;
+        }
+        let gaps = gaps(reports, request.from, self.end, self.threshold, listed);
+        let coverage = CaCoverage {
+            certificate_authority_arn: arn.as_str().to_owned(),
+            account_id: arn.account().to_owned(),
+            region: arn.region().to_owned(),
+            listed_now: self.listed_now.contains(arn),
+            coverage: if gaps.is_empty() { "covered" } else { "gaps" },
+            report_counts: ReportCounts::of(&in_period),
+            gaps,
+        };
+        Some((coverage, in_period))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn at(text: &str) -> Timestamp {
+        Timestamp::parse(text).unwrap()
+    }
+
+    fn report(when: &str, status: &str) -> HistoryReport {
+        HistoryReport {
+            requested_at: at(when),
+            report_id: format!("id-{when}"),
+            s3_key: format!("audit-report/{when}.json"),
+            format: "JSON".into(),
+            status: status.into(),
+            size_bytes: (status == "SUCCESS").then_some(10),
+        }
+    }
+
+    /// A period of three days, a daily interval with an hour of slack.
+    fn judge(reports: &[HistoryReport], listed: bool) -> Vec<(GapKind, String, String)> {
+        gaps(
+            reports,
+            at("2026-07-01T00:00:00Z"),
+            at("2026-07-04T00:00:00Z"),
+            24 * HOUR + HOUR,
+            listed,
+        )
+        .into_iter()
+        .map(|g| (g.kind, g.from.to_string(), g.to.to_string()))
+        .collect()
+    }
+
+    fn gap(kind: GapKind, from: &str, to: &str) -> (GapKind, String, String) {
+        (kind, from.into(), to.into())
+    }
+
+    #[test]
+    fn daily_successes_cover_the_period() {
+        let r = [
+            report("2026-06-30T23:30:00Z", "SUCCESS"),
+            report("2026-07-01T23:30:00Z", "SUCCESS"),
+            report("2026-07-03T00:00:00Z", "SUCCESS"),
+        ];
+        assert_eq!(judge(&r, true), []);
+    }
+
+    #[test]
+    fn a_report_exactly_at_interval_plus_slack_is_no_gap_and_one_second_later_is() {
+        let on_time = [
+            report("2026-07-01T00:00:00Z", "SUCCESS"),
+            report("2026-07-02T01:00:00Z", "SUCCESS"),
+            report("2026-07-03T02:00:00Z", "SUCCESS"),
+        ];
+        assert_eq!(judge(&on_time, true), []);
+        let late = [
+            report("2026-07-01T00:00:00Z", "SUCCESS"),
+            report("2026-07-02T01:00:01Z", "SUCCESS"),
+            report("2026-07-03T02:00:00Z", "SUCCESS"),
+        ];
+        assert_eq!(
+            judge(&late, true),
+            [gap(
+                GapKind::NoSuccess,
+                "2026-07-01T00:00:00Z",
+                "2026-07-02T01:00:01Z"
+            )]
+        );
+    }
+
+    #[test]
+    fn the_period_start_is_covered_only_by_a_success_within_the_threshold_before_it() {
+        let first_late = [
+            report("2026-07-01T02:00:00Z", "SUCCESS"),
+            report("2026-07-02T02:00:00Z", "SUCCESS"),
+            report("2026-07-03T02:00:00Z", "SUCCESS"),
+        ];
+        assert_eq!(
+            judge(&first_late, true),
+            [],
+            "two hours into the period is in time"
+        );
+        let none_before = [
+            report("2026-07-02T02:00:00Z", "SUCCESS"),
+            report("2026-07-03T02:00:00Z", "SUCCESS"),
+        ];
+        assert_eq!(
+            judge(&none_before, true),
+            [gap(
+                GapKind::NoSuccess,
+                "2026-07-01T00:00:00Z",
+                "2026-07-02T02:00:00Z"
+            )]
+        );
+    }
+
+    #[test]
+    fn the_stretch_to_the_period_end_is_a_gap_for_a_listed_ca() {
+        let r = [
+            report("2026-07-01T00:00:00Z", "SUCCESS"),
+            report("2026-07-02T00:00:00Z", "SUCCESS"),
+        ];
+        assert_eq!(
+            judge(&r, true),
+            [gap(
+                GapKind::NoSuccess,
+                "2026-07-02T00:00:00Z",
+                "2026-07-04T00:00:00Z"
+            )]
+        );
+    }
+
+    #[test]
+    fn a_failed_report_is_a_gap_and_does_not_cover() {
+        let r = [
+            report("2026-07-01T00:00:00Z", "SUCCESS"),
+            report("2026-07-02T00:00:00Z", "FAILED"),
+            report("2026-07-02T12:00:00Z", "SUCCESS"),
+            report("2026-07-03T12:00:00Z", "SUCCESS"),
+        ];
+        assert_eq!(
+            judge(&r, true),
+            [
+                gap(
+                    GapKind::NoSuccess,
+                    "2026-07-01T00:00:00Z",
+                    "2026-07-02T12:00:00Z"
+                ),
+                gap(
+                    GapKind::FailedReport,
+                    "2026-07-02T00:00:00Z",
+                    "2026-07-02T00:00:00Z"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pending_report_does_not_cover() {
+        let r = [
+            report("2026-07-01T00:00:00Z", "SUCCESS"),
+            report("2026-07-02T00:00:00Z", "CREATING"),
+            report("2026-07-03T00:00:00Z", "SUCCESS"),
+        ];
+        assert_eq!(
+            judge(&r, true),
+            [gap(
+                GapKind::NoSuccess,
+                "2026-07-01T00:00:00Z",
+                "2026-07-03T00:00:00Z"
+            )]
+        );
+    }
+
+    #[test]
+    fn a_listed_ca_without_reports_was_never_audited() {
+        assert_eq!(
+            judge(&[], true),
+            [gap(
+                GapKind::NeverAudited,
+                "2026-07-01T00:00:00Z",
+                "2026-07-04T00:00:00Z"
+            )]
+        );
+    }
+
+    #[test]
+    fn a_ca_deleted_since_is_judged_up_to_its_last_report() {
+        let r = [
+            report("2026-07-01T00:00:00Z", "SUCCESS"),
+            report("2026-07-02T00:00:00Z", "SUCCESS"),
+        ];
+        assert_eq!(
+            judge(&r, false),
+            [],
+            "no trailing gap: when it was deleted is unknown"
+        );
+        let late = [
+            report("2026-07-01T00:00:00Z", "SUCCESS"),
+            report("2026-07-03T00:00:00Z", "SUCCESS"),
+        ];
+        assert_eq!(
+            judge(&late, false),
+            [gap(
+                GapKind::NoSuccess,
+                "2026-07-01T00:00:00Z",
+                "2026-07-03T00:00:00Z"
+            )]
+        );
+    }
+
+    #[test]
+    fn a_ca_the_ledger_alone_knows_counts_only_when_audited_in_the_period_or_unlisted_here() {
+        let arn = CaArn::parse(
+            "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/11111111-2222-3333-4444-555555555555",
+        )
+        .unwrap();
+        let request = CoverageRequest {
+            from: at("2026-07-01T00:00:00Z"),
+            to: at("2026-07-04T00:00:00Z"),
+            from_text: "2026-07-01".into(),
+            to_text: "2026-07-03".into(),
+        };
+        let listed_now = BTreeSet::new();
+        let mut judging = Judging {
+            request: &request,
+            end: request.to,
+            threshold: 24 * HOUR + HOUR,
+            listed_now: &listed_now,
+            account_errors: &[],
+            region_errors: &[],
+        };
+        let before = [report("2026-06-30T12:00:00Z", "SUCCESS")];
+        assert!(
+            judging.judge(&arn, &before).is_none(),
+            "deleted before the period"
+        );
+        let (ca, in_period) = judging
+            .judge(&arn, &[report("2026-07-01T12:00:00Z", "FAILED")])
+            .expect("audited in the period");
+        assert_eq!((ca.listed_now, ca.coverage), (false, "gaps"));
+        assert_eq!((ca.report_counts.failed, in_period.len()), (1, 1));
+        // Its region could not be listed: not taken as deleted, so never audited is a gap.
+        let errors = [RegionError {
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+            error_code: "AccessDenied".into(),
+            error_message: "no".into(),
+        }];
+        judging.region_errors = &errors;
+        let (ca, _) = judging.judge(&arn, &[]).expect("judged as listed");
+        assert_eq!(ca.gaps.len(), 1);
+        assert_eq!(ca.gaps[0].kind, GapKind::NeverAudited);
+    }
+}
