@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use futures::StreamExt;
-use pca_audit_scheduler::aws::ledger::{PARTITION_KEY, SORT_KEY, WINDOW_RECORD};
+use pca_audit_scheduler::aws::ledger::{ReportRecord, report_item};
+use pca_audit_scheduler::domain::arn::CaArn;
+use pca_audit_scheduler::domain::report::{ReportFormat, ReportStatus};
 use pca_audit_scheduler::domain::request::CoverageRequest;
 use pca_audit_scheduler::domain::time::Timestamp;
 use pca_audit_scheduler::evidence::coverage;
@@ -34,43 +36,38 @@ const BATCH: usize = 25;
 const BEGIN: &str = "<!-- figures of scripts/bench-coverage: begin -->";
 const END: &str = "<!-- figures of scripts/bench-coverage: end -->";
 
-fn item(pairs: &[(&str, AttributeValue)]) -> WriteRequest {
-    let item: HashMap<String, AttributeValue> = pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect();
+fn put(item: HashMap<String, AttributeValue>) -> WriteRequest {
     WriteRequest::builder()
         .put_request(PutRequest::builder().set_item(Some(item)).build().unwrap())
         .build()
 }
 
 /// A CA's window item and a SUCCESS history item per day (every 50th CA misses one day in
-/// the middle: a gap to find).
+/// the middle: a gap to find), made by the ledger's own builders.
 fn ca_items(world: &World, i: usize, arn: &str, first_day: u64) -> Vec<WriteRequest> {
-    let s = |v: String| AttributeValue::S(v);
-    let mut writes = vec![item(&[
-        (PARTITION_KEY, s(arn.to_owned())),
-        (SORT_KEY, s(WINDOW_RECORD.into())),
-        ("account_id", s(world.account_id.clone())),
-        ("region", s(support::REGION.into())),
-    ])];
+    let arn = CaArn::parse(arn).expect("a CA ARN");
+    let mut writes = vec![put(report_item::window_item(&arn))];
     for day in 0..DAYS {
         if i.is_multiple_of(50) && day == DAYS / 2 {
             continue;
         }
-        let at = Timestamp::from_epoch_seconds(first_day + day * DAY + 1800).to_string();
+        let at = Timestamp::from_epoch_seconds(first_day + day * DAY + 1800);
         let id = format!("{i:08}-{day:04}-4000-8000-000000000000");
-        writes.push(item(&[
-            (PARTITION_KEY, s(arn.to_owned())),
-            (SORT_KEY, s(format!("report#{at}#{id}"))),
-            ("report_id", s(id.clone())),
-            ("s3_bucket", s(world.bucket.clone())),
-            ("s3_key", s(format!("audit-report/{i}/{id}.json"))),
-            ("format", s("JSON".into())),
-            ("requested_at", s(at)),
-            ("status", s("SUCCESS".into())),
-            ("size_bytes", AttributeValue::N("2048".into())),
-        ]));
+        let report = ReportRecord {
+            s3_key: format!("audit-report/{i}/{id}.json"),
+            report_id: id,
+            s3_bucket: world.bucket.clone(),
+            format: ReportFormat::Json,
+            requested_at: at,
+            next_eligible_at: at,
+            status: ReportStatus::Success,
+            size_bytes: Some(2048),
+            recovered: false,
+        };
+        let retention = Duration::from_secs((DAYS + 35) * DAY);
+        writes.push(put(report_item::history_item(
+            &arn, "bench", &report, retention,
+        )));
     }
     writes
 }

@@ -3,8 +3,8 @@
 Its body (AuditDashboard's DashboardBody, an Fn::Sub of JSON) is rendered the way CloudFormation
 would for each deployment (conditions from test_template.render, then the Sub evaluated with
 stand-ins for resource names and ARNs), parsed as JSON, and held against the sources of truth:
-the metrics and log fields are read from the function's code (src/telemetry.rs builds the metric
-document; the tracing macros in src/ write the log lines), the log groups and alarms from the
+the metrics from the function's own metric document (examples/facts.rs), the log fields from
+the tracing macros in src/, the log groups and alarms from the
 template's resources. A metric renamed in the code, an alarm added to the template but not to the
 dashboard, or a widget naming a resource its deployment lacks fails here. Run with
 .venv-tools/bin/python -m pytest infra_tests.
@@ -19,10 +19,9 @@ from pathlib import Path
 import pytest
 from cfnlint.decode import decode
 
-from test_template import ACCOUNT_LIST, ORGANIZATION, TEMPLATE_PATH, render
+from test_template import ACCOUNT_LIST, ORGANIZATION, TEMPLATE_PATH, code_facts, render
 
 ROOT = Path(__file__).resolve().parent.parent
-SUMMARY_RS = ROOT / "src" / "telemetry.rs"
 REGION = "eu-west-1"
 STACK = "pca-audit"
 
@@ -88,13 +87,14 @@ def widgets(body: dict, kind: str) -> list[dict]:
     return [w["properties"] for w in body["widgets"] if w["type"] == kind]
 
 
-def emitted_metrics(source: str) -> tuple[str, str, set[str]]:
-    """Namespace, dimension and metric names of the EMF document src/telemetry.rs builds."""
-    (namespace,) = set(re.findall(r'"Namespace"\s*:\s*"(\w+)"', source))
-    (dimension,) = set(re.findall(r'"Dimensions"\s*:\s*\[\s*\[\s*"(\w+)"\s*\]\s*\]', source))
-    names = set(re.findall(r'\{\s*"Name"\s*:\s*"(\w+)"\s*,\s*"Unit"', source))
-    assert names, "no metric names found in src/telemetry.rs: has metrics_document moved?"
-    return namespace, dimension, names
+def emitted_metrics() -> tuple[str, str, set[str]]:
+    """Namespace, dimension and metric names of the function's EMF document (examples/facts.rs
+    builds one with every metric in it, from the code's own `metrics_document`)."""
+    metrics = code_facts()["metrics"]
+    (dimensions,) = metrics["dimensions"]
+    (dimension,) = dimensions
+    assert metrics["names"], "the metric document names no metric"
+    return metrics["namespace"], dimension, set(metrics["names"])
 
 
 def rust_sources() -> str:
@@ -139,20 +139,6 @@ def deployment(request, template) -> tuple[dict[str, str], dict, dict]:
 # --------------------------------------------------------------------------------------------
 
 
-def test_metric_reader_finds_the_names_of_a_metric_document():
-    source = """
-        "Namespace": "Ns",
-        "Dimensions": [["FunctionName"]],
-        "Metrics": [
-            {"Name": "Requested", "Unit": "Count"},
-            {"Name": "Failed",
-             "Unit": "Count"}
-        ]
-        metrics.push(serde_json::json!({"Name": "CertificatesIssued", "Unit": "Count"}));
-    """
-    assert emitted_metrics(source) == ("Ns", "FunctionName", {"Requested", "Failed", "CertificatesIssued"})
-
-
 def test_field_reader_finds_event_and_span_fields():
     source = """
         let span = tracing::info_span!("ca", ca_arn = %ca.arn, region = %ca.region);
@@ -175,7 +161,7 @@ def test_a_widget_naming_a_missing_resource_fails(template):
 
 def test_dashboard_metrics_are_the_ones_the_function_emits(deployment):
     _, body, resources = deployment
-    namespace, dimension, emitted = emitted_metrics(SUMMARY_RS.read_text())
+    namespace, dimension, emitted = emitted_metrics()
     assert resources["AuditFunction"]["Type"] == "AWS::Serverless::Function"
     named = set()
     for widget in widgets(body, "metric"):
@@ -184,7 +170,7 @@ def test_dashboard_metrics_are_the_ones_the_function_emits(deployment):
             assert metric[0] == namespace
             assert metric[2:] == [dimension, "<AuditFunction>"], metric
             named.add(metric[1])
-    assert named <= emitted, f"not emitted by src/telemetry.rs: {named - emitted}"
+    assert named <= emitted, f"not emitted by the function: {named - emitted}"
     assert {"Requested", "Skipped", "Deferred", "Failed"} <= named
 
 

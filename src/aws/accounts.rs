@@ -13,11 +13,9 @@ use aws_sdk_organizations::types::{AccountState, AccountStatus, ChildType};
 use crate::aws::ServiceError;
 use crate::domain::arn::partition_of_region;
 use crate::domain::code::Code;
-use crate::domain::ids::AccountId;
+use crate::domain::ids::{Account, AccountId};
 use crate::domain::ids::{Accounts, MemberRole};
 use crate::domain::outcome::AccountError;
-
-pub use crate::domain::ids::Account;
 
 fn org_error(e: ServiceError) -> AccountError {
     AccountError {

@@ -6,12 +6,11 @@ use aws_sdk_acmpca::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_acmpca::operation::create_certificate_authority_audit_report::CreateCertificateAuthorityAuditReportError;
 use aws_sdk_acmpca::types::{AuditReportResponseFormat, AuditReportStatus, ResourceOwner};
 
+use crate::aws::ServiceError;
 use crate::domain::arn::CaArn;
 use crate::domain::code::Code;
 use crate::domain::report::ReportFormat;
 use crate::domain::scope::Authority;
-
-pub use crate::aws::ServiceError;
 
 /// Every CA the account owns in the client's region, all pages (the service returns at most
 /// 100 a page). DELETED CAs in their restore period are listed too, and skipped by state.

@@ -7,7 +7,7 @@ use crate::domain::arn::InvalidArn;
 use crate::domain::code::Code;
 use crate::domain::outcome::Outcome;
 use crate::entry::events::MAX_REQUESTED_ARNS;
-use crate::evidence::coverage::CoverageError;
+use crate::evidence::CoverageError;
 use crate::run::summary::RunSummary;
 
 #[derive(Debug, thiserror::Error)]

@@ -13,8 +13,8 @@ use serde_json::Value;
 use crate::domain::arn::{CaArn, shorten};
 use crate::domain::ids::{Account, Region};
 use crate::domain::report::ReportFormat;
-pub use crate::domain::request::{CoverageRequest, RunRequest, RunScope, Trigger, WorkItem};
-pub use crate::entry::error::RequestError;
+use crate::domain::request::{RunRequest, RunScope, Trigger, WorkItem};
+use crate::entry::error::RequestError;
 
 /// More ARNs than one invocation could request at one per second in 15 minutes is a mistake.
 pub const MAX_REQUESTED_ARNS: usize = 1000;

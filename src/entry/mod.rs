@@ -12,9 +12,10 @@ use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 use tokio::time::Instant;
 
+use crate::domain::request::CoverageRequest;
 use crate::domain::request::RunRequest;
 use crate::entry::events::Request;
-use crate::evidence::coverage::{self, CoverageSummary};
+use crate::evidence::{CoverageSummary, coverage};
 use crate::invocation::Invocation;
 use crate::run;
 use crate::run::summary::RunSummary;
@@ -112,7 +113,7 @@ pub async fn handle(services: &Services, event: LambdaEvent<Value>) -> Result<Re
 /// retention; otherwise answered, logged and returned.
 async fn answer_coverage(
     services: &Services,
-    period: &coverage::CoverageRequest,
+    period: &CoverageRequest,
     invocation: &Invocation,
 ) -> Result<Response, RunError> {
     let now = services.clock.now();

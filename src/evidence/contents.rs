@@ -44,7 +44,7 @@ const READ_BUFFER: usize = 64 * 1024;
 // "Since" is strictly after the previous report's requested-at instant (whole seconds, the
 // ledger's); with no previous report, everything counts.
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ContentsError {
     #[error("could not get s3://{bucket}/{key}: {code}: {message}")]
     Get {
@@ -53,13 +53,41 @@ pub enum ContentsError {
         code: String,
         message: String,
     },
-    #[error("could not read s3://{bucket}/{key} as a {format} audit report: {reason}")]
+    #[error("could not read s3://{bucket}/{key} as a {format} audit report: {source}")]
     Parse {
         bucket: String,
         key: String,
         format: ReportFormat,
-        reason: String,
+        #[source]
+        source: ParseError,
     },
+}
+
+/// Why a report's body is not an audit report of the documented form, naming the row.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error(
+        "row {row}: {column} `{value}` is not an instant of the documented form 2020-03-02T21:43:57+0000"
+    )]
+    BadInstant {
+        row: u64,
+        column: &'static str,
+        value: String,
+    },
+    #[error("{0}")]
+    Json(#[source] serde_json::Error),
+    #[error("{0}")]
+    Csv(#[source] csv::Error),
+    #[error("row {row}: {source}")]
+    CsvRow {
+        row: u64,
+        #[source]
+        source: csv::Error,
+    },
+    #[error("the header `{header}` lacks the documented column(s) {missing}")]
+    MissingColumns { header: String, missing: String },
+    #[error("the reader stopped: {0}")]
+    Stopped(#[source] tokio::task::JoinError),
 }
 
 /// One row, only the fields counted. The other documented fields are not read.
@@ -86,7 +114,7 @@ impl Tally {
         }
     }
 
-    fn add(&mut self, row: Row) -> Result<(), String> {
+    fn add(&mut self, row: Row) -> Result<(), ParseError> {
         let n = self.contents.certificates + 1;
         let issued = report_instant(&row.issued_at)
             .ok_or_else(|| bad_instant(n, "issuedAt", &row.issued_at))?;
@@ -114,11 +142,12 @@ impl Tally {
     }
 }
 
-fn bad_instant(row: u64, column: &str, value: &str) -> String {
-    format!(
-        "row {row}: {column} `{value}` is not an instant of the documented form \
-         2020-03-02T21:43:57+0000"
-    )
+fn bad_instant(row: u64, column: &'static str, value: &str) -> ParseError {
+    ParseError::BadInstant {
+        row,
+        column,
+        value: value.to_owned(),
+    }
 }
 
 /// `2020-03-02T21:43:57+0000`, the only form the user guide shows, and nothing else.
@@ -130,13 +159,13 @@ fn report_instant(text: &str) -> Option<Timestamp> {
 }
 
 /// A JSON report: one array, its elements counted as they are read, never collected.
-pub fn read_json(r: impl Read, since: Option<Timestamp>) -> Result<ReportContents, String> {
+pub fn read_json(r: impl Read, since: Option<Timestamp>) -> Result<ReportContents, ParseError> {
     let mut tally = Tally::new(since);
     let mut de = serde_json::Deserializer::from_reader(BufReader::with_capacity(READ_BUFFER, r));
     Rows(&mut tally)
         .deserialize(&mut de)
         .and_then(|()| de.end())
-        .map_err(|e| e.to_string())?;
+        .map_err(ParseError::Json)?;
     Ok(tally.contents)
 }
 
@@ -163,29 +192,31 @@ impl<'de> Visitor<'de> for Rows<'_> {
 }
 
 /// A CSV report: the documented header, then one record per certificate.
-pub fn read_csv(r: impl Read, since: Option<Timestamp>) -> Result<ReportContents, String> {
+pub fn read_csv(r: impl Read, since: Option<Timestamp>) -> Result<ReportContents, ParseError> {
     let mut reader = csv::ReaderBuilder::new()
         .buffer_capacity(READ_BUFFER)
         .from_reader(r);
-    let header = reader.headers().map_err(|e| e.to_string())?.clone();
+    let header = reader.headers().map_err(ParseError::Csv)?.clone();
     let missing: Vec<&str> = CSV_COLUMNS
         .iter()
         .copied()
         .filter(|c| !header.iter().any(|h| h == *c))
         .collect();
     if !missing.is_empty() {
-        return Err(format!(
-            "the header `{}` lacks the documented column(s) {}",
-            header.iter().collect::<Vec<_>>().join(","),
-            missing.join(", ")
-        ));
+        return Err(ParseError::MissingColumns {
+            header: header.iter().collect::<Vec<_>>().join(","),
+            missing: missing.join(", "),
+        });
     }
     let mut tally = Tally::new(since);
     let mut record = csv::StringRecord::new();
-    while reader.read_record(&mut record).map_err(|e| e.to_string())? {
+    while reader.read_record(&mut record).map_err(ParseError::Csv)? {
         let row: Row = record
             .deserialize(Some(&header))
-            .map_err(|e| format!("row {}: {e}", tally.contents.certificates + 1))?;
+            .map_err(|source| ParseError::CsvRow {
+                row: tally.contents.certificates + 1,
+                source,
+            })?;
         tally.add(row)?;
     }
     Ok(tally.contents)
@@ -214,12 +245,12 @@ pub async fn read(
         ReportFormat::Csv => read_csv(body, since),
     })
     .await
-    .unwrap_or_else(|e| Err(format!("the reader stopped: {e}")));
-    parsed.map_err(|reason| ContentsError::Parse {
+    .unwrap_or_else(|e| Err(ParseError::Stopped(e)));
+    parsed.map_err(|source| ContentsError::Parse {
         bucket: bucket.to_owned(),
         key: key.to_owned(),
         format,
-        reason,
+        source,
     })
 }
 
@@ -304,15 +335,21 @@ mod tests {
         assert!(
             read_json(truncated.as_bytes(), None)
                 .unwrap_err()
+                .to_string()
                 .contains("EOF")
         );
-        let err = read_json(&b"{\"not\":\"an array\"}"[..], None).unwrap_err();
+        let err = read_json(&b"{\"not\":\"an array\"}"[..], None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("an array of certificates"), "{err}");
-        let err =
-            read_json(&b"[{\"issuedAt\":\"2026-01-01T00:00:00+0000\"}]"[..], None).unwrap_err();
+        let err = read_json(&b"[{\"issuedAt\":\"2026-01-01T00:00:00+0000\"}]"[..], None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("certificateArn"), "{err}");
         let other_form = GUIDE_JSON.replace("2018-01-22T21:10:49+0000", "2018-01-22T21:10:49Z");
-        let err = read_json(other_form.as_bytes(), None).unwrap_err();
+        let err = read_json(other_form.as_bytes(), None)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("row 2: issuedAt `2018-01-22T21:10:49Z`"),
             "{err}"
@@ -323,16 +360,16 @@ mod tests {
     #[test]
     fn csv_with_a_wrong_header_or_a_cut_row_is_an_error() {
         let wrong = GUIDE_CSV.replacen("issuedAt", "issued_at", 1);
-        let err = read_csv(wrong.as_bytes(), None).unwrap_err();
+        let err = read_csv(wrong.as_bytes(), None).unwrap_err().to_string();
         assert!(
             err.contains("lacks the documented column(s) issuedAt"),
             "{err}"
         );
         let cut = &GUIDE_CSV[..GUIDE_CSV.len() - 60];
-        let err = read_csv(cut.as_bytes(), None).unwrap_err();
+        let err = read_csv(cut.as_bytes(), None).unwrap_err().to_string();
         assert!(err.contains("fields"), "{err}");
         let bad_time = GUIDE_CSV.replacen("2020-03-02T22:43:58+0000", "March 2nd", 1);
-        let err = read_csv(bad_time.as_bytes(), None).unwrap_err();
+        let err = read_csv(bad_time.as_bytes(), None).unwrap_err().to_string();
         assert!(err.contains("row 1: issuedAt `March 2nd`"), "{err}");
     }
 

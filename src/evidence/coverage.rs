@@ -14,18 +14,15 @@ use futures::StreamExt;
 
 use super::gaps::Judging;
 use super::manifest::{ManifestHead, ManifestWriter};
-use super::{CaCoverage, CoverageCounts, Manifest};
+use super::{CaCoverage, CoverageCounts, CoverageError, CoverageSummary, Manifest};
+use crate::aws::ServiceError;
 use crate::aws::accounts;
-use crate::aws::acm_pca::{self, ServiceError};
+use crate::aws::acm_pca;
 use crate::domain::arn::CaArn;
 use crate::domain::outcome::{AccountError, RegionError};
+use crate::domain::request::CoverageRequest;
 use crate::invocation::Invocation;
 use crate::services::Services;
-
-pub use super::{CoverageError, CoverageSummary};
-/// Re-exported where the tables of the tests and the benchmark have long found it.
-pub use crate::aws::ledger::history::ca_index;
-pub use crate::domain::request::CoverageRequest;
 
 /// History queries in flight at once: on-demand DynamoDB serves far more, this keeps one
 /// invocation from taking the table's burst from a scheduled run beside it.

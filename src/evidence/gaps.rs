@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::{CaCoverage, HistoryReport, ReportCounts};
 use crate::domain::arn::CaArn;
 use crate::domain::outcome::{AccountError, RegionError};
+use crate::domain::report::ReportStatus;
 use crate::domain::request::CoverageRequest;
 use crate::domain::time::Timestamp;
 
@@ -79,14 +80,14 @@ pub fn gaps(
     // The stretch runs from the last SUCCESS (or the period's start) to the next one.
     let mut since = from;
     for r in reports.iter().filter(|r| r.requested_at <= end) {
-        if r.status == "FAILED" && r.requested_at >= from {
+        if r.status == ReportStatus::Failed && r.requested_at >= from {
             found.push(Gap {
                 kind: GapKind::FailedReport,
                 from: r.requested_at,
                 to: r.requested_at,
             });
         }
-        if r.status != "SUCCESS" {
+        if r.status != ReportStatus::Success {
             continue;
         }
         if r.requested_at > from && longer(since, r.requested_at) {
@@ -179,7 +180,7 @@ mod tests {
             report_id: format!("id-{when}"),
             s3_key: format!("audit-report/{when}.json"),
             format: "JSON".into(),
-            status: status.into(),
+            status: ReportStatus::parse(status).expect("a status"),
             size_bytes: (status == "SUCCESS").then_some(10),
         }
     }

@@ -120,7 +120,7 @@ fn csv_report_rows(ca: &CaCoverage, reports: &[HistoryReport]) -> Result<Vec<u8>
         s3_key: Some(&r.s3_key),
         format: Some(&r.format),
         requested_at: Some(r.requested_at),
-        status: Some(&r.status),
+        status: Some(r.status.as_str()),
         size_bytes: r.size_bytes,
         ..CsvRow::of("report", ca)
     }))
@@ -154,7 +154,7 @@ fn json_report_rows(
                 row: "report",
                 s3_key: &r.s3_key,
                 size_bytes: r.size_bytes,
-                status: &r.status,
+                status: r.status.as_str(),
             })
         })
         .collect()
@@ -300,6 +300,7 @@ impl From<EvidenceError> for CoverageError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::report::ReportStatus;
     use crate::evidence::ReportCounts;
     use crate::evidence::gaps::Gap;
 
@@ -325,7 +326,7 @@ mod tests {
             report_id: "id-2026-07-01T00:00:00Z".into(),
             s3_key: "audit-report/a,b.json".into(),
             format: "JSON".into(),
-            status: "SUCCESS".into(),
+            status: ReportStatus::Success,
             size_bytes: Some(10),
         }
     }

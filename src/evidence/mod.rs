@@ -13,6 +13,7 @@ use crate::aws::ServiceError;
 use crate::aws::ledger::LedgerError;
 pub use crate::aws::ledger::history::HistoryReport;
 use crate::domain::outcome::{AccountError, RegionError};
+use crate::domain::report::ReportStatus;
 use crate::domain::time::Timestamp;
 use gaps::{Gap, GapKind};
 
@@ -46,12 +47,12 @@ pub struct ReportCounts {
 
 impl ReportCounts {
     pub fn of(reports: &[HistoryReport]) -> Self {
-        let n = |s: &str| reports.iter().filter(|r| r.status == s).count();
+        let n = |s: ReportStatus| reports.iter().filter(|r| r.status == s).count();
         Self {
             total: reports.len(),
-            success: n("SUCCESS"),
-            failed: n("FAILED"),
-            pending: n("CREATING"),
+            success: n(ReportStatus::Success),
+            failed: n(ReportStatus::Failed),
+            pending: n(ReportStatus::Creating),
         }
     }
 }

@@ -8,9 +8,10 @@ use crate::support;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use lambda_runtime::Diagnostic;
-use pca_audit_scheduler::aws::ledger::{PARTITION_KEY, SORT_KEY, WINDOW_RECORD};
+use pca_audit_scheduler::aws::ledger::{ReportRecord, report_item};
+use pca_audit_scheduler::domain::arn::CaArn;
+use pca_audit_scheduler::domain::report::{ReportFormat, ReportStatus, report_prefix};
 use pca_audit_scheduler::domain::time::Timestamp;
 use pca_audit_scheduler::entry::Response;
 use pca_audit_scheduler::services::Services;
@@ -20,6 +21,8 @@ use support::*;
 
 const DAY: u64 = 86_400;
 const HOUR: u64 = 3_600;
+/// The history retention the seeded items' TTL is set by (the default setting's).
+const RETENTION: Duration = Duration::from_secs(400 * DAY);
 
 async fn coverage(services: &Services, payload: Value) -> Result<Value, Diagnostic> {
     match handle(services, payload).await? {
@@ -45,48 +48,37 @@ fn instant(epoch: u64) -> String {
     Timestamp::from_epoch_seconds(epoch).to_string()
 }
 
-/// A history item as `Ledger::record` and `Ledger::verified` leave it.
+/// A history item as `Ledger::record` and `Ledger::verified` leave it, made by the ledger's
+/// own builder.
 async fn put_report(world: &World, arn: &str, at: u64, status: &str) {
-    let at = instant(at);
+    let arn = CaArn::parse(arn).expect("a CA ARN");
+    let requested_at = Timestamp::from_epoch_seconds(at);
     let id = uuid::Uuid::new_v4().to_string();
-    let s = |v: &str| AttributeValue::S(v.to_owned());
-    let mut put = world
-        .dynamodb
-        .put_item()
-        .table_name(&world.table)
-        .item(PARTITION_KEY, s(arn))
-        .item(SORT_KEY, s(&format!("report#{at}#{id}")))
-        .item("report_id", s(&id))
-        .item("s3_bucket", s(&world.bucket))
-        .item(
-            "s3_key",
-            s(&format!(
-                "audit-report/{}/{id}.json",
-                &arn[arn.len() - 36..]
-            )),
-        )
-        .item("format", s("JSON"))
-        .item("requested_at", s(&at))
-        .item("run_id", s("seeded"))
-        .item("region", s(REGION))
-        .item("status", s(status));
-    if status == "SUCCESS" {
-        put = put.item("size_bytes", AttributeValue::N("120".into()));
-    }
-    put.send().await.expect("put history item");
+    let status = ReportStatus::parse(status).expect("a report status");
+    let report = ReportRecord {
+        s3_key: format!("{}{id}.json", report_prefix(&arn)),
+        report_id: id,
+        s3_bucket: world.bucket.clone(),
+        format: ReportFormat::Json,
+        requested_at,
+        next_eligible_at: requested_at,
+        size_bytes: (status == ReportStatus::Success).then_some(120),
+        status,
+        recovered: false,
+    };
+    let item = report_item::history_item(&arn, "seeded", &report, RETENTION);
+    let put = world.dynamodb.put_item().table_name(&world.table);
+    put.set_item(Some(item))
+        .send()
+        .await
+        .expect("put history item");
 }
 
 /// The window item a claim leaves, for a CA no longer listed.
 async fn put_window(world: &World, arn: &str) {
-    let s = |v: &str| AttributeValue::S(v.to_owned());
-    world
-        .dynamodb
-        .put_item()
-        .table_name(&world.table)
-        .item(PARTITION_KEY, s(arn))
-        .item(SORT_KEY, s(WINDOW_RECORD))
-        .item("account_id", s(&world.account_id))
-        .item("region", s(REGION))
+    let item = report_item::window_item(&CaArn::parse(arn).expect("a CA ARN"));
+    let put = world.dynamodb.put_item().table_name(&world.table);
+    put.set_item(Some(item))
         .send()
         .await
         .expect("put window item");

@@ -82,7 +82,7 @@ impl World {
                 .unwrap()
         };
         // The sparse index of window items a coverage request scans (src/coverage.rs).
-        let (index_key, index) = pca_audit_scheduler::evidence::coverage::ca_index();
+        let (index_key, index) = pca_audit_scheduler::aws::ledger::history::ca_index();
         self.dynamodb
             .create_table()
             .table_name(&self.table)

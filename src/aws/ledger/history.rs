@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::{Ledger, LedgerError, PARTITION_KEY, SORT_KEY, s, text};
 use crate::domain::arn::CaArn;
+use crate::domain::report::ReportStatus;
 use crate::domain::time::Timestamp;
 
 /// The ledger's sparse index of window items: only they carry `account_id` (written by every
@@ -57,8 +58,9 @@ pub struct HistoryReport {
     pub report_id: String,
     pub s3_key: String,
     pub format: String,
-    /// CREATING, SUCCESS or FAILED.
-    pub status: String,
+    /// Where the report stands; a status the item lacks or this build does not know reads
+    /// as not ended (CREATING), so it covers nothing.
+    pub status: ReportStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<u64>,
 }
@@ -71,7 +73,9 @@ fn history_report(item: &HashMap<String, AttributeValue>) -> Option<HistoryRepor
         report_id: owned("report_id")?,
         s3_key: owned("s3_key").unwrap_or_default(),
         format: owned("format").unwrap_or_default(),
-        status: owned("status").unwrap_or_default(),
+        status: text(item, "status")
+            .and_then(ReportStatus::parse)
+            .unwrap_or(ReportStatus::Creating),
         size_bytes: item
             .get("size_bytes")
             .and_then(|v| v.as_n().ok())

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use pca_audit_scheduler::config::Settings;
 use pca_audit_scheduler::domain::arn::CaArn;
 use pca_audit_scheduler::domain::ids::is_region;
-use pca_audit_scheduler::entry::events::{RequestError, RunRequest};
+use pca_audit_scheduler::domain::request::RunRequest;
+use pca_audit_scheduler::entry::RequestError;
 use serde_json::json;
 
 use super::properties::config;

@@ -3,7 +3,8 @@
 use pca_audit_scheduler::domain::arn::CaArn;
 use pca_audit_scheduler::domain::ids::is_region;
 use pca_audit_scheduler::domain::report::ReportFormat;
-use pca_audit_scheduler::entry::events::{RequestError, RunRequest, RunScope, Trigger};
+use pca_audit_scheduler::domain::request::{RunRequest, RunScope, Trigger};
+use pca_audit_scheduler::entry::RequestError;
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 use proptest::test_runner::{TestCaseError, TestRunner};
