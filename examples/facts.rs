@@ -29,6 +29,7 @@ fn metrics() -> Value {
             limit: CheckLimit::None,
             contents: Some(ReportContents::default()),
         }),
+        rejected_objects: Vec::new(),
     };
     let summary = RunSummary {
         run_id: "r".into(),

@@ -26,6 +26,7 @@ impl RunSummary {
             reports_succeeded = c.reports_succeeded,
             reports_failed = c.reports_failed,
             reports_pending = c.reports_pending,
+            rejected_objects = c.rejected_objects,
             account_errors = self.account_errors.len(),
             region_errors = self.region_errors.len(),
             fanned_out = self.fanned_out.len(),
@@ -49,7 +50,8 @@ impl RunSummary {
                         {"Name": "Requested", "Unit": "Count"},
                         {"Name": "Skipped", "Unit": "Count"},
                         {"Name": "Deferred", "Unit": "Count"},
-                        {"Name": "Failed", "Unit": "Count"}
+                        {"Name": "Failed", "Unit": "Count"},
+                        {"Name": "RejectedObjects", "Unit": "Count"}
                     ]
                 }]
             },
@@ -60,6 +62,8 @@ impl RunSummary {
             // An account or region that could not be listed hides its CAs: count it as a
             // failure too. A CA whose report ended FAILED is in `failed`.
             "Failed": c.failed + self.region_errors.len() + self.account_errors.len(),
+            // Objects someone put where the service writes reports: each one an alarm's worth.
+            "RejectedObjects": c.rejected_objects,
         });
         self.add_certificate_metrics(&mut doc);
         doc
@@ -215,6 +219,7 @@ mod tests {
                 }),
             }),
             outcome: Outcome::Deferred { detail: "d".into() },
+            rejected_objects: Vec::new(),
         };
         let s = RunSummary {
             run_id: "r".into(),

@@ -288,6 +288,21 @@ def test_describe_unknown_report(fast):
     assert error_code(e) == "ResourceNotFoundException"
 
 
+def test_describe_answers_only_for_the_ca_that_made_the_report(fast):
+    """Rule 19: a report id is known for the CA it was made for, never for another one."""
+    made_for, other = (ca["arn"] for ca in fast.seed(state="ACTIVE", count=2))
+    report = create(fast, made_for, fast.bucket())
+    described = fast.pca.describe_certificate_authority_audit_report(
+        CertificateAuthorityArn=made_for, AuditReportId=report["AuditReportId"]
+    )
+    assert described["S3Key"] == report["S3Key"]
+    with pytest.raises(ClientError) as e:
+        fast.pca.describe_certificate_authority_audit_report(
+            CertificateAuthorityArn=other, AuditReportId=report["AuditReportId"]
+        )
+    assert error_code(e) == "ResourceNotFoundException"
+
+
 def test_finish_reports_ends_the_reports_still_creating_of_one_account(account):
     account.configure(report_delay_seconds=600)
     ca = account.seed(state="ACTIVE", issued=1)[0]

@@ -8,6 +8,7 @@ use aws_sdk_acmpca::types::{AuditReportResponseFormat, AuditReportStatus, Resour
 
 use crate::aws::ServiceError;
 use crate::domain::arn::CaArn;
+use crate::domain::bucket::DescribedReport;
 use crate::domain::code::Code;
 use crate::domain::report::ReportFormat;
 use crate::domain::scope::Authority;
@@ -202,6 +203,37 @@ pub async fn report_status(
         .await
         .map_err(|e| ServiceError::from_sdk(&e))?;
     Ok(described.audit_report_status().cloned())
+}
+
+/// What the service says of a report id of this CA (DescribeCertificateAuthorityAuditReport):
+/// `None` when it answers that it has no such report (`ResourceNotFoundException`: "A
+/// resource such as a private CA, S3 bucket, certificate, audit report, or policy cannot be
+/// found", API reference, DescribeCertificateAuthorityAuditReport).
+pub async fn describe_report(
+    client: &Client,
+    arn: &CaArn,
+    report_id: &str,
+) -> Result<Option<DescribedReport>, ServiceError> {
+    let answer = client
+        .describe_certificate_authority_audit_report()
+        .certificate_authority_arn(arn.as_str())
+        .audit_report_id(report_id)
+        .send()
+        .await;
+    match answer {
+        Ok(d) => Ok(Some(DescribedReport {
+            status: d.audit_report_status().cloned(),
+            s3_bucket: d.s3_bucket_name().map(str::to_owned),
+            s3_key: d.s3_key().map(str::to_owned),
+        })),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(ServiceError::from_sdk(&e)),
+    }
 }
 
 #[cfg(test)]

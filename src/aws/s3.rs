@@ -7,8 +7,8 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 
 use crate::aws::ServiceError;
+use crate::domain::bucket::ListedObject;
 use crate::domain::code::Code;
-use crate::domain::report::ListedObject;
 use crate::domain::time::Timestamp;
 
 /// Fails clearly when the bucket is missing or out of reach: otherwise every CA of the run

@@ -169,6 +169,15 @@ impl<'de> Deserialize<'de> for CaArn {
     }
 }
 
+/// The `n`th CA of one account-region, for the crate's unit tests.
+#[cfg(test)]
+pub(crate) fn test_arn(n: u8) -> CaArn {
+    CaArn::parse(&format!(
+        "arn:aws:acm-pca:eu-west-1:111111111111:certificate-authority/00000000-0000-0000-0000-0000000000{n:02}"
+    ))
+    .expect("a CA ARN")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

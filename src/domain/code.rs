@@ -32,6 +32,9 @@ pub enum Code {
     CoverageFailed,
     /// A SUCCESS report whose contents could not be read (READ_REPORTS).
     ReportUnreadable,
+    /// An object under a CA's `audit-report/` prefix that the service did not make (its
+    /// DescribeCertificateAuthorityAuditReport does not vouch for it): never recorded.
+    ReportNotMadeByService,
     /// BatchGetItem kept leaving keys unprocessed.
     UnprocessedKeys,
     /// A call timed out.
@@ -63,6 +66,7 @@ impl Code {
             Self::CertificateAuthoritiesFailed => "CertificateAuthoritiesFailed",
             Self::CoverageFailed => "CoverageFailed",
             Self::ReportUnreadable => "ReportUnreadable",
+            Self::ReportNotMadeByService => "ReportNotMadeByService",
             Self::UnprocessedKeys => "UnprocessedKeys",
             Self::Timeout => "Timeout",
             Self::Unreachable => "Unreachable",

@@ -2,6 +2,7 @@
 //! Nothing here awaits, reads a clock or reads the environment.
 
 pub mod arn;
+pub mod bucket;
 pub mod code;
 pub mod ids;
 pub mod outcome;

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::domain::arn::CaArn;
+use crate::domain::bucket::RejectedObject;
 use crate::domain::report::{ReportCheck, ReportFormat, ReportStatus};
 use crate::domain::time::Timestamp;
 
@@ -104,6 +105,10 @@ pub struct CaOutcome {
     /// The follow-up of a report requested in this run or an earlier one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report: Option<ReportCheck>,
+    /// Objects found where the service writes this CA's reports that it did not make: never
+    /// recorded (someone with write access to the bucket put them there).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rejected_objects: Vec<RejectedObject>,
 }
 
 impl CaOutcome {
@@ -146,6 +151,7 @@ pub fn outcome(arn: &CaArn, outcome: Outcome) -> CaOutcome {
         region: arn.region().to_owned(),
         outcome,
         report: None,
+        rejected_objects: Vec::new(),
     }
 }
 
@@ -177,6 +183,7 @@ mod tests {
             account_id: "123456789012".into(),
             region: "us-east-1".into(),
             report: None,
+            rejected_objects: Vec::new(),
             outcome: Outcome::Skipped {
                 reason: SkipReason::InsideWindow,
                 detail: "last report 2026-11-25T01:00:00Z".into(),

@@ -1,6 +1,6 @@
-//! An audit report: its format and status, the bucket's key scheme the service writes it
-//! under, what a follow-up found of it (`ReportCheck`), and what the service's answer and the
-//! object in the bucket mean together. Pure: the calls are in `aws`.
+//! An audit report: its format and status, what a follow-up found of it (`ReportCheck`), and
+//! what the service's answer and the object in the bucket mean together. Pure: the calls are
+//! in `aws`; the bucket's key scheme is in `bucket`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -9,7 +9,6 @@ use aws_sdk_acmpca::types::AuditReportStatus;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::arn::CaArn;
-use crate::domain::time::Timestamp;
 use crate::domain::window::PendingReport;
 
 /// What an audit report says (READ_REPORTS), once read: `evidence::contents` reads it.
@@ -199,86 +198,10 @@ fn failed_cause(arn: &CaArn, bucket: &str) -> String {
     )
 }
 
-/// Where the service writes a CA's reports: `audit-report/<CA id>/<report id>.<json|csv>`
-/// (Private CA user guide, "Using audit reports with your private CA").
-pub fn report_prefix(arn: &CaArn) -> String {
-    format!("audit-report/{}/", arn.id())
-}
-
-/// The format a report's key says it is in (`….json` or `….csv`, as the service names them).
-pub fn format_of_key(key: &str) -> Option<ReportFormat> {
-    if key.ends_with(".json") {
-        Some(ReportFormat::Json)
-    } else if key.ends_with(".csv") {
-        Some(ReportFormat::Csv)
-    } else {
-        None
-    }
-}
-
-/// `<prefix><report id>.json` → (report id, JSON); anything else under the prefix (another
-/// name, a nested key, an id not shaped as the service's) is not a report.
-pub fn parse_report_key(prefix: &str, key: &str) -> Option<(String, ReportFormat)> {
-    let name = key.strip_prefix(prefix)?;
-    let format = format_of_key(name)?;
-    let id = name.rsplit_once('.')?.0;
-    crate::domain::arn::is_lower_uuid(id).then(|| (id.to_owned(), format))
-}
-
-/// An object under a CA's report prefix, as the bucket lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListedObject {
-    pub key: String,
-    pub written_at: Timestamp,
-    pub size_bytes: u64,
-}
-
-/// A report found in the bucket that no run recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FoundReport {
-    pub report_id: String,
-    pub s3_key: String,
-    pub format: ReportFormat,
-    pub written_at: Timestamp,
-    pub size_bytes: u64,
-}
-
-/// How far the bucket's clock may be behind ours when comparing an object's time with a claim's.
-const CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// The newest report of the CA among `objects` written since `since`, other than `known_key`
-/// (the last one recorded), not empty, and named as the service names reports.
-pub fn newest_unrecorded(
-    arn: &CaArn,
-    objects: &[ListedObject],
-    since: Timestamp,
-    known_key: Option<&str>,
-) -> Option<FoundReport> {
-    let prefix = report_prefix(arn);
-    let not_before = since.minus(CLOCK_SKEW);
-    objects
-        .iter()
-        .filter(|o| o.written_at >= not_before && Some(o.key.as_str()) != known_key)
-        .filter(|o| o.size_bytes > 0)
-        .filter_map(|o| {
-            let (report_id, format) = parse_report_key(&prefix, &o.key)?;
-            Some(FoundReport {
-                report_id,
-                s3_key: o.key.clone(),
-                format,
-                written_at: o.written_at,
-                size_bytes: o.size_bytes,
-            })
-        })
-        .fold(None, |newest: Option<FoundReport>, f| match newest {
-            Some(n) if n.written_at >= f.written_at => Some(n),
-            _ => Some(f),
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::time::Timestamp;
 
     const CA: &str = "arn:aws:acm-pca:eu-west-1:111111111111:certificate-authority/11111111-2222-3333-4444-555555555555";
     const ID: &str = "0b8e0c5a-3c6e-4a39-9f4e-7d1f2a3b4c5d";
@@ -294,25 +217,6 @@ mod tests {
             s3_key: format!("audit-report/11111111-2222-3333-4444-555555555555/{ID}.json"),
             requested_at: Timestamp::from_epoch_seconds(1_000),
         }
-    }
-
-    #[test]
-    fn only_report_shaped_keys_are_reports() {
-        let p = report_prefix(&arn());
-        assert_eq!(
-            parse_report_key(&p, &format!("{p}{ID}.json")),
-            Some((ID.to_owned(), ReportFormat::Json))
-        );
-        assert_eq!(
-            parse_report_key(&p, &format!("{p}{ID}.csv")),
-            Some((ID.to_owned(), ReportFormat::Csv))
-        );
-        assert_eq!(parse_report_key(&p, &format!("{p}{ID}.txt")), None);
-        assert_eq!(parse_report_key(&p, &format!("{p}nested/{ID}.json")), None);
-        assert_eq!(parse_report_key(&p, &format!("{p}not-a-uuid.json")), None);
-        // The one UUID check of the crate: the service's ids are lower-case, as CA ids are.
-        let upper = ID.to_uppercase();
-        assert_eq!(parse_report_key(&p, &format!("{p}{upper}.json")), None);
     }
 
     #[test]
@@ -343,31 +247,5 @@ mod tests {
                 (ReportStatus::Creating, CheckLimit::None)
             );
         }
-    }
-
-    #[test]
-    fn the_newest_unrecorded_report_since_the_instant_is_found() {
-        let a = arn();
-        let p = report_prefix(&a);
-        let obj = |id: &str, at: u64, size: u64| ListedObject {
-            key: format!("{p}{id}.json"),
-            written_at: Timestamp::from_epoch_seconds(at),
-            size_bytes: size,
-        };
-        let older = "00000000-0000-0000-0000-000000000001";
-        let newer = "00000000-0000-0000-0000-000000000002";
-        let objects = vec![
-            obj(older, 1_000, 5),
-            obj(newer, 2_000, 5),
-            obj(ID, 3_000, 0),
-        ];
-        let since = Timestamp::from_epoch_seconds(1_030);
-        let found = newest_unrecorded(&a, &objects, since, None).unwrap();
-        assert_eq!(found.report_id, newer, "the empty object is no report");
-        let known = format!("{p}{newer}.json");
-        let found = newest_unrecorded(&a, &objects, since, Some(&known)).unwrap();
-        assert_eq!(found.report_id, older, "within the clock skew of `since`");
-        let late = Timestamp::from_epoch_seconds(2_100);
-        assert_eq!(newest_unrecorded(&a, &objects, late, Some(&known)), None);
     }
 }

@@ -15,12 +15,10 @@ use futures::StreamExt;
 use super::gaps::Judging;
 use super::manifest::{ManifestHead, ManifestWriter};
 use super::{CaCoverage, CoverageCounts, CoverageError, CoverageSummary, Manifest};
-use crate::aws::ServiceError;
-use crate::aws::accounts;
-use crate::aws::acm_pca;
 use crate::domain::arn::CaArn;
 use crate::domain::outcome::{AccountError, RegionError};
 use crate::domain::request::CoverageRequest;
+use crate::inventory::{cas, targets};
 use crate::invocation::Invocation;
 use crate::services::Services;
 
@@ -28,79 +26,43 @@ use crate::services::Services;
 /// invocation from taking the table's burst from a scheduled run beside it.
 const QUERIES_IN_FLIGHT: usize = 16;
 
-/// The CAs audited now, every audited account and configured region, as a run would list them
-/// (state, exemptions and types; required tags are not read here).
+/// The CAs audited now, every audited account and configured region, listed as a run lists
+/// them (`inventory`), the account-regions side by side.
 async fn listed(
     services: &Services,
     invocation: &Invocation,
 ) -> (BTreeSet<CaArn>, Vec<AccountError>, Vec<RegionError>) {
-    let settings = &services.settings;
     let home = invocation.home_account.as_deref();
-    let mut found = BTreeSet::new();
-    let (mut account_errors, mut region_errors) = (Vec::new(), Vec::new());
-    let audited = match accounts::audited(&settings.accounts, &services.sdk, home).await {
-        Ok(a) => a,
-        Err(e) => return (found, vec![e], region_errors),
+    let targets = match targets::every(services, home).await {
+        Ok(t) => t,
+        Err(e) => return (BTreeSet::new(), vec![e], Vec::new()),
     };
-    for account in audited {
-        let sdk = match services
-            .account_sdk(&account, invocation.partition.as_deref())
-            .await
-        {
-            Ok(sdk) => sdk,
-            Err(e) => {
-                account_errors.push(e);
-                continue;
-            }
-        };
-        let id = account.id(home).to_owned();
-        for region in &settings.regions {
-            let target = services.target(&account, &id, region.as_str(), &sdk);
-            match audited_in(services, &target, invocation.cutoff()).await {
-                Ok(cas) => found.extend(cas),
-                Err(e) => region_errors.push(RegionError {
-                    account_id: id.clone(),
-                    region: region.to_string(),
-                    error_code: e.code,
-                    error_message: e.message,
-                }),
-            }
+    let (entered, _, account_errors) =
+        targets::enter_accounts(services, invocation, &targets).await;
+    let cutoff = invocation.cutoff();
+    let lists = futures::future::join_all(targets.iter().filter_map(|t| {
+        let sdk = entered.get(&t.account)?;
+        let id = t.account.id(home).to_owned();
+        let client = services.target(&t.account, &id, t.region.as_str(), sdk);
+        Some(async move {
+            let cas = cas::audited(&services.settings, &client, cutoff).await;
+            (id, t.region.to_string(), cas)
+        })
+    }))
+    .await;
+    let (mut found, mut region_errors) = (BTreeSet::new(), Vec::new());
+    for (account_id, region, cas) in lists {
+        match cas {
+            Ok(cas) => found.extend(cas),
+            Err(e) => region_errors.push(RegionError {
+                account_id,
+                region,
+                error_code: e.code,
+                error_message: e.message,
+            }),
         }
     }
     (found, account_errors, region_errors)
-}
-
-/// The CAs of one account-region a run would audit: state, exemptions, types, and with
-/// REQUIRED_TAGS one ListTags each at the read pace (a CA whose tags cannot be read is kept:
-/// better a gap to look at than a CA silently left out).
-async fn audited_in(
-    services: &Services,
-    target: &crate::services::TargetClient,
-    cutoff: tokio::time::Instant,
-) -> Result<Vec<CaArn>, ServiceError> {
-    let settings = &services.settings;
-    let listed = acm_pca::list(&target.acm_pca).await?;
-    let (candidates, _) =
-        crate::domain::scope::in_scope(listed, &settings.audit_states, &settings.scope);
-    let required = &settings.scope.required_tags;
-    if required.is_empty() {
-        return Ok(candidates);
-    }
-    let kept: Vec<Option<CaArn>> = futures::stream::iter(candidates)
-        .map(|arn| async move {
-            // Out of time to read its tags: kept, as a CA whose tags cannot be read is.
-            if !target.reads.wait_turn(cutoff).await {
-                return Some(arn);
-            }
-            match acm_pca::tags(&target.acm_pca, &arn).await {
-                Ok(tags) if crate::domain::scope::tag_outcome(&tags, required).is_some() => None,
-                _ => Some(arn),
-            }
-        })
-        .buffered(4)
-        .collect()
-        .await;
-    Ok(kept.into_iter().flatten().collect())
 }
 
 /// Each CA's history from `since` to the period's end, QUERIES_IN_FLIGHT at once and taken in

@@ -148,16 +148,42 @@ async fn with_required_tags(
     (kept, outcomes)
 }
 
+/// The CAs of one account-region a run would audit, as a coverage request counts them:
+/// state, exemptions, types, and with REQUIRED_TAGS one ListTags each at the read pace. Unlike
+/// a run, a CA whose tags cannot be read (or not before `cutoff`) is kept: better a gap to
+/// look at than a CA silently left out of the evidence.
+pub(crate) async fn audited(
+    settings: &Settings,
+    client: &TargetClient,
+    cutoff: Instant,
+) -> Result<Vec<CaArn>, ServiceError> {
+    let listed = acm_pca::list(&client.acm_pca).await?;
+    let (candidates, _) = scope::in_scope(listed, &settings.audit_states, &settings.scope);
+    let required = &settings.scope.required_tags;
+    if required.is_empty() {
+        return Ok(candidates);
+    }
+    let kept: Vec<Option<CaArn>> = futures::stream::iter(candidates)
+        .map(|arn| async move {
+            if !client.reads.wait_turn(cutoff).await {
+                return Some(arn);
+            }
+            match acm_pca::tags(&client.acm_pca, &arn).await {
+                Ok(tags) if scope::tag_outcome(&tags, required).is_some() => None,
+                _ => Some(arn),
+            }
+        })
+        .buffered(4)
+        .collect()
+        .await;
+    Ok(kept.into_iter().flatten().collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn arn(n: u8) -> CaArn {
-        CaArn::parse(&format!(
-            "arn:aws:acm-pca:eu-west-1:111111111111:certificate-authority/00000000-0000-0000-0000-0000000000{n:02}"
-        ))
-        .unwrap()
-    }
+    use crate::domain::arn::test_arn as arn;
 
     #[test]
     fn a_named_ca_the_listing_lacks_fails_before_any_create() {

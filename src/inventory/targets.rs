@@ -119,20 +119,28 @@ pub(crate) async fn targets(
             }])
         }
         RunScope::These(arns) => Ok(named_targets(arns, settings, home, audited, outcomes)),
-        RunScope::Every => {
-            let accounts = accounts::audited(&settings.accounts, &services.sdk, home).await?;
-            Ok(accounts
-                .iter()
-                .flat_map(|a| {
-                    settings.regions.iter().map(move |r| Target {
-                        account: a.clone(),
-                        region: r.clone(),
-                        only: None,
-                    })
-                })
-                .collect())
-        }
+        RunScope::Every => every(services, home).await,
     }
+}
+
+/// Every audited account in every configured region: a scheduled run's round, and what a
+/// coverage request holds the ledger against.
+pub(crate) async fn every(
+    services: &Services,
+    home: Option<&str>,
+) -> Result<Vec<Target>, AccountError> {
+    let settings = &services.settings;
+    let accounts = accounts::audited(&settings.accounts, &services.sdk, home).await?;
+    Ok(accounts
+        .iter()
+        .flat_map(|a| {
+            settings.regions.iter().map(move |r| Target {
+                account: a.clone(),
+                region: r.clone(),
+                only: None,
+            })
+        })
+        .collect())
 }
 
 /// The account-regions of the CAs a manual request names, each with its CAs; a CA of an

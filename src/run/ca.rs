@@ -8,6 +8,7 @@ use super::verdict::{Verdict, verdict};
 use crate::aws::acm_pca::CreateRefused;
 use crate::aws::ledger::Claim;
 use crate::domain::arn::CaArn;
+use crate::domain::bucket::RejectedObject;
 use crate::domain::outcome::{CaOutcome, Outcome, failed, outcome};
 
 use crate::domain::time::Timestamp;
@@ -24,6 +25,21 @@ impl RunContext<'_> {
         arn: &CaArn,
         reports: &mpsc::UnboundedSender<(CaArn, PendingReport)>,
     ) -> CaOutcome {
+        let mut rejected = Vec::new();
+        let mut served = self.serve_ca(client, arn, reports, &mut rejected).await;
+        served.rejected_objects = rejected;
+        served
+    }
+
+    /// `audit_ca`'s steps; the objects found in the bucket that the service did not make are
+    /// put in `rejected`, for the CA's outcome.
+    async fn serve_ca(
+        &self,
+        client: &TargetClient,
+        arn: &CaArn,
+        reports: &mpsc::UnboundedSender<(CaArn, PendingReport)>,
+        rejected: &mut Vec<RejectedObject>,
+    ) -> CaOutcome {
         if !self.invocation.time_left() {
             return outcome(arn, deferred());
         }
@@ -31,7 +47,7 @@ impl RunContext<'_> {
             Ok(claim) => claim,
             Err(lost) => return lost,
         };
-        if let Some(done) = self.recover_unrecorded(&claim).await {
+        if let Some(done) = self.recover_unrecorded(client, &claim, rejected).await {
             return done;
         }
         let attempt = match self.request(client, &claim).await {
@@ -48,7 +64,8 @@ impl RunContext<'_> {
                     .await
             }
             Err(e) => {
-                self.refused(&claim, attempt.requested_at, attempt.lost_at, e)
+                let (at, lost_at) = (attempt.requested_at, attempt.lost_at);
+                self.refused(client, &claim, (at, lost_at), e, rejected)
                     .await
             }
         }
@@ -58,16 +75,20 @@ impl RunContext<'_> {
     /// `verdict` decides, this carries it out.
     pub(super) async fn refused(
         &self,
+        client: &TargetClient,
         claim: &Claim,
-        requested_at: Timestamp,
-        lost_at: Option<Timestamp>,
+        (requested_at, lost_at): (Timestamp, Option<Timestamp>),
         refused: CreateRefused,
+        rejected: &mut Vec<RejectedObject>,
     ) -> CaOutcome {
         let e = &refused.error;
         let unrecorded = claim.previous.unrecorded_since(self.services.clock.now());
         let interval = self.services.settings.min_interval;
         match verdict(&refused, requested_at, lost_at, unrecorded, interval) {
-            Verdict::FindLost(since) => self.find_lost_report(claim, since, e).await,
+            Verdict::FindLost(since) => {
+                self.find_lost_report(client, claim, since, e, rejected)
+                    .await
+            }
             Verdict::Release {
                 then,
                 kept_error,
@@ -75,7 +96,7 @@ impl RunContext<'_> {
                 look_first,
             } => {
                 if let Some(since) = look_first
-                    && let Ok(Some(found)) = self.in_bucket(claim, since).await
+                    && let Ok(Some(found)) = self.in_bucket(client, claim, since, rejected).await
                 {
                     let why = format!(
                         "the service's answers to this run's creates were lost ({e}); the \

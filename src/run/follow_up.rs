@@ -11,9 +11,8 @@ use tokio::time::Instant;
 use super::{RunContext, log};
 use crate::aws::{ServiceError, acm_pca, s3};
 use crate::domain::arn::CaArn;
-use crate::domain::report::{
-    CheckLimit, ReportCheck, ReportStatus, check_of, format_of_key, still_creating,
-};
+use crate::domain::bucket::format_of_key;
+use crate::domain::report::{CheckLimit, ReportCheck, ReportStatus, check_of, still_creating};
 use crate::domain::window::{PendingReport, Window, reopen_after};
 use crate::evidence::contents;
 use crate::services::TargetClient;

@@ -15,6 +15,16 @@ pub(crate) fn outcome_line(ca: &CaOutcome) {
     if let Some(r) = &ca.report {
         log_report(r);
     }
+    let error_code = Code::ReportNotMadeByService.as_str();
+    for r in &ca.rejected_objects {
+        tracing::error!(
+            error_code,
+            s3_key = r.s3_key,
+            "not recorded: an object the service did not make is where it writes this CA's \
+             reports ({}); whoever can write to the bucket put it there",
+            r.reason
+        );
+    }
     log_outcome(&ca.outcome);
 }
 

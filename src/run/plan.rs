@@ -37,12 +37,7 @@ mod tests {
     use crate::domain::outcome::Outcome;
     use crate::domain::window::Lease;
 
-    fn arn(n: u8) -> CaArn {
-        CaArn::parse(&format!(
-            "arn:aws:acm-pca:eu-west-1:111111111111:certificate-authority/00000000-0000-0000-0000-0000000000{n:02}"
-        ))
-        .unwrap()
-    }
+    use crate::domain::arn::test_arn as arn;
 
     fn t(s: u64) -> Timestamp {
         Timestamp::from_epoch_seconds(s)

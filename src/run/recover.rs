@@ -6,11 +6,15 @@ use tokio::time::Instant;
 
 use super::RunContext;
 use crate::aws::ServiceError;
+use crate::aws::acm_pca;
 use crate::aws::ledger::{Claim, ReportRecord};
 use crate::aws::s3;
+use crate::domain::bucket::{
+    FoundReport, Provenance, RejectedObject, provenance, report_prefix, unrecorded,
+};
 use crate::domain::outcome::{CaOutcome, Outcome, SkipReason, failed, outcome};
 use crate::domain::report::ReportStatus;
-use crate::domain::report::{FoundReport, newest_unrecorded, report_prefix};
+use crate::services::TargetClient;
 
 use crate::domain::time::Timestamp;
 use crate::domain::window::{Event, next_eligible};
@@ -22,15 +26,24 @@ const LOST_REPORT_WAIT: Duration = Duration::from_secs(30);
 /// Between two looks in the bucket for that report.
 const LOST_REPORT_LOOK: Duration = Duration::from_secs(3);
 
+/// Objects under a CA's prefix asked after (newest first) in one search: planted objects
+/// cannot make a search call the service without end.
+const MOST_CANDIDATES: usize = 5;
+
 impl RunContext<'_> {
     /// When the claim took over from a run that died (or a create whose answer was lost), the
     /// report it may have made is looked for in the bucket first: found, it is recorded and
     /// no new one is requested. No API lists audit reports: the bucket is where a lost report
     /// id turns up.
-    pub(super) async fn recover_unrecorded(&self, claim: &Claim) -> Option<CaOutcome> {
+    pub(super) async fn recover_unrecorded(
+        &self,
+        client: &TargetClient,
+        claim: &Claim,
+        rejected: &mut Vec<RejectedObject>,
+    ) -> Option<CaOutcome> {
         let services = self.services;
         let since = claim.previous.unrecorded_since(services.clock.now())?;
-        match self.in_bucket(claim, since).await {
+        match self.in_bucket(client, claim, since, rejected).await {
             Ok(Some(found)) => {
                 let why = format!(
                     "a run claimed the CA at {since} and did not record a report (it died, or \
@@ -55,17 +68,40 @@ impl RunContext<'_> {
 
     /// The report of the CA written to the bucket since `since` that the ledger does not
     /// have (its last recorded key aside): no API lists audit reports, so the bucket is where
-    /// a lost report id turns up again.
+    /// a lost report id turns up again. An object there is a report only when the service,
+    /// asked for the id its key names, answers that it made it for this CA at that key: the
+    /// newest such one is returned; the objects it did not make go to `rejected`, never to
+    /// the ledger.
     pub(super) async fn in_bucket(
         &self,
+        client: &TargetClient,
         claim: &Claim,
         since: Timestamp,
+        rejected: &mut Vec<RejectedObject>,
     ) -> Result<Option<FoundReport>, ServiceError> {
         let bucket = &self.services.settings.report_bucket;
         let known = claim.previous.last_s3_key.as_deref();
         let prefix = report_prefix(&claim.arn);
         let objects = s3::list_objects(&self.services.s3, bucket, &prefix).await?;
-        Ok(newest_unrecorded(&claim.arn, &objects, since, known))
+        let candidates = unrecorded(&claim.arn, &objects, since, known);
+        for found in candidates.into_iter().take(MOST_CANDIDATES) {
+            if !client.reads.wait_turn(self.invocation.cutoff()).await {
+                return Ok(None);
+            }
+            let said = acm_pca::describe_report(&client.acm_pca, &claim.arn, &found.report_id);
+            match provenance(&found, bucket, said.await?.as_ref()) {
+                Provenance::Made => return Ok(Some(found)),
+                // Still being written: not there yet, as far as evidence goes.
+                Provenance::NotYet => return Ok(None),
+                Provenance::NotMade(reason) => {
+                    if !rejected.iter().any(|r| r.s3_key == found.s3_key) {
+                        let s3_key = found.s3_key;
+                        rejected.push(RejectedObject { s3_key, reason });
+                    }
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// A create refused as too soon after one whose answer was lost: the report that one made
@@ -74,14 +110,16 @@ impl RunContext<'_> {
     /// the next run looks again before any new request.
     pub(super) async fn find_lost_report(
         &self,
+        client: &TargetClient,
         claim: &Claim,
         since: Timestamp,
         e: &ServiceError,
+        rejected: &mut Vec<RejectedObject>,
     ) -> CaOutcome {
         let services = self.services;
         let give_up = (Instant::now() + LOST_REPORT_WAIT).min(self.invocation.cutoff());
         loop {
-            match self.in_bucket(claim, since).await {
+            match self.in_bucket(client, claim, since, rejected).await {
                 Ok(Some(found)) => {
                     let why = format!(
                         "the service accepted a create at or after {since} whose answer was \

@@ -21,6 +21,8 @@ pub struct Counts {
     pub reports_succeeded: usize,
     pub reports_failed: usize,
     pub reports_pending: usize,
+    /// Objects found where the service writes reports that it did not make (never recorded).
+    pub rejected_objects: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -66,6 +68,7 @@ impl RunSummary {
                 Some(ReportStatus::Creating) => c.reports_pending += 1,
                 None => {}
             }
+            c.rejected_objects += o.rejected_objects.len();
         }
         c
     }
@@ -104,6 +107,7 @@ mod tests {
             region: "us-east-1".into(),
             outcome: skipped.clone(),
             report,
+            rejected_objects: Vec::new(),
         };
         let c = RunSummary::count(&[
             ca(Some(check(ReportStatus::Failed))),

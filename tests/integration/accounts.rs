@@ -17,18 +17,12 @@ use pca_audit_scheduler::services::Services;
 use pca_audit_scheduler::services::{Clock, SystemClock};
 use serde_json::json;
 use support::{
-    Member, World, accepted_creates_of, attr, clock, control, fast_account, invocation, scheduled,
-    seed_account,
+    Member, World, accepted_creates_of, attr, clock, control, fast_account, invocation, run_as,
+    scheduled, seed_account,
 };
 
 const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
 const EXTERNAL_ID: &str = "pca-audit-test-ext";
-
-async fn run_as(services: &Services, world: &World, run_id: &str) -> RunSummary {
-    let mut inv = invocation(run_id, Duration::from_secs(600));
-    inv.home_account = Some(world.account_id.clone());
-    run::run(services, &scheduled(), &inv).await
-}
 
 fn outcomes_by_arn(
     summary: &RunSummary,

@@ -11,6 +11,7 @@ mod bad_input;
 mod coverage;
 mod crashes;
 mod events;
+mod evidence;
 mod reliability;
 mod reports;
 mod scheduler;

@@ -1,0 +1,249 @@
+//! The report bucket as the service fills it: the key scheme it writes reports under, the
+//! objects found there, and whether the service made an object (only then is it evidence).
+
+use aws_sdk_acmpca::types::AuditReportStatus;
+use serde::Serialize;
+
+use crate::domain::arn::CaArn;
+use crate::domain::report::ReportFormat;
+use crate::domain::time::Timestamp;
+
+/// Where the service writes a CA's reports: `audit-report/<CA id>/<report id>.<json|csv>`
+/// (Private CA user guide, "Using audit reports with your private CA").
+pub fn report_prefix(arn: &CaArn) -> String {
+    format!("audit-report/{}/", arn.id())
+}
+
+/// The format a report's key says it is in (`….json` or `….csv`, as the service names them).
+pub fn format_of_key(key: &str) -> Option<ReportFormat> {
+    if key.ends_with(".json") {
+        Some(ReportFormat::Json)
+    } else if key.ends_with(".csv") {
+        Some(ReportFormat::Csv)
+    } else {
+        None
+    }
+}
+
+/// `<prefix><report id>.json` → (report id, JSON); anything else under the prefix (another
+/// name, a nested key, an id not shaped as the service's) is not a report.
+pub fn parse_report_key(prefix: &str, key: &str) -> Option<(String, ReportFormat)> {
+    let name = key.strip_prefix(prefix)?;
+    let format = format_of_key(name)?;
+    let id = name.rsplit_once('.')?.0;
+    crate::domain::arn::is_lower_uuid(id).then(|| (id.to_owned(), format))
+}
+
+/// An object under a CA's report prefix, as the bucket lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    pub key: String,
+    pub written_at: Timestamp,
+    pub size_bytes: u64,
+}
+
+/// A report found in the bucket that no run recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundReport {
+    pub report_id: String,
+    pub s3_key: String,
+    pub format: ReportFormat,
+    pub written_at: Timestamp,
+    pub size_bytes: u64,
+}
+
+/// How far the bucket's clock may be behind ours when comparing an object's time with a claim's.
+const CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The reports of the CA among `objects` written since `since`, other than `known_key` (the
+/// last one recorded), not empty, and named as the service names reports: newest first.
+/// Candidates only: an object is a report once the service vouches for it (`provenance`).
+pub fn unrecorded(
+    arn: &CaArn,
+    objects: &[ListedObject],
+    since: Timestamp,
+    known_key: Option<&str>,
+) -> Vec<FoundReport> {
+    let prefix = report_prefix(arn);
+    let not_before = since.minus(CLOCK_SKEW);
+    let mut found: Vec<FoundReport> = objects
+        .iter()
+        .filter(|o| o.written_at >= not_before && Some(o.key.as_str()) != known_key)
+        .filter(|o| o.size_bytes > 0)
+        .filter_map(|o| {
+            let (report_id, format) = parse_report_key(&prefix, &o.key)?;
+            Some(FoundReport {
+                report_id,
+                s3_key: o.key.clone(),
+                format,
+                written_at: o.written_at,
+                size_bytes: o.size_bytes,
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| {
+        b.written_at
+            .cmp(&a.written_at)
+            .then(b.s3_key.cmp(&a.s3_key))
+    });
+    found
+}
+
+/// What DescribeCertificateAuthorityAuditReport answers for a report id of a CA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedReport {
+    pub status: Option<AuditReportStatus>,
+    pub s3_bucket: Option<String>,
+    pub s3_key: Option<String>,
+}
+
+/// An object under a CA's report prefix that the service does not vouch for: never recorded,
+/// never evidence. Anyone who may write to the bucket can put one there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectedObject {
+    pub s3_key: String,
+    pub reason: String,
+}
+
+/// Whether the service made an object found in the bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Provenance {
+    /// The service made this report, for this CA, at this key, and has finished it.
+    Made,
+    /// The service made it and is still writing it: not a report yet.
+    NotYet,
+    /// The service did not make it (or not at this key): why.
+    NotMade(String),
+}
+
+/// What the service's answer for the id read from `found`'s key (`None`: it knows no such
+/// report of this CA) says of the object: the object is evidence only when the service made
+/// that report at exactly that bucket and key.
+pub fn provenance(
+    found: &FoundReport,
+    bucket: &str,
+    described: Option<&DescribedReport>,
+) -> Provenance {
+    let id = &found.report_id;
+    let Some(d) = described else {
+        return Provenance::NotMade(format!(
+            "the service has no audit report {id} of this CA (DescribeCertificateAuthorityAuditReport: not found)"
+        ));
+    };
+    let (b, k) = (d.s3_bucket.as_deref(), d.s3_key.as_deref());
+    if b != Some(bucket) || k != Some(found.s3_key.as_str()) {
+        return Provenance::NotMade(format!(
+            "the service wrote audit report {id} to s3://{}/{}, not to this object",
+            b.unwrap_or("?"),
+            k.unwrap_or("?")
+        ));
+    }
+    match &d.status {
+        Some(AuditReportStatus::Success) => Provenance::Made,
+        Some(AuditReportStatus::Failed) => Provenance::NotMade(format!(
+            "the service says audit report {id} FAILED: it wrote no report there"
+        )),
+        _ => Provenance::NotYet,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CA: &str = "arn:aws:acm-pca:eu-west-1:111111111111:certificate-authority/11111111-2222-3333-4444-555555555555";
+    const ID: &str = "0b8e0c5a-3c6e-4a39-9f4e-7d1f2a3b4c5d";
+
+    fn arn() -> CaArn {
+        CaArn::parse(CA).unwrap()
+    }
+
+    #[test]
+    fn only_report_shaped_keys_are_reports() {
+        let p = report_prefix(&arn());
+        assert_eq!(
+            parse_report_key(&p, &format!("{p}{ID}.json")),
+            Some((ID.to_owned(), ReportFormat::Json))
+        );
+        assert_eq!(
+            parse_report_key(&p, &format!("{p}{ID}.csv")),
+            Some((ID.to_owned(), ReportFormat::Csv))
+        );
+        assert_eq!(parse_report_key(&p, &format!("{p}{ID}.txt")), None);
+        assert_eq!(parse_report_key(&p, &format!("{p}nested/{ID}.json")), None);
+        assert_eq!(parse_report_key(&p, &format!("{p}not-a-uuid.json")), None);
+        // The one UUID check of the crate: the service's ids are lower-case, as CA ids are.
+        let upper = ID.to_uppercase();
+        assert_eq!(parse_report_key(&p, &format!("{p}{upper}.json")), None);
+    }
+
+    #[test]
+    fn the_unrecorded_reports_since_the_instant_are_found_newest_first() {
+        let a = arn();
+        let p = report_prefix(&a);
+        let obj = |id: &str, at: u64, size: u64| ListedObject {
+            key: format!("{p}{id}.json"),
+            written_at: Timestamp::from_epoch_seconds(at),
+            size_bytes: size,
+        };
+        let older = "00000000-0000-0000-0000-000000000001";
+        let newer = "00000000-0000-0000-0000-000000000002";
+        let objects = vec![
+            obj(older, 1_000, 5),
+            obj(newer, 2_000, 5),
+            obj(ID, 3_000, 0),
+        ];
+        let since = Timestamp::from_epoch_seconds(1_030);
+        let ids = |found: Vec<FoundReport>| -> Vec<String> {
+            found.into_iter().map(|f| f.report_id).collect()
+        };
+        // The empty object is no report; the older one is within the clock skew of `since`.
+        assert_eq!(ids(unrecorded(&a, &objects, since, None)), [newer, older]);
+        let known = format!("{p}{newer}.json");
+        assert_eq!(ids(unrecorded(&a, &objects, since, Some(&known))), [older]);
+        let late = Timestamp::from_epoch_seconds(2_100);
+        assert!(unrecorded(&a, &objects, late, Some(&known)).is_empty());
+    }
+
+    #[test]
+    fn an_object_is_evidence_only_when_the_service_made_it_there() {
+        let a = arn();
+        let found = FoundReport {
+            report_id: ID.into(),
+            s3_key: format!("{}{ID}.json", report_prefix(&a)),
+            format: ReportFormat::Json,
+            written_at: Timestamp::from_epoch_seconds(1),
+            size_bytes: 9,
+        };
+        let said = |status, bucket: &str, key: &str| DescribedReport {
+            status: Some(status),
+            s3_bucket: Some(bucket.into()),
+            s3_key: Some(key.into()),
+        };
+        let key = found.s3_key.clone();
+        let made = said(AuditReportStatus::Success, "b", &key);
+        assert_eq!(provenance(&found, "b", Some(&made)), Provenance::Made);
+        let creating = said(AuditReportStatus::Creating, "b", &key);
+        assert_eq!(provenance(&found, "b", Some(&creating)), Provenance::NotYet);
+        let not_made = |p| matches!(p, Provenance::NotMade(_));
+        assert!(
+            not_made(provenance(&found, "b", None)),
+            "an id the service never made"
+        );
+        let elsewhere = said(AuditReportStatus::Success, "b", "audit-report/x/y.json");
+        assert!(
+            not_made(provenance(&found, "b", Some(&elsewhere))),
+            "another key"
+        );
+        assert!(
+            not_made(provenance(&found, "other", Some(&made))),
+            "another bucket"
+        );
+        let failed = said(AuditReportStatus::Failed, "b", &key);
+        assert!(
+            not_made(provenance(&found, "b", Some(&failed))),
+            "a FAILED report"
+        );
+    }
+}
