@@ -6,7 +6,7 @@ use futures::StreamExt;
 use tokio::time::Instant;
 
 use crate::aws::ServiceError;
-use crate::aws::acm_pca::{self};
+use crate::aws::acm_pca;
 use crate::config::{RequiredTag, Settings};
 use crate::domain::arn::CaArn;
 use crate::domain::code::Code;

@@ -12,7 +12,6 @@ use crate::domain::arn::CaArn;
 use crate::domain::outcome::{CaOutcome, Outcome, RegionError, failed, outcome};
 use crate::domain::report::ReportCheck;
 use crate::inventory::cas;
-
 use crate::services::TargetClient;
 
 impl RunContext<'_> {

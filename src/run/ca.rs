@@ -10,7 +10,6 @@ use crate::aws::ledger::Claim;
 use crate::domain::arn::CaArn;
 use crate::domain::bucket::RejectedObject;
 use crate::domain::outcome::{CaOutcome, Outcome, failed, outcome};
-
 use crate::domain::time::Timestamp;
 use crate::domain::window::PendingReport;
 use crate::services::TargetClient;

@@ -3,7 +3,6 @@
 use super::RunContext;
 use crate::aws::acm_pca::{self, CreateRefused, Refusal};
 use crate::aws::ledger::Claim;
-
 use crate::domain::time::Timestamp;
 use crate::services::TargetClient;
 

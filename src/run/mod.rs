@@ -136,6 +136,8 @@ impl RunContext<'_> {
     }
 }
 
+/// What every phase of one round reads: the services, the request and its invocation, the
+/// format the round asks for, and the report bucket as checked once, up front.
 struct RunContext<'a> {
     services: &'a Services,
     request: &'a RunRequest,
@@ -144,6 +146,7 @@ struct RunContext<'a> {
     bucket_error: Option<ServiceError>,
 }
 
+/// A CA failed because the ledger could not be read or written: no window can be claimed.
 fn ledger_failed(e: &LedgerError) -> Outcome {
     failed(&e.code, e.to_string())
 }

@@ -4,7 +4,6 @@ use std::collections::HashMap;
 
 use crate::domain::arn::CaArn;
 use crate::domain::outcome::{CaOutcome, outcome};
-
 use crate::domain::time::Timestamp;
 use crate::domain::window::{self, Window};
 

@@ -3,13 +3,12 @@
 use tokio::sync::mpsc;
 
 use super::RunContext;
-use crate::aws::acm_pca::{self};
+use crate::aws::acm_pca;
 use crate::aws::ledger::{Claim, ReportRecord};
 use crate::domain::arn::CaArn;
 use crate::domain::code::Code;
 use crate::domain::outcome::{CaOutcome, Outcome, failed, outcome};
 use crate::domain::report::ReportStatus;
-
 use crate::domain::time::Timestamp;
 use crate::domain::window::{Event, PendingReport, next_eligible};
 

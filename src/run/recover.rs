@@ -14,10 +14,9 @@ use crate::domain::bucket::{
 };
 use crate::domain::outcome::{CaOutcome, Outcome, SkipReason, failed, outcome};
 use crate::domain::report::ReportStatus;
-use crate::services::TargetClient;
-
 use crate::domain::time::Timestamp;
 use crate::domain::window::{Event, next_eligible};
+use crate::services::TargetClient;
 
 /// How long a CA waits, holding its claim, for the report of a create whose answer was lost
 /// to appear in the bucket: the service writes reports within seconds.

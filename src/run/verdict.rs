@@ -2,7 +2,6 @@
 
 use crate::aws::acm_pca::{self, CreateRefused, Refusal};
 use crate::domain::outcome::{Outcome, SkipReason, failed, skipped};
-
 use crate::domain::time::Timestamp;
 use crate::domain::window::{Event, Interval, next_eligible};
 
