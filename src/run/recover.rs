@@ -82,7 +82,9 @@ impl RunContext<'_> {
         let known = claim.previous.last_s3_key.as_deref();
         let prefix = report_prefix(&claim.arn);
         let objects = s3::list_objects(&self.services.s3, bucket, &prefix).await?;
-        let candidates = unrecorded(&claim.arn, &objects, since, known);
+        // An object already refused (an earlier look of this search) is not asked about again.
+        let mut candidates = unrecorded(&claim.arn, &objects, since, known);
+        candidates.retain(|f| !rejected.iter().any(|r| r.s3_key == f.s3_key));
         for found in candidates.into_iter().take(MOST_CANDIDATES) {
             if !client.reads.wait_turn(self.invocation.cutoff()).await {
                 return Ok(None);
@@ -93,10 +95,8 @@ impl RunContext<'_> {
                 // Still being written: not there yet, as far as evidence goes.
                 Provenance::NotYet => return Ok(None),
                 Provenance::NotMade(reason) => {
-                    if !rejected.iter().any(|r| r.s3_key == found.s3_key) {
-                        let s3_key = found.s3_key;
-                        rejected.push(RejectedObject { s3_key, reason });
-                    }
+                    let s3_key = found.s3_key;
+                    rejected.push(RejectedObject { s3_key, reason });
                 }
             }
         }
