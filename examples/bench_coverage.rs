@@ -63,6 +63,7 @@ fn ca_items(world: &World, i: usize, arn: &str, first_day: u64) -> Vec<WriteRequ
             status: ReportStatus::Success,
             size_bytes: Some(2048),
             recovered: false,
+            pin: None,
         };
         let retention = Duration::from_secs((DAYS + 35) * DAY);
         writes.push(put(report_item::history_item(

@@ -28,6 +28,7 @@ fn metrics() -> Value {
             detail: None,
             limit: CheckLimit::None,
             contents: Some(ReportContents::default()),
+            pin: Some(Default::default()),
         }),
         rejected_objects: Vec::new(),
     };

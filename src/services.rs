@@ -34,7 +34,7 @@ pub(crate) struct TargetClient {
 pub struct Services {
     pub settings: Settings,
     pub ledger: Ledger,
-    pub(crate) s3: aws_sdk_s3::Client,
+    pub(crate) s3: crate::aws::s3::Store,
     pub(crate) sqs: aws_sdk_sqs::Client,
     pub(crate) sdk: SdkConfig,
     /// Member accounts entered, kept across invocations: their clients cache the role's
@@ -55,7 +55,10 @@ impl Services {
         );
         Self {
             ledger,
-            s3: aws_sdk_s3::Client::new(sdk),
+            s3: crate::aws::s3::Store::new(
+                aws_sdk_s3::Client::new(sdk),
+                settings.report_bucket_owner.clone(),
+            ),
             sqs: aws_sdk_sqs::Client::new(sdk),
             sdk: sdk.clone(),
             members: tokio::sync::Mutex::new(HashMap::new()),

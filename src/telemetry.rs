@@ -217,6 +217,7 @@ mod tests {
                     revoked_since: revoked,
                     ..Default::default()
                 }),
+                pin: None,
             }),
             outcome: Outcome::Deferred { detail: "d".into() },
             rejected_objects: Vec::new(),

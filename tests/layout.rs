@@ -219,6 +219,30 @@ fn only_the_aws_folder_sends_requests_and_the_domain_does_no_io() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
+/// Every S3 request names the account that must own the bucket (issue 20: a mistyped or
+/// re-created bucket name gets an error, not the evidence): in each file that calls S3, as
+/// many builders set `expected_bucket_owner` as there are requests sent.
+#[test]
+fn every_s3_request_names_the_bucket_owner() {
+    let mut wrong = Vec::new();
+    let mut requests = 0;
+    for (rel, text) in crate_files() {
+        if !text.contains("aws_sdk_s3::") || part_of(&rel) != "aws" {
+            continue;
+        }
+        let count = |what: &str| code_lines(&text).filter(|(_, l)| l.contains(what)).count();
+        let (sent, owned) = (count(".send()"), count("expected_bucket_owner("));
+        requests += sent;
+        if owned < sent {
+            wrong.push(format!(
+                "src/{rel}: {sent} S3 requests, {owned} naming the bucket owner"
+            ));
+        }
+    }
+    assert!(requests >= 9, "the S3 requests were not found ({requests})");
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
 /// The line of the first `#[cfg(test)]`, or the file's length.
 fn before_tests(text: &str) -> usize {
     text.lines()

@@ -142,6 +142,27 @@ pub const LIMIT_CAUSE: &str = "the service refuses this CA's audit reports with 
     certificates (Private CA user guide, audit reports and the CreateCertificateAuthorityAuditReport \
     Java sample); this will not pass by itself";
 
+/// The create refused because its caller may not write to the bucket: "If the IAM principal
+/// making the call does not have permission to write to the bucket, then an exception is
+/// thrown" (API reference, CreateCertificateAuthorityAuditReport, as the seed page has it).
+fn refused_the_callers_write(error: &ServiceError) -> bool {
+    error.code.starts_with("AccessDenied") && error.message.contains("s3:")
+}
+
+/// What to do about it. Which objects the service's check writes is not documented: the stack
+/// grants the callers the two permission-test objects only (the likely ones, AWS_FACTS.md),
+/// and says here how to widen the grant if AWS checks more.
+pub fn caller_write_hint(bucket: &str) -> String {
+    format!(
+        "the caller of CreateCertificateAuthorityAuditReport must be allowed to write to bucket \
+         {bucket}: the stack grants the function role and the member roles s3:PutObject on its \
+         two permission-test objects (acm-pca-permission-test-key, \
+         acm-pca-permission-test-key-private) only; if AWS checks more, deploy template.yaml and \
+         member-role.yaml with CallerWriteGrant=AuditReports, which widens the grant to \
+         audit-report/* (README, \"The caller's write check\")"
+    )
+}
+
 pub async fn request_report(
     client: &Client,
     arn: &CaArn,
@@ -166,7 +187,10 @@ pub async fn request_report(
         .send()
         .await
         .map_err(|e| {
-            let error = ServiceError::from_sdk(&e);
+            let mut error = ServiceError::from_sdk(&e);
+            if refused_the_callers_write(&error) {
+                error.message = format!("{}; {}", error.message, caller_write_hint(bucket));
+            }
             CreateRefused {
                 refusal: Refusal::of_create(&e, error.ambiguous),
                 error,
@@ -274,6 +298,34 @@ mod tests {
         assert_eq!(refusal("InvalidStateException", 400), Refusal::State);
         assert_eq!(refusal("ResourceNotFoundException", 400), Refusal::Failed);
         assert_eq!(refusal("AccessDeniedException", 400), Refusal::Failed);
+    }
+
+    #[test]
+    fn a_refused_write_check_says_which_parameter_widens_the_grant() {
+        let said = |code: &str, message: &str| ServiceError {
+            code: code.into(),
+            message: message.into(),
+            ambiguous: false,
+        };
+        let s3 = said(
+            "AccessDeniedException",
+            "User: arn:aws:sts::1:assumed-role/r/s is not authorized to perform: s3:PutObject",
+        );
+        assert!(refused_the_callers_write(&s3));
+        let hint = caller_write_hint("evidence");
+        assert!(hint.contains("bucket evidence") && hint.contains("CallerWriteGrant=AuditReports"));
+        let own = said(
+            "AccessDeniedException",
+            "not authorized to perform: acm-pca:CreateCertificateAuthorityAuditReport",
+        );
+        assert!(
+            !refused_the_callers_write(&own),
+            "the role's own permission"
+        );
+        assert!(!refused_the_callers_write(&said(
+            "InvalidArgsException",
+            "s3: bucket"
+        )));
     }
 
     #[test]

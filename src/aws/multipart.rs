@@ -9,12 +9,20 @@
 //! permissions"); with the stack's own key the object is encrypted with a data key of its own
 //! (no Bucket Key), so S3 asks KMS with the object's ARN as encryption context and the role's
 //! grant can be held to `evidence/*` (template.yaml, `CoverageManifestKey`).
+//!
+//! Every part carries a SHA-256 checksum that S3 checks on arrival and keeps, so the manifest
+//! has a SHA-256 an auditor can read back (S3 user guide, "Checking object integrity"); a
+//! bucket with Object Lock also needs a checksum (or Content-MD5) on each upload ("Using
+//! S3 Object Lock": "the Content-MD5 header or the x-amz-sdk-checksum-algorithm header is
+//! required for any request to upload an object with a retention period configured").
 
-use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption,
+};
 
 use crate::aws::ServiceError;
+use crate::aws::s3::Store;
 
 /// Bytes of one part: above S3's 5 MiB minimum, small beside the function's memory (two
 /// manifests are written side by side).
@@ -31,7 +39,7 @@ pub struct EvidenceError {
 
 /// One object being written, part by part.
 pub struct EvidenceObject<'a> {
-    s3: &'a Client,
+    s3: &'a Store,
     bucket: String,
     key: String,
     upload_id: String,
@@ -43,17 +51,20 @@ impl<'a> EvidenceObject<'a> {
     /// Starts the upload. `kms_key`: the stack's own report key, with which the object is
     /// encrypted without a Bucket Key; `None` leaves the bucket's default encryption.
     pub async fn start(
-        s3: &'a Client,
+        s3: &'a Store,
         bucket: &str,
         key: &str,
         content_type: &str,
         kms_key: Option<&str>,
     ) -> Result<Self, EvidenceError> {
         let mut create = s3
+            .client
             .create_multipart_upload()
             .bucket(bucket)
             .key(key)
-            .content_type(content_type);
+            .content_type(content_type)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .set_expected_bucket_owner(s3.owner());
         if let Some(kms_key) = kms_key {
             create = create
                 .server_side_encryption(ServerSideEncryption::AwsKms)
@@ -100,18 +111,22 @@ impl<'a> EvidenceObject<'a> {
         let body = std::mem::replace(&mut self.buffer, Vec::with_capacity(PART_SIZE));
         let sent = self
             .s3
+            .client
             .upload_part()
             .bucket(&self.bucket)
             .key(&self.key)
             .upload_id(&self.upload_id)
             .part_number(number)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .body(ByteStream::from(body))
+            .set_expected_bucket_owner(self.s3.owner())
             .send()
             .await
             .map_err(|e| self.failed(ServiceError::from_sdk(&e)))?;
         self.parts.push(
             CompletedPart::builder()
                 .set_e_tag(sent.e_tag)
+                .set_checksum_sha256(sent.checksum_sha256)
                 .part_number(number)
                 .build(),
         );
@@ -126,10 +141,12 @@ impl<'a> EvidenceObject<'a> {
         }
         let parts = std::mem::take(&mut self.parts);
         self.s3
+            .client
             .complete_multipart_upload()
             .bucket(&self.bucket)
             .key(&self.key)
             .upload_id(&self.upload_id)
+            .set_expected_bucket_owner(self.s3.owner())
             .multipart_upload(
                 CompletedMultipartUpload::builder()
                     .set_parts(Some(parts))
@@ -147,10 +164,12 @@ impl<'a> EvidenceObject<'a> {
     pub async fn abort(self) {
         let aborted = self
             .s3
+            .client
             .abort_multipart_upload()
             .bucket(&self.bucket)
             .key(&self.key)
             .upload_id(&self.upload_id)
+            .set_expected_bucket_owner(self.s3.owner())
             .send()
             .await;
         if let Err(e) = aborted {

@@ -7,7 +7,7 @@ use aws_sdk_acmpca::types::{CertificateAuthorityStatus, CertificateAuthorityType
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::domain::ids::Region;
+use crate::domain::ids::{AccountId, Region};
 pub use crate::domain::ids::{Accounts, MemberRole};
 pub use crate::domain::report::ReportFormat;
 pub use crate::domain::scope::{RequiredTag, Scope};
@@ -70,6 +70,10 @@ pub struct Settings {
     /// The stack's own SSE-KMS key of the report bucket, with which the function encrypts
     /// the evidence it writes itself (the coverage manifests); unset, the bucket's default.
     pub report_kms_key: Option<String>,
+    /// The account that must own the report bucket: every S3 call names it (S3's bucket owner
+    /// condition), so a mistyped or re-created bucket of someone else is refused, not written
+    /// to. Unset: the function's own account.
+    pub report_bucket_owner: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +132,11 @@ impl Settings {
                 .parsed("COVERAGE_SLACK_MINUTES", 60, whole_in(0..=10_080, SLACK))
                 .map(|m| Duration::from_secs(m * 60))?,
             report_kms_key: l.optional("REPORT_KMS_KEY_ARN", kms_key_arn)?,
+            report_bucket_owner: l
+                .optional("REPORT_BUCKET_OWNER", |v| {
+                    AccountId::parse(v).map_err(|e| Reason(e.to_string()))
+                })?
+                .map(|a| a.as_str().to_owned()),
         })
     }
 }

@@ -5,7 +5,7 @@ use aws_sdk_acmpca::types::AuditReportStatus;
 use serde::Serialize;
 
 use crate::domain::arn::CaArn;
-use crate::domain::report::ReportFormat;
+use crate::domain::report::{ObjectPin, ReportFormat};
 use crate::domain::time::Timestamp;
 
 /// Where the service writes a CA's reports: `audit-report/<CA id>/<report id>.<json|csv>`
@@ -40,6 +40,87 @@ pub struct ListedObject {
     pub key: String,
     pub written_at: Timestamp,
     pub size_bytes: u64,
+}
+
+/// One version of an object (or a delete marker), as ListObjectVersions lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedVersion {
+    pub key: String,
+    pub version_id: String,
+    pub etag: Option<String>,
+    pub is_latest: bool,
+    pub delete_marker: bool,
+}
+
+/// How a recorded report's object differs from what the bucket holds now (`verifyObjects`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EvidenceChange {
+    /// No version of the key at all.
+    Missing,
+    /// The recorded version is no longer in the bucket.
+    VersionGone,
+    /// A delete marker is the key's current version.
+    Deleted,
+    /// Another version was written over the recorded one.
+    Overwritten,
+    /// The recorded version answers with another ETag (possible only without a version id).
+    EtagDiffers,
+    /// The recorded version answers with another checksum.
+    ChecksumDiffers,
+}
+
+impl EvidenceChange {
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Self::Missing => "no version of the object is in the bucket",
+            Self::VersionGone => "the recorded version is no longer in the bucket",
+            Self::Deleted => "the object was deleted (a delete marker is its current version)",
+            Self::Overwritten => "another version was written over the recorded one",
+            Self::EtagDiffers => "the object's ETag is not the recorded one",
+            Self::ChecksumDiffers => "the object's checksum is not the recorded one",
+        }
+    }
+}
+
+/// What the bucket's versions of `key` say of the recorded `pin`: `None` when the recorded
+/// version is there, unchanged as far as the listing tells, and still the current one. A
+/// report recorded without a version id (before pins were kept, or a bucket without
+/// versioning) is held to the current version, and to its ETag when one was recorded.
+pub fn listed_change(
+    key: &str,
+    pin: &ObjectPin,
+    versions: &[ListedVersion],
+) -> Option<EvidenceChange> {
+    let of_key: Vec<&ListedVersion> = versions.iter().filter(|v| v.key == key).collect();
+    let latest = of_key.iter().find(|v| v.is_latest);
+    if of_key.iter().all(|v| v.delete_marker) {
+        return Some(if of_key.is_empty() {
+            EvidenceChange::Missing
+        } else {
+            EvidenceChange::Deleted
+        });
+    }
+    let recorded = match pin.version_id.as_deref() {
+        Some(id) => of_key
+            .iter()
+            .find(|v| v.version_id == id && !v.delete_marker),
+        None => latest.filter(|v| !v.delete_marker),
+    };
+    let Some(recorded) = recorded else {
+        return Some(match latest {
+            Some(v) if v.delete_marker => EvidenceChange::Deleted,
+            _ if pin.version_id.is_some() => EvidenceChange::VersionGone,
+            _ => EvidenceChange::Missing,
+        });
+    };
+    if pin.etag.is_some() && recorded.etag != pin.etag {
+        return Some(EvidenceChange::EtagDiffers);
+    }
+    match latest {
+        Some(v) if v.delete_marker => Some(EvidenceChange::Deleted),
+        Some(v) if v.version_id != recorded.version_id => Some(EvidenceChange::Overwritten),
+        _ => None,
+    }
 }
 
 /// A report found in the bucket that no run recorded.
@@ -244,6 +325,73 @@ mod tests {
         assert!(
             not_made(provenance(&found, "b", Some(&failed))),
             "a FAILED report"
+        );
+    }
+
+    fn version(id: &str, etag: &str, latest: bool, marker: bool) -> ListedVersion {
+        ListedVersion {
+            key: "k".into(),
+            version_id: id.into(),
+            etag: (!marker).then(|| etag.to_owned()),
+            is_latest: latest,
+            delete_marker: marker,
+        }
+    }
+
+    #[test]
+    fn a_recorded_version_is_held_to_what_the_bucket_lists() {
+        let pin = ObjectPin {
+            version_id: Some("v1".into()),
+            etag: Some("\"e1\"".into()),
+            checksum: Some("CRC64NVME:AAAA".into()),
+        };
+        let v1 = version("v1", "\"e1\"", true, false);
+        let change = |versions: &[ListedVersion]| listed_change("k", &pin, versions);
+        assert_eq!(change(std::slice::from_ref(&v1)), None, "untouched");
+        assert_eq!(change(&[]), Some(EvidenceChange::Missing));
+        let old = version("v1", "\"e1\"", false, false);
+        let over = version("v2", "\"e2\"", true, false);
+        assert_eq!(
+            change(&[old.clone(), over.clone()]),
+            Some(EvidenceChange::Overwritten)
+        );
+        let marker = version("m1", "", true, true);
+        assert_eq!(
+            change(&[old.clone(), marker.clone()]),
+            Some(EvidenceChange::Deleted)
+        );
+        assert_eq!(
+            change(std::slice::from_ref(&marker)),
+            Some(EvidenceChange::Deleted)
+        );
+        assert_eq!(change(&[over]), Some(EvidenceChange::VersionGone));
+        let other_etag = version("v1", "\"forged\"", true, false);
+        assert_eq!(change(&[other_etag]), Some(EvidenceChange::EtagDiffers));
+        let other_key = ListedVersion {
+            key: "k2".into(),
+            ..v1
+        };
+        assert_eq!(change(&[other_key]), Some(EvidenceChange::Missing));
+    }
+
+    #[test]
+    fn an_unpinned_report_is_held_to_the_current_version() {
+        let unpinned = ObjectPin::default();
+        let current = version("null", "\"e\"", true, false);
+        assert_eq!(listed_change("k", &unpinned, &[current]), None);
+        let marker = version("m", "", true, true);
+        assert_eq!(
+            listed_change("k", &unpinned, &[marker]),
+            Some(EvidenceChange::Deleted)
+        );
+        let etag_only = ObjectPin {
+            etag: Some("\"e\"".into()),
+            ..ObjectPin::default()
+        };
+        let rewritten = version("null", "\"x\"", true, false);
+        assert_eq!(
+            listed_change("k", &etag_only, &[rewritten]),
+            Some(EvidenceChange::EtagDiffers)
         );
     }
 }

@@ -26,6 +26,29 @@ pub struct ReportContents {
     pub first_revoked: Vec<String>,
 }
 
+/// What pins one version of a report object, as S3 answered for it when the follow-up (or a
+/// recovery) found it: its version id (absent in a bucket without versioning), its ETag, and
+/// the checksum S3 keeps for it (`ALGORITHM:base64`; S3 computes a full-object CRC64NVME for
+/// an upload that names none, S3 user guide, "Checking object integrity"). An auditor, and
+/// `verifyObjects`, compare the bucket with these.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectPin {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+}
+
+/// A report object as HeadObject answered for it: its size and its pin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenObject {
+    pub size_bytes: u64,
+    pub pin: ObjectPin,
+}
+
 /// Audit report file format, as the API names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "UPPERCASE")]
@@ -109,6 +132,9 @@ pub struct ReportCheck {
     /// What the report says (READ_REPORTS), once read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub contents: Option<ReportContents>,
+    /// The version of the object a SUCCESS report was found at.
+    #[serde(rename = "object", skip_serializing_if = "Option::is_none")]
+    pub pin: Option<ObjectPin>,
 }
 
 /// What a follow-up could not do, for the code to act on (the prose is in `detail`).
@@ -137,6 +163,7 @@ pub fn still_creating(report: &PendingReport, detail: Option<String>) -> ReportC
         },
         detail,
         contents: None,
+        pin: None,
     }
 }
 
@@ -157,6 +184,7 @@ pub fn check_of(
         detail,
         limit: CheckLimit::None,
         contents: None,
+        pin: None,
     };
     let (bucket, key) = (&report.s3_bucket, &report.s3_key);
     match (status, object_size) {

@@ -85,6 +85,9 @@ pub struct CoverageRequest {
     /// As written, for the manifest's key.
     pub from_text: String,
     pub to_text: String,
+    /// `verifyObjects`: each SUCCESS report of the period is looked at in the bucket, at the
+    /// version the follow-up pinned.
+    pub verify_objects: bool,
 }
 
 impl CoverageRequest {

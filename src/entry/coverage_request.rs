@@ -20,9 +20,12 @@ struct Raw {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 struct RawPeriod {
     from: String,
     to: String,
+    #[serde(default)]
+    verify_objects: bool,
 }
 
 /// A date (`2026-07-01`, its midnight UTC) or an RFC 3339 instant.
@@ -60,6 +63,7 @@ impl CoverageRequest {
             to,
             from_text: raw.coverage.from.trim().to_owned(),
             to_text: raw.coverage.to.trim().to_owned(),
+            verify_objects: raw.coverage.verify_objects,
         })
     }
 }
@@ -91,6 +95,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.to, at("2026-07-02T06:00:00Z"));
+        assert!(!r.verify_objects, "off unless asked for");
+        let r = CoverageRequest::from_value(
+            json!({"coverage": {"from": "2026-07-01", "to": "2026-07-02", "verifyObjects": true}}),
+        )
+        .unwrap();
+        assert!(r.verify_objects);
     }
 
     #[test]
@@ -128,6 +138,14 @@ mod tests {
         assert!(e.contains("dryRun"), "{e}");
         let e = err(json!({"coverage": {"from": "2026-07-01"}}));
         assert!(e.contains("coverage") && e.contains("to"), "{e}");
+        let e = err(
+            json!({"coverage": {"from": "2026-07-01", "to": "2026-07-02", "verifyObjects": "yes"}}),
+        );
+        assert!(e.contains("coverage.verifyObjects"), "{e}");
+        let e = err(
+            json!({"coverage": {"from": "2026-07-01", "to": "2026-07-02", "verify_objects": true}}),
+        );
+        assert!(e.contains("verify_objects"), "{e}");
     }
 
     #[test]

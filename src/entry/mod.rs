@@ -76,6 +76,9 @@ pub async fn handle(services: &Services, event: LambdaEvent<Value>) -> Result<Re
         home_account: home_account(&context.invoked_function_arn),
         partition: home_partition(&context.invoked_function_arn),
     };
+    services
+        .s3
+        .own_by_default(invocation.home_account.as_deref());
     if work_items::is_sqs_batch(&payload) {
         let batch: SqsEvent = serde_json::from_value(payload).map_err(|e| {
             RunError::InvalidRequest(RequestError::Malformed {

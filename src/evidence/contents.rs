@@ -225,13 +225,12 @@ pub fn read_csv(r: impl Read, since: Option<Timestamp>) -> Result<ReportContents
 /// Reads the report at `bucket`/`key` from S3, streaming: the body goes through a bounded
 /// buffer to the parser on a blocking thread, so memory stays flat whatever the report's size.
 pub async fn read(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
+    s3: &crate::aws::s3::Store,
+    (bucket, key, version_id): (&str, &str, Option<&str>),
     format: ReportFormat,
     since: Option<Timestamp>,
 ) -> Result<ReportContents, ContentsError> {
-    let object = crate::aws::s3::report_body(s3, bucket, key)
+    let object = crate::aws::s3::report_body(s3, bucket, key, version_id)
         .await
         .map_err(|e| ContentsError::Get {
             bucket: bucket.to_owned(),

@@ -8,16 +8,20 @@
 //! late after its window opens a CA may be requested, one period of the schedule
 //! (`COVERAGE_SLACK_MINUTES`, default 60 for the template's default `rate(1 hour)`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use futures::StreamExt;
 
 use super::gaps::Judging;
 use super::manifest::{ManifestHead, ManifestWriter};
-use super::{CaCoverage, CoverageCounts, CoverageError, CoverageSummary, Manifest};
+use super::verify;
+use super::{CaCoverage, CoverageCounts, CoverageError, CoverageSummary, HistoryReport, Manifest};
 use crate::domain::arn::CaArn;
+use crate::domain::bucket::EvidenceChange;
 use crate::domain::outcome::{AccountError, RegionError};
+use crate::domain::report::ReportStatus;
 use crate::domain::request::CoverageRequest;
+use crate::domain::time::Timestamp;
 use crate::inventory::{cas, targets};
 use crate::invocation::Invocation;
 use crate::services::Services;
@@ -66,41 +70,71 @@ async fn listed(
 }
 
 /// Each CA's history from `since` to the period's end, QUERIES_IN_FLIGHT at once and taken in
-/// ARN order, judged and its reports written to the manifest as it comes, then dropped; none
-/// is started after `cutoff` (the invocation's deadline less its reserve).
+/// ARN order, its report objects verified when the request asks (`verify`), judged and its
+/// reports written to the manifest as it comes, then dropped; none is started after `cutoff`
+/// (the invocation's deadline less its reserve).
 async fn read_and_judge(
     services: &Services,
     all: BTreeSet<CaArn>,
     judging: &Judging<'_>,
     manifest: &mut ManifestWriter<'_>,
     cutoff: tokio::time::Instant,
-) -> Result<Vec<CaCoverage>, CoverageError> {
-    let ledger = &services.ledger;
+) -> Result<(Vec<CaCoverage>, usize), CoverageError> {
     let since = judging.request.from.minus(judging.threshold);
-    let until = judging.end;
     let total = all.len();
     let mut reads = futures::stream::iter(all.into_iter().map(|arn| async move {
         if tokio::time::Instant::now() >= cutoff {
             return (arn, Err(None));
         }
-        let h = ledger.history(&arn, since, until).await;
-        (arn, h.map_err(Some))
+        let read = read_one(services, judging, &arn, since).await;
+        (arn, read.map_err(Some))
     }))
     .buffered(QUERIES_IN_FLIGHT);
-    let (mut cas, mut read) = (Vec::new(), 0);
+    let (mut cas, mut read, mut verified) = (Vec::new(), 0, 0);
     while let Some((arn, h)) = reads.next().await {
-        let reports = match h {
+        let (reports, changed, looked_at) = match h {
             Ok(h) => h,
-            Err(Some(e)) => return Err(CoverageError::Ledger(e)),
+            Err(Some(e)) => return Err(e),
             Err(None) => return Err(CoverageError::Deadline { read, total }),
         };
         read += 1;
-        if let Some((ca, in_period)) = judging.judge(&arn, &reports) {
+        if let Some((ca, in_period)) = judging.judge(&arn, &reports, &changed) {
+            verified += looked_at;
             manifest.reports(&ca, &in_period).await?;
             cas.push(ca);
         }
     }
-    Ok(cas)
+    Ok((cas, verified))
+}
+
+/// One CA's history, and with `verifyObjects` what changed of its SUCCESS reports' objects in
+/// the period and how many were looked at.
+async fn read_one(
+    services: &Services,
+    judging: &Judging<'_>,
+    arn: &CaArn,
+    since: Timestamp,
+) -> Result<(Vec<HistoryReport>, HashMap<String, EvidenceChange>, usize), CoverageError> {
+    let request = judging.request;
+    let history = services.ledger.history(arn, since, judging.end).await;
+    let reports = history.map_err(CoverageError::Ledger)?;
+    if !request.verify_objects {
+        return Ok((reports, HashMap::new(), 0));
+    }
+    let in_period: Vec<HistoryReport> = reports
+        .iter()
+        .filter(|r| r.requested_at >= request.from && r.requested_at < request.to)
+        .filter(|r| r.status == ReportStatus::Success)
+        .cloned()
+        .collect();
+    let bucket = &services.settings.report_bucket;
+    let changed = verify::changed_reports(&services.s3, bucket, arn, &in_period)
+        .await
+        .map_err(|source| CoverageError::Verify {
+            ca: arn.to_string(),
+            source,
+        })?;
+    Ok((reports, changed, in_period.len()))
 }
 
 /// Answers a coverage request: lists, reads each CA's history, computes gaps, writes the
@@ -149,16 +183,22 @@ pub async fn answer(
         region_errors: &region_errors,
     };
     let cutoff = invocation.cutoff();
-    match read_and_judge(services, all, &judging, &mut manifest, cutoff).await {
-        Ok(cas) => summary.certificate_authorities = cas,
+    let verified = match read_and_judge(services, all, &judging, &mut manifest, cutoff).await {
+        Ok((cas, looked_at)) => {
+            summary.certificate_authorities = cas;
+            request.verify_objects.then_some(looked_at)
+        }
         Err(e) => {
             manifest.abort().await;
             return Err(e);
         }
-    }
+    };
     summary.account_errors = account_errors;
     summary.region_errors = region_errors;
-    summary.counts = CoverageCounts::of(&summary.certificate_authorities);
+    summary.counts = CoverageCounts {
+        objects_verified: verified,
+        ..CoverageCounts::of(&summary.certificate_authorities)
+    };
     manifest.finish(&summary).await?;
     Ok(summary)
 }

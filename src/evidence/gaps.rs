@@ -3,13 +3,14 @@
 //! report, and a CA with no report at all (never audited). Pure: the history and "now" are
 //! passed in.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use serde::Serialize;
 
 use super::{CaCoverage, HistoryReport, ReportCounts};
 use crate::domain::arn::CaArn;
+use crate::domain::bucket::EvidenceChange;
 use crate::domain::outcome::{AccountError, RegionError};
 use crate::domain::report::ReportStatus;
 use crate::domain::request::CoverageRequest;
@@ -24,6 +25,10 @@ pub enum GapKind {
     FailedReport,
     /// No report at all in the period (nor within the threshold before it).
     NeverAudited,
+    /// A SUCCESS report whose object is no longer what the follow-up pinned (`verifyObjects`):
+    /// missing, its version gone, another written over it, or its ETag or checksum changed.
+    /// It covers nothing.
+    EvidenceChanged,
 }
 
 impl GapKind {
@@ -32,16 +37,40 @@ impl GapKind {
             Self::NoSuccess => "noSuccess",
             Self::FailedReport => "failedReport",
             Self::NeverAudited => "neverAudited",
+            Self::EvidenceChanged => "evidenceChanged",
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Gap {
     pub kind: GapKind,
     pub from: Timestamp,
     pub to: Timestamp,
+    /// The report an `evidenceChanged` gap is about, and what changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<ChangedReport>,
+}
+
+/// A report whose object changed since it was pinned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangedReport {
+    pub report_id: String,
+    pub s3_key: String,
+    pub change: String,
+}
+
+impl Gap {
+    fn stretch(kind: GapKind, from: Timestamp, to: Timestamp) -> Self {
+        Self {
+            kind,
+            from,
+            to,
+            report: None,
+        }
+    }
 }
 
 /// A CA's gaps in `[from, end]`. `reports` (oldest first) may start up to `threshold` before
@@ -55,14 +84,22 @@ pub fn gaps(
     threshold: Duration,
     listed_now: bool,
 ) -> Vec<Gap> {
+    gaps_after_checks(reports, (from, end), threshold, listed_now, &HashMap::new())
+}
+
+/// `gaps`, with the SUCCESS reports whose objects changed (`changed`, by report id, from
+/// `verifyObjects`) taken as covering nothing, each an `evidenceChanged` gap of its own.
+pub fn gaps_after_checks(
+    reports: &[HistoryReport],
+    (from, end): (Timestamp, Timestamp),
+    threshold: Duration,
+    listed_now: bool,
+    changed: &HashMap<String, EvidenceChange>,
+) -> Vec<Gap> {
     let mut found = Vec::new();
     if reports.is_empty() {
         if listed_now {
-            found.push(Gap {
-                kind: GapKind::NeverAudited,
-                from,
-                to: end,
-            });
+            found.push(Gap::stretch(GapKind::NeverAudited, from, end));
         }
         return found;
     }
@@ -81,30 +118,31 @@ pub fn gaps(
     let mut since = from;
     for r in reports.iter().filter(|r| r.requested_at <= end) {
         if r.status == ReportStatus::Failed && r.requested_at >= from {
-            found.push(Gap {
-                kind: GapKind::FailedReport,
-                from: r.requested_at,
-                to: r.requested_at,
-            });
+            let at = r.requested_at;
+            found.push(Gap::stretch(GapKind::FailedReport, at, at));
         }
         if r.status != ReportStatus::Success {
             continue;
         }
-        if r.requested_at > from && longer(since, r.requested_at) {
+        if let Some(change) = changed.get(&r.report_id) {
             found.push(Gap {
-                kind: GapKind::NoSuccess,
-                from: since.max(from),
-                to: r.requested_at,
+                report: Some(ChangedReport {
+                    report_id: r.report_id.clone(),
+                    s3_key: r.s3_key.clone(),
+                    change: change.describe().to_owned(),
+                }),
+                ..Gap::stretch(GapKind::EvidenceChanged, r.requested_at, r.requested_at)
             });
+            continue;
+        }
+        if r.requested_at > from && longer(since, r.requested_at) {
+            let stretch = Gap::stretch(GapKind::NoSuccess, since.max(from), r.requested_at);
+            found.push(stretch);
         }
         since = r.requested_at;
     }
     if longer(since, end) {
-        found.push(Gap {
-            kind: GapKind::NoSuccess,
-            from: since.max(from),
-            to: end,
-        });
+        found.push(Gap::stretch(GapKind::NoSuccess, since.max(from), end));
     }
     found.sort_by_key(|g| (g.from, g.to));
     found
@@ -124,10 +162,12 @@ pub struct Judging<'a> {
 impl Judging<'_> {
     /// One CA's coverage from its history (from `threshold` before the period), and its
     /// reports in the period; `None` for a CA only the ledger knows that has no report in it.
+    /// `changed`: the reports whose objects `verifyObjects` found changed, by report id.
     pub fn judge(
         &self,
         arn: &CaArn,
         reports: &[HistoryReport],
+        changed: &HashMap<String, EvidenceChange>,
     ) -> Option<(CaCoverage, Vec<HistoryReport>)> {
         let request = self.request;
         // Where the listing failed, a CA missing from it is not taken as deleted: its
@@ -150,7 +190,8 @@ impl Judging<'_> {
         if !listed && in_period.is_empty() {
             return None;
         }
-        let gaps = gaps(reports, request.from, self.end, self.threshold, listed);
+        let period = (request.from, self.end);
+        let gaps = gaps_after_checks(reports, period, self.threshold, listed, changed);
         let coverage = CaCoverage {
             certificate_authority_arn: arn.as_str().to_owned(),
             account_id: arn.account().to_owned(),
@@ -182,6 +223,7 @@ mod tests {
             format: "JSON".into(),
             status: ReportStatus::parse(status).expect("a status"),
             size_bytes: (status == "SUCCESS").then_some(10),
+            pin: Default::default(),
         }
     }
 
@@ -368,6 +410,7 @@ mod tests {
             to: at("2026-07-04T00:00:00Z"),
             from_text: "2026-07-01".into(),
             to_text: "2026-07-03".into(),
+            verify_objects: false,
         };
         let listed_now = BTreeSet::new();
         let mut judging = Judging {
@@ -380,11 +423,15 @@ mod tests {
         };
         let before = [report("2026-06-30T12:00:00Z", "SUCCESS")];
         assert!(
-            judging.judge(&arn, &before).is_none(),
+            judging.judge(&arn, &before, &HashMap::new()).is_none(),
             "deleted before the period"
         );
         let (ca, in_period) = judging
-            .judge(&arn, &[report("2026-07-01T12:00:00Z", "FAILED")])
+            .judge(
+                &arn,
+                &[report("2026-07-01T12:00:00Z", "FAILED")],
+                &HashMap::new(),
+            )
             .expect("audited in the period");
         assert_eq!((ca.listed_now, ca.coverage), (false, "gaps"));
         assert_eq!((ca.report_counts.failed, in_period.len()), (1, 1));
@@ -396,8 +443,49 @@ mod tests {
             error_message: "no".into(),
         }];
         judging.region_errors = &errors;
-        let (ca, _) = judging.judge(&arn, &[]).expect("judged as listed");
+        let (ca, _) = judging
+            .judge(&arn, &[], &HashMap::new())
+            .expect("judged as listed");
         assert_eq!(ca.gaps.len(), 1);
         assert_eq!(ca.gaps[0].kind, GapKind::NeverAudited);
+    }
+
+    #[test]
+    fn a_report_whose_object_changed_covers_nothing() {
+        let r = [
+            report("2026-07-01T00:30:00Z", "SUCCESS"),
+            report("2026-07-02T00:30:00Z", "SUCCESS"),
+            report("2026-07-03T00:30:00Z", "SUCCESS"),
+        ];
+        let period = (at("2026-07-01T00:00:00Z"), at("2026-07-04T00:00:00Z"));
+        let threshold = 24 * HOUR + HOUR;
+        assert_eq!(
+            gaps_after_checks(&r, period, threshold, true, &HashMap::new()),
+            []
+        );
+        let changed = HashMap::from([(r[1].report_id.clone(), EvidenceChange::Overwritten)]);
+        let found = gaps_after_checks(&r, period, threshold, true, &changed);
+        let kinds: Vec<(GapKind, String, String)> = found
+            .iter()
+            .map(|g| (g.kind, g.from.to_string(), g.to.to_string()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (
+                    GapKind::NoSuccess,
+                    "2026-07-01T00:30:00Z".into(),
+                    "2026-07-03T00:30:00Z".into()
+                ),
+                (
+                    GapKind::EvidenceChanged,
+                    "2026-07-02T00:30:00Z".into(),
+                    "2026-07-02T00:30:00Z".into()
+                ),
+            ]
+        );
+        let named = found[1].report.as_ref().expect("the report named");
+        assert_eq!(named.report_id, r[1].report_id);
+        assert!(named.change.contains("written over"), "{}", named.change);
     }
 }

@@ -6,6 +6,8 @@ pub mod contents;
 pub mod coverage;
 pub mod gaps;
 pub mod manifest;
+pub mod rows;
+pub mod verify;
 
 use serde::Serialize;
 
@@ -67,6 +69,11 @@ pub struct CoverageCounts {
     pub gaps: usize,
     pub failed_reports: usize,
     pub never_audited: usize,
+    /// SUCCESS reports whose objects changed since they were pinned (`verifyObjects`).
+    pub evidence_changed: usize,
+    /// SUCCESS reports whose objects were looked at (`verifyObjects`; absent without it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objects_verified: Option<usize>,
 }
 
 impl CoverageCounts {
@@ -88,6 +95,7 @@ impl CoverageCounts {
                 match g.kind {
                     GapKind::FailedReport => c.failed_reports += 1,
                     GapKind::NeverAudited => c.never_audited += 1,
+                    GapKind::EvidenceChanged => c.evidence_changed += 1,
                     GapKind::NoSuccess => {}
                 }
             }
@@ -128,6 +136,12 @@ pub struct CoverageSummary {
 pub enum CoverageError {
     #[error("coverage: reading the ledger: {0}")]
     Ledger(#[source] LedgerError),
+    #[error("coverage: the report objects of {ca} could not be verified (verifyObjects): {source}")]
+    Verify {
+        ca: String,
+        #[source]
+        source: ServiceError,
+    },
     #[error(
         "coverage: the invocation's deadline came after {read} of {total} CAs' histories were read; ask for a shorter period"
     )]

@@ -28,22 +28,31 @@ const FOLLOW_UP_LIMIT: Duration = Duration::from_secs(300);
 /// A report this run's follow-up is waiting to look at.
 type Waiting = (Instant, CaArn, PendingReport);
 
-/// Where one report stands: CREATING, or SUCCESS with the object there and not empty, or
-/// FAILED with the likely cause.
+/// Where one report stands: CREATING, or SUCCESS with the object there and not empty (and
+/// pinned: its version, ETag and checksum), or FAILED with the likely cause.
 async fn look(
     client: &TargetClient,
-    s3_client: &aws_sdk_s3::Client,
+    store: &s3::Store,
     arn: &CaArn,
     report: &PendingReport,
 ) -> Result<ReportCheck, ServiceError> {
     let status = acm_pca::report_status(&client.acm_pca, arn, &report.report_id).await?;
-    let object_size = match status {
+    let object = match status {
         Some(aws_sdk_acmpca::types::AuditReportStatus::Success) => {
-            s3::object_size(s3_client, &report.s3_bucket, &report.s3_key).await?
+            s3::report_object(store, &report.s3_bucket, &report.s3_key, None).await?
         }
         _ => None,
     };
-    Ok(check_of(arn, report, status.as_ref(), object_size))
+    let check = check_of(
+        arn,
+        report,
+        status.as_ref(),
+        object.as_ref().map(|o| o.size_bytes),
+    );
+    let pin = object
+        .filter(|_| check.status == ReportStatus::Success)
+        .map(|o| o.pin);
+    Ok(ReportCheck { pin, ..check })
 }
 
 impl RunContext<'_> {
@@ -148,7 +157,9 @@ impl RunContext<'_> {
                 .await
                 .map_err(|e| format!("finding the previous report: {e}"))?;
             let (bucket, key) = (&pending.s3_bucket, &pending.s3_key);
-            contents::read(&services.s3, bucket, key, format, since)
+            // The version just pinned is the one read.
+            let version = check.pin.as_ref().and_then(|p| p.version_id.as_deref());
+            contents::read(&services.s3, (bucket, key, version), format, since)
                 .await
                 .map_err(|e| e.to_string())
         };

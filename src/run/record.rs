@@ -36,6 +36,7 @@ impl RunContext<'_> {
             status: ReportStatus::Creating,
             size_bytes: None,
             recovered: false,
+            pin: None,
         };
         match services
             .ledger

@@ -164,6 +164,12 @@ impl RunContext<'_> {
         why: String,
     ) -> CaOutcome {
         let services = self.services;
+        let bucket = &services.settings.report_bucket;
+        // Pinned as the follow-up pins a report: the version the service wrote is the one the
+        // ledger names. Not pinned when S3 cannot say (the report is recorded all the same:
+        // the service vouched for it).
+        let seen = s3::report_object(&services.s3, bucket, &found.s3_key, None).await;
+        let pin = seen.ok().flatten().map(|o| o.pin);
         let record = ReportRecord {
             report_id: found.report_id,
             s3_bucket: services.settings.report_bucket.clone(),
@@ -177,6 +183,7 @@ impl RunContext<'_> {
             status: ReportStatus::Success,
             size_bytes: Some(found.size_bytes),
             recovered: true,
+            pin,
         };
         match services
             .ledger

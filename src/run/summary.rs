@@ -95,6 +95,7 @@ mod tests {
             detail: None,
             limit: CheckLimit::None,
             contents: None,
+            pin: None,
         };
         let skipped = Outcome::Skipped {
             reason: SkipReason::InsideWindow,

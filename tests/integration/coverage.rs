@@ -66,6 +66,7 @@ async fn put_report(world: &World, arn: &str, at: u64, status: &str) {
         size_bytes: (status == ReportStatus::Success).then_some(120),
         status,
         recovered: false,
+        pin: None,
     };
     let item = report_item::history_item(&arn, "seeded", &report, RETENTION);
     let put = world.dynamodb.put_item().table_name(&world.table);
@@ -103,15 +104,7 @@ fn ca<'a>(summary: &'a Value, arn: &str) -> &'a Value {
 }
 
 async fn object(world: &World, key: &str) -> String {
-    let out = world
-        .s3
-        .get_object()
-        .bucket(&world.bucket)
-        .key(key)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("get {key}: {e:?}"));
-    String::from_utf8(out.body.collect().await.unwrap().into_bytes().to_vec()).unwrap()
+    world.object_text(key).await
 }
 
 #[tokio::test]
@@ -219,7 +212,7 @@ async fn coverage_of_a_period_names_every_gap_and_writes_the_manifest() {
     let csv = object(&world, &format!("{stem}.csv")).await;
     let lines: Vec<&str> = csv.lines().collect();
     assert!(lines[0].starts_with(
-        "row,account,region,ca_arn,report_id,s3_key,format,requested_at,status,size_bytes,gap_kind"
+        "row,account,region,ca_arn,report_id,s3_key,format,requested_at,status,size_bytes,version_id,etag,checksum,gap_kind"
     ));
     let reports = 8 + 7 + 4;
     assert_eq!(lines.len(), 1 + reports + 3, "{csv}");
@@ -390,18 +383,15 @@ async fn coverage_answers_for_the_cas_in_scope_only() {
 #[tokio::test]
 async fn evidence_larger_than_a_part_arrives_whole_and_an_aborted_one_not_at_all() {
     use pca_audit_scheduler::aws::multipart::{EvidenceObject, PART_SIZE};
+    use pca_audit_scheduler::aws::s3::Store;
     let world = World::new().await;
+    let store = Store::new(world.s3.clone(), Some(world.account_id.clone()));
     let line = |i: usize| format!("report,{i:012},us-east-1,row {i}\n");
     let mut expected = String::new();
-    let mut big = EvidenceObject::start(
-        &world.s3,
-        &world.bucket,
-        "evidence/big.csv",
-        "text/csv",
-        None,
-    )
-    .await
-    .unwrap();
+    let mut big =
+        EvidenceObject::start(&store, &world.bucket, "evidence/big.csv", "text/csv", None)
+            .await
+            .unwrap();
     let mut i = 0;
     // Two and a half parts, written a row at a time as the manifest is.
     while expected.len() < PART_SIZE * 5 / 2 {
@@ -414,16 +404,24 @@ async fn evidence_larger_than_a_part_arrives_whole_and_an_aborted_one_not_at_all
     let got = object(&world, "evidence/big.csv").await;
     assert_eq!(got.len(), expected.len());
     assert!(got == expected, "the object differs from what was written");
+    // S3 checked each part's SHA-256 and keeps the object's (a checksum of the parts'), for
+    // an auditor to read back.
+    let head = world
+        .s3
+        .head_object()
+        .bucket(&world.bucket)
+        .key("evidence/big.csv")
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
+    let sha = head.checksum_sha256().unwrap_or_default();
+    assert!(sha.ends_with("-3"), "a SHA-256 of three parts, not {sha:?}");
 
-    let mut aborted = EvidenceObject::start(
-        &world.s3,
-        &world.bucket,
-        "evidence/half.csv",
-        "text/csv",
-        None,
-    )
-    .await
-    .unwrap();
+    let mut aborted =
+        EvidenceObject::start(&store, &world.bucket, "evidence/half.csv", "text/csv", None)
+            .await
+            .unwrap();
     aborted
         .write(&expected.as_bytes()[..PART_SIZE + 10])
         .await

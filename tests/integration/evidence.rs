@@ -9,8 +9,11 @@ use pca_audit_scheduler::aws::ledger::ClaimResult;
 use pca_audit_scheduler::domain::arn::CaArn;
 use pca_audit_scheduler::domain::bucket::report_prefix;
 use pca_audit_scheduler::domain::outcome::Outcome;
-use pca_audit_scheduler::services::{Clock, SystemClock};
-use support::{World, attr, fast_account, run_as};
+use pca_audit_scheduler::domain::time::Timestamp;
+use pca_audit_scheduler::entry::Response;
+use pca_audit_scheduler::services::{Clock, Services, SystemClock};
+use serde_json::{Value, json};
+use support::{World, attr, fast_account, handle, outcome_of, run_as};
 
 /// A run claims the CA and dies (its lease runs out) having requested nothing; meanwhile an
 /// object the service never made is put where the service writes the CA's reports. The next
@@ -86,4 +89,225 @@ async fn an_object_the_service_did_not_make_is_never_recorded_as_the_dead_runs_r
         !window.contains_key("orphan_since"),
         "the dead run's mark is settled"
     );
+}
+
+/// The report bucket as the stack makes it: versioned, so an overwrite or a delete leaves the
+/// service's version behind.
+async fn versioned(world: &World) {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    world
+        .s3
+        .put_bucket_versioning()
+        .bucket(&world.bucket)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("versioning on");
+}
+
+/// A coverage request through the handler, over the last ten minutes and the next ten.
+async fn coverage_now(services: &Services, verify: bool) -> Value {
+    let now = SystemClock::default().now();
+    let at = |t: Timestamp| t.to_string();
+    let ten = Duration::from_secs(600);
+    let request = json!({"coverage": {
+        "from": at(now.minus(ten)), "to": at(now.plus(ten)), "verifyObjects": verify,
+    }});
+    match handle(services, request).await.expect("coverage answered") {
+        Response::Coverage(summary) => serde_json::to_value(*summary).unwrap(),
+        other => panic!("a coverage request answered otherwise: {other:?}"),
+    }
+}
+
+/// The object as S3 answers for it now: (version id, ETag, checksum).
+async fn head(world: &World, key: &str) -> (String, String, String) {
+    let out = world
+        .s3
+        .head_object()
+        .bucket(&world.bucket)
+        .key(key)
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+        .send()
+        .await
+        .expect("head the report");
+    (
+        out.version_id().unwrap_or_default().to_owned(),
+        out.e_tag().unwrap_or_default().to_owned(),
+        out.checksum_crc64_nvme()
+            .map(|c| format!("CRC64NVME:{c}"))
+            .unwrap_or_default(),
+    )
+}
+
+/// A report the follow-up finds is pinned (version, ETag, checksum) on its history item and
+/// its CA's window, as S3 answers for the object; the coverage manifest lists the pin.
+#[tokio::test]
+async fn a_report_found_in_the_bucket_is_pinned_and_the_manifest_names_its_version() {
+    let world = World::new().await;
+    versioned(&world).await;
+    fast_account(&world.account_id);
+    let arn = world.seeded_arns(&[("ACTIVE", 1)]).remove(0);
+    let services = world.fast_services();
+
+    let summary = run_as(&services, &world, "pinned").await;
+    let o = &summary.certificate_authorities[0];
+    let key = match &o.outcome {
+        Outcome::Requested { s3_key, .. } => s3_key.clone(),
+        other => panic!("requested: {other:?}"),
+    };
+    let check = o.report.as_ref().expect("followed up");
+    assert_eq!(check.status.as_str(), "SUCCESS", "{o:#?}");
+    let (version, etag, checksum) = head(&world, &key).await;
+    assert!(!version.is_empty() && !etag.is_empty(), "S3 pins it");
+    assert!(checksum.starts_with("CRC64NVME:"), "S3 keeps a checksum");
+
+    let history = world.history(&arn).await;
+    let item = &history[0];
+    assert_eq!(attr(item, "version_id"), Some(version.as_str()));
+    assert_eq!(attr(item, "etag"), Some(etag.as_str()));
+    assert_eq!(attr(item, "checksum"), Some(checksum.as_str()));
+    let window = world.window_item(&arn).await.unwrap();
+    assert_eq!(attr(&window, "last_version_id"), Some(version.as_str()));
+    assert_eq!(attr(&window, "last_checksum"), Some(checksum.as_str()));
+
+    let answer = coverage_now(&services, false).await;
+    let csv_key = answer["manifest"]["csvKey"].as_str().unwrap().to_owned();
+    let csv = world.object_text(&csv_key).await;
+    let mut rows = csv::Reader::from_reader(csv.as_bytes());
+    let header = rows.headers().unwrap().clone();
+    let row = rows.records().next().expect("the report's row").unwrap();
+    let field = |name: &str| &row[header.iter().position(|h| h == name).unwrap()];
+    assert_eq!(
+        (field("version_id"), field("etag"), field("checksum")),
+        (version.as_str(), etag.as_str(), checksum.as_str())
+    );
+}
+
+/// `verifyObjects` holds each SUCCESS report of the period to the version the follow-up
+/// pinned: one written over and one deleted are gaps of their own (`evidenceChanged`, naming
+/// the report), the untouched one is covered; without the option nothing is looked at.
+#[tokio::test]
+async fn verify_objects_finds_the_overwritten_and_the_deleted_report_and_not_the_untouched() {
+    let world = World::new().await;
+    versioned(&world).await;
+    fast_account(&world.account_id);
+    let arns = world.seeded_arns(&[("ACTIVE", 3)]);
+    let services = world.fast_services();
+    let summary = run_as(&services, &world, "made").await;
+    assert_eq!(summary.counts.requested, 3, "{summary:#?}");
+    let key_of = |arn: &str| -> String {
+        let o = summary
+            .certificate_authorities
+            .iter()
+            .find(|o| o.certificate_authority_arn == arn)
+            .unwrap();
+        assert_eq!(o.report.as_ref().unwrap().status.as_str(), "SUCCESS");
+        match &o.outcome {
+            Outcome::Requested { s3_key, .. } => s3_key.clone(),
+            other => panic!("requested: {other:?}"),
+        }
+    };
+    let (overwritten, deleted) = (key_of(&arns[0]), key_of(&arns[1]));
+    world
+        .s3
+        .put_object()
+        .bucket(&world.bucket)
+        .key(&overwritten)
+        .body(ByteStream::from_static(b"[]"))
+        .send()
+        .await
+        .expect("a writer of the bucket overwrites a report");
+    world
+        .s3
+        .delete_object()
+        .bucket(&world.bucket)
+        .key(&deleted)
+        .send()
+        .await
+        .expect("and deletes another");
+
+    let unchecked = coverage_now(&services, false).await;
+    assert_eq!(unchecked["counts"]["evidenceChanged"], 0, "{unchecked:#}");
+    assert!(unchecked["counts"].get("objectsVerified").is_none());
+
+    let answer = coverage_now(&services, true).await;
+    assert_eq!(answer["counts"]["objectsVerified"], 3, "{answer:#}");
+    assert_eq!(answer["counts"]["evidenceChanged"], 2, "{answer:#}");
+    let ca = |arn: &str| {
+        answer["certificateAuthorities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["certificateAuthorityArn"] == arn)
+            .unwrap()
+            .clone()
+    };
+    for (arn, key, change) in [
+        (&arns[0], &overwritten, "written over"),
+        (&arns[1], &deleted, "deleted"),
+    ] {
+        let gaps = ca(arn)["gaps"].as_array().unwrap().clone();
+        let changed: Vec<&Value> = gaps
+            .iter()
+            .filter(|g| g["kind"] == "evidenceChanged")
+            .collect();
+        assert_eq!(changed.len(), 1, "{gaps:#?}");
+        assert_eq!(changed[0]["report"]["s3Key"], key.as_str());
+        let said = changed[0]["report"]["change"].as_str().unwrap();
+        assert!(said.contains(change), "{said}");
+    }
+    assert_eq!(ca(&arns[2])["coverage"], "covered");
+    // The manifest's gap rows name the report and what changed.
+    let csv_key = answer["manifest"]["csvKey"].as_str().unwrap().to_owned();
+    let csv = world.object_text(&csv_key).await;
+    let changed_rows = csv.lines().filter(|l| l.contains(",evidenceChanged,"));
+    assert_eq!(
+        changed_rows.filter(|l| l.contains("audit-report/")).count(),
+        2,
+        "{csv}"
+    );
+}
+
+/// The report bucket must belong to the configured owner: every S3 call names it, and S3
+/// refuses the call otherwise. A run fails every CA before claiming a window or requesting a
+/// report; a coverage request writes no manifest.
+#[tokio::test]
+async fn a_bucket_of_another_owner_is_refused_before_anything_is_claimed() {
+    let world = World::new().await;
+    fast_account(&world.account_id);
+    let arns = world.seeded_arns(&[("ACTIVE", 2)]);
+    let stranger = support::new_account_id();
+    let settings = world.settings_with(&[("REPORT_BUCKET_OWNER", &stranger)]);
+    let services =
+        Services::new(settings, &world.sdk, support::clock()).with_create_period(Duration::ZERO);
+
+    let summary = run_as(&services, &world, "wrong-owner").await;
+    assert_eq!(summary.counts.failed, 2, "{summary:#?}");
+    for arn in &arns {
+        let o = outcome_of(&summary, arn);
+        let message = o["errorMessage"].as_str().unwrap();
+        assert!(
+            message.contains(&world.bucket) && message.contains(&stranger),
+            "{message}"
+        );
+        assert!(world.window_item(arn).await.is_none(), "no window consumed");
+    }
+    assert!(world.create_calls().is_empty(), "nothing requested");
+
+    let err = handle(
+        &services,
+        json!({"coverage": {"from": "2026-01-01", "to": "2026-01-02"}}),
+    )
+    .await
+    .expect_err("no manifest in a bucket of another owner");
+    assert!(
+        err.error_message.contains(&world.bucket),
+        "{}",
+        err.error_message
+    );
+    assert!(world.objects("evidence/").await.is_empty());
 }

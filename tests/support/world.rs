@@ -164,6 +164,8 @@ impl World {
         let mut env = HashMap::from([
             ("LEDGER_TABLE", self.table.clone()),
             ("REPORT_BUCKET", self.bucket.clone()),
+            // As the template sets it: the bucket's owner, named on every S3 call.
+            ("REPORT_BUCKET_OWNER", self.account_id.clone()),
             ("AWS_REGION", REGION.to_string()),
         ]);
         env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
@@ -202,9 +204,24 @@ impl World {
             ),
             ("LEDGER_TABLE".into(), self.table.clone()),
             ("REPORT_BUCKET".into(), self.bucket.clone()),
+            ("REPORT_BUCKET_OWNER".into(), self.account_id.clone()),
         ]);
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         env
+    }
+
+    /// An object of the report bucket, as text.
+    pub async fn object_text(&self, key: &str) -> String {
+        let out = self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("get {key}: {e:?}"));
+        let bytes = out.body.collect().await.expect("the object's body");
+        String::from_utf8(bytes.into_bytes().to_vec()).expect("text")
     }
 
     /// Objects in the report bucket under a prefix, with their sizes.

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::{Ledger, LedgerError, PARTITION_KEY, SORT_KEY, s, text};
 use crate::domain::arn::CaArn;
-use crate::domain::report::ReportStatus;
+use crate::domain::report::{ObjectPin, ReportStatus};
 use crate::domain::time::Timestamp;
 
 /// The ledger's sparse index of window items: only they carry `account_id` (written by every
@@ -63,6 +63,8 @@ pub struct HistoryReport {
     pub status: ReportStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<u64>,
+    /// The object's version, ETag and checksum as the follow-up found them.
+    pub pin: ObjectPin,
 }
 
 /// Reads a history item; `None` for one without an instant or a report id.
@@ -80,6 +82,11 @@ fn history_report(item: &HashMap<String, AttributeValue>) -> Option<HistoryRepor
             .get("size_bytes")
             .and_then(|v| v.as_n().ok())
             .and_then(|n| n.parse().ok()),
+        pin: ObjectPin {
+            version_id: owned(super::PIN_ATTRIBUTES[0]),
+            etag: owned(super::PIN_ATTRIBUTES[1]),
+            checksum: owned(super::PIN_ATTRIBUTES[2]),
+        },
     })
 }
 
@@ -147,8 +154,18 @@ mod tests {
             ("report_id".to_owned(), s("r-1")),
             ("status".to_owned(), s("SUCCESS")),
             ("size_bytes".to_owned(), AttributeValue::N("10".into())),
+            ("version_id".to_owned(), s("v-1")),
+            ("etag".to_owned(), s("\"e\"")),
         ]);
         let r = history_report(&item).expect("read");
+        assert_eq!(
+            (
+                r.pin.version_id.as_deref(),
+                r.pin.etag.as_deref(),
+                r.pin.checksum
+            ),
+            (Some("v-1"), Some("\"e\""), None)
+        );
         assert_eq!(r.requested_at.to_string(), "2026-07-01T00:00:00Z");
         assert_eq!((r.status.as_str(), r.size_bytes), ("SUCCESS", Some(10)));
         assert_eq!((r.s3_key.as_str(), r.format.as_str()), ("", ""));

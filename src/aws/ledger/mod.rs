@@ -32,8 +32,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::aws::ServiceError;
 use crate::domain::arn::CaArn;
-use crate::domain::report::ReportFormat;
-use crate::domain::report::ReportStatus;
+use crate::domain::report::{ObjectPin, ReportFormat, ReportStatus};
 use crate::domain::time::Timestamp;
 use crate::domain::window::{Lease, Window};
 
@@ -85,6 +84,24 @@ pub struct ReportRecord {
     pub size_bytes: Option<u64>,
     /// Found in the bucket, not recorded by the run that requested it.
     pub recovered: bool,
+    /// The object's version, ETag and checksum, for a report found in the bucket.
+    pub pin: Option<ObjectPin>,
+}
+
+/// The names a report's pin is kept under on its history item (and, `last_`-prefixed, on its
+/// CA's window): what the coverage manifest lists and `verifyObjects` compares.
+pub const PIN_ATTRIBUTES: [&str; 3] = ["version_id", "etag", "checksum"];
+
+/// The pin's attributes that are known, named as `PIN_ATTRIBUTES`.
+fn pin_attributes(pin: Option<&ObjectPin>) -> Vec<(&'static str, AttributeValue)> {
+    let Some(pin) = pin else {
+        return Vec::new();
+    };
+    [&pin.version_id, &pin.etag, &pin.checksum]
+        .into_iter()
+        .zip(PIN_ATTRIBUTES)
+        .filter_map(|(value, name)| Some((name, s(value.as_deref()?))))
+        .collect()
 }
 
 #[derive(Clone, Debug)]

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 
-use super::{Claim, Ledger, LedgerError, PARTITION_KEY, ReportRecord, SORT_KEY, s};
+use super::{
+    Claim, Ledger, LedgerError, PARTITION_KEY, PIN_ATTRIBUTES, ReportRecord, SORT_KEY,
+    pin_attributes, s,
+};
 use crate::domain::arn::CaArn;
 use crate::domain::code::Code;
 use crate::domain::report::ReportStatus;
@@ -26,16 +29,31 @@ impl Ledger {
             code: Code::InvalidRequest.into(),
             message: e.to_string(),
         };
-        let window = Update::builder()
+        // The last report's pin: set for a report found in the bucket, removed for a new one
+        // (the follow-up sets it once the object is there).
+        let pin = pin_attributes(report.pin.as_ref());
+        let pinned: Vec<String> = pin
+            .iter()
+            .map(|(n, _)| format!("last_{n} = :{n}"))
+            .collect();
+        let unpinned: Vec<String> = PIN_ATTRIBUTES
+            .iter()
+            .filter(|n| !pin.iter().any(|(p, _)| p == *n))
+            .map(|n| format!(", last_{n}"))
+            .collect();
+        let mut window = Update::builder()
             .table_name(&self.table)
             .set_key(Some(Self::window_key(&claim.arn)))
-            .update_expression(
+            .update_expression(format!(
                 "SET last_report_id = :id, last_s3_bucket = :bucket, last_s3_key = :key, \
                  last_format = :format, last_requested_at = :at, last_run_id = :run, \
-                 next_eligible_at = :next, last_report_status = :status \
+                 next_eligible_at = :next, last_report_status = :status{} \
                  REMOVE lease_run_id, lease_claimed_at, lease_expires_at, last_error_code, \
-                 last_error_message, last_error_at, orphan_since, last_report_size, last_verified_at",
-            )
+                 last_error_message, last_error_at, orphan_since, last_report_size, \
+                 last_verified_at{}",
+                pinned.iter().map(|p| format!(", {p}")).collect::<String>(),
+                unpinned.concat(),
+            ))
             .condition_expression("lease_run_id = :run")
             .expression_attribute_values(":id", s(&report.report_id))
             .expression_attribute_values(":bucket", s(&report.s3_bucket))
@@ -44,9 +62,11 @@ impl Ledger {
             .expression_attribute_values(":at", s(report.requested_at.to_string()))
             .expression_attribute_values(":run", s(run_id))
             .expression_attribute_values(":next", s(report.next_eligible_at.to_string()))
-            .expression_attribute_values(":status", s(report.status.as_str()))
-            .build()
-            .map_err(invalid)?;
+            .expression_attribute_values(":status", s(report.status.as_str()));
+        for (name, value) in pin {
+            window = window.expression_attribute_values(format!(":{name}"), value);
+        }
+        let window = window.build().map_err(invalid)?;
         let history = self
             .history_item(claim, run_id, report)
             .build()
@@ -156,6 +176,9 @@ pub fn history_item(
     }
     if report.recovered {
         item.insert("recovered".into(), AttributeValue::Bool(true));
+    }
+    for (name, value) in pin_attributes(report.pin.as_ref()) {
+        item.insert(name.to_owned(), value);
     }
     item
 }

@@ -2,12 +2,32 @@
 
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 
-use super::{Ledger, LedgerError, PARTITION_KEY, SORT_KEY, s};
+use super::{Ledger, LedgerError, PARTITION_KEY, SORT_KEY, pin_attributes, s};
 use crate::domain::arn::CaArn;
 use crate::domain::code::Code;
 use crate::domain::report::ReportCheck;
 use crate::domain::time::Timestamp;
 use crate::domain::window::PendingReport;
+
+/// The pin's attributes as SET clauses, in the order of `ledger::PIN_ATTRIBUTES`: on the
+/// window they are the CA's last report's (`last_…`), on the history item the report's own.
+const PIN_SET_ON_WINDOW: [&str; 3] = [
+    "last_version_id = :version_id",
+    "last_etag = :etag",
+    "last_checksum = :checksum",
+];
+const PIN_SET_ON_HISTORY: [&str; 3] = [
+    "version_id = :version_id",
+    "etag = :etag",
+    "checksum = :checksum",
+];
+
+fn pin_index(name: &str) -> usize {
+    super::PIN_ATTRIBUTES
+        .iter()
+        .position(|n| *n == name)
+        .expect("a pin attribute")
+}
 
 impl Ledger {
     /// Writes what the follow-up of a report found, on the window (while that report is still
@@ -77,6 +97,10 @@ impl Ledger {
             window =
                 window.expression_attribute_values(":size", AttributeValue::N(size.to_string()));
         }
+        for (name, value) in pin_attributes(check.pin.as_ref()) {
+            set.push(PIN_SET_ON_WINDOW[pin_index(name)]);
+            window = window.expression_attribute_values(format!(":{name}"), value);
+        }
         if let Some(reopen) = reopen_at {
             set.push(
                 "next_eligible_at = :reopen, last_error_code = :code, last_error_message = :detail, last_error_at = :now",
@@ -117,6 +141,10 @@ impl Ledger {
             set.push("size_bytes = :size");
             history =
                 history.expression_attribute_values(":size", AttributeValue::N(size.to_string()));
+        }
+        for (name, value) in pin_attributes(check.pin.as_ref()) {
+            set.push(PIN_SET_ON_HISTORY[pin_index(name)]);
+            history = history.expression_attribute_values(format!(":{name}"), value);
         }
         if let Some(detail) = &check.detail {
             set.push("detail = :detail");
