@@ -290,16 +290,21 @@ def _source_context(ca: CertificateAuthority) -> dict:
     such a call (the bucket policy grants it as the service principal, which is what the guide
     documents). A policy that requires these keys then passes; if the service did not send
     them, a Deny keyed on them would fail every report: loud, as FAILED."""
+    return service_context(ca.account_id, ca.arn, policy.organization_id(ca.account_id))
+
+
+def service_context(account_id: str, ca_arn: str, org_id: str | None = None) -> dict:
+    """The request context of Private CA's write for the CA `ca_arn` of `account_id`."""
     return {
-        "aws:SourceAccount": ca.account_id,
-        "aws:SourceArn": ca.arn,
-        "aws:SourceOrgID": policy.organization_id(ca.account_id),
+        "aws:SourceAccount": account_id,
+        "aws:SourceArn": ca_arn,
+        "aws:SourceOrgID": org_id,
         "aws:PrincipalServiceName": SERVICE_PRINCIPAL,
         "aws:PrincipalIsAWSService": "true",
     }
 
 
-def _names_service(block) -> bool:
+def names_service(block) -> bool:
     return any(p in ("*", SERVICE_PRINCIPAL) for p in policy.principal_values(block, "Service"))
 
 
@@ -311,7 +316,7 @@ def service_request(bucket, key: str, ca: CertificateAuthority, action: str = "s
         getattr(bucket, "policy", None),
         action=action,
         resource=f"arn:aws:s3:::{bucket.name}/{key}",
-        principal=_names_service,
+        principal=names_service,
         context=_source_context(ca),
     )
 
@@ -397,7 +402,7 @@ def _encryption_allows_service(bucket, key: str, ca: CertificateAuthority) -> bo
             kms_key.policy,
             action=action,
             resource=kms_key.arn,
-            principal=_names_service,
+            principal=names_service,
             context=context,
         )
         if verdict != "Allow":
@@ -541,7 +546,33 @@ def principal_request(
     global condition context keys": it is there only for a call made by a service principal)."""
     backend = bucket_backend(bucket_name)
     bucket = backend.buckets[bucket_name] if backend is not None else None
-    bucket_account = backend.account_id if backend is not None else None
+    return principal_verdict(
+        getattr(bucket, "policy", None),
+        backend.account_id if backend is not None else None,
+        bucket_name,
+        key,
+        action,
+        account_id=account_id,
+        role_arn=role_arn,
+        session_arn=session_arn,
+        identity_documents=identity_documents,
+    )
+
+
+def principal_verdict(
+    bucket_policy,
+    bucket_account: str | None,
+    bucket_name: str,
+    key: str,
+    action: str,
+    *,
+    account_id: str,
+    role_arn: str,
+    session_arn: str | None = None,
+    identity_documents: list | tuple = (),
+) -> str | None:
+    """`principal_request` for a bucket policy and owner given as values (no moto state but
+    the caller's organization)."""
     identities = {"*", account_id, f"arn:aws:iam::{account_id}:root", role_arn, session_arn}
     context = {
         "aws:PrincipalAccount": account_id,
@@ -556,7 +587,7 @@ def principal_request(
         for doc in identity_documents
     ]
     by_bucket = policy.evaluate(
-        getattr(bucket, "policy", None),
+        bucket_policy,
         action=action,
         principal=lambda block: any(p in identities for p in policy.principal_values(block, "AWS")),
         resource=resource,
