@@ -121,6 +121,7 @@ EVENT_SOURCE_ACTIONS = {
 ENV_VARS = {
     "LEDGER_TABLE",
     "REPORT_BUCKET",
+    "REPORT_BUCKET_OWNER",
     "REPORT_FORMAT",
     "MIN_INTERVAL_MINUTES",
     "AUDIT_REGIONS",
@@ -180,6 +181,9 @@ SCENARIOS = {
     "single-account, reading reports": {"ReadReports": "true"},
     "organization, SSE-KMS, reading reports": {**ORGANIZATION, "ReportEncryption": "SSE-KMS", "ReadReports": "true"},
     "single-account, existing bucket, reading reports": {**EXISTING_BUCKET, "ReadReports": "true"},
+    "single-account, callers write reports": {"CallerWriteGrant": "AuditReports"},
+    "account-list, callers write reports": {**ACCOUNT_LIST, "CallerWriteGrant": "AuditReports"},
+    "organization, existing bucket, callers write reports": {**ORGANIZATION, **EXISTING_BUCKET, "CallerWriteGrant": "AuditReports"},
 }
 
 
@@ -556,6 +560,7 @@ def test_single_account_grants_nothing_for_other_accounts(operations, rendered):
     bucket_policy = single["Resources"]["ReportBucketPolicy"]["Properties"]["PolicyDocument"]
     assert {s["Sid"] for s in statements(bucket_policy)} == {
         "AcmPcaWritesAuditReports",
+        "OnlyPrivateCaWritesReports",
         "DenyInsecureTransport",
     }
 
@@ -657,11 +662,20 @@ def test_lambda_platform_policy_is_logs_and_the_failure_queue(role_policies):
 # The objects Private CA writes into a report bucket for audit reports (user guide, "Encrypting
 # your audit reports": its permission test objects at the bucket's root, and the reports).
 AUDIT_REPORT_OBJECTS = ("/audit-report/*", "/acm-pca-permission-test-key", "/acm-pca-permission-test-key-private")
+PERMISSION_TEST_OBJECTS = ("/acm-pca-permission-test-key", "/acm-pca-permission-test-key-private")
 
 
-def test_put_object_is_limited_to_audit_reports(rendered):
-    """The write the service checks on the caller: the objects Private CA writes for audit
-    reports, in the report bucket, and nothing else."""
+def caller_write_objects(scenario: str) -> tuple[str, ...]:
+    """What the callers may write for the service's check: the permission test objects, and
+    the reports only with CallerWriteGrant=AuditReports."""
+    if "callers write reports" in scenario:
+        return PERMISSION_TEST_OBJECTS + ("/audit-report/*",)
+    return PERMISSION_TEST_OBJECTS
+
+
+def test_put_object_is_limited_to_the_permission_test_objects_unless_widened(rendered):
+    """The write the service checks on the caller: by default only Private CA's permission
+    test objects at the bucket's root; audit-report/* only with CallerWriteGrant=AuditReports."""
     for name, r in rendered.items():
         (statement,) = [
             s
@@ -670,7 +684,15 @@ def test_put_object_is_limited_to_audit_reports(rendered):
         ]
         resources = [item["Fn::Sub"] for item in as_list(statement["Resource"])]
         bucket = "${ReportBucket.Arn}" if "existing bucket" not in name else "arn:${AWS::Partition}:s3:::${ExistingReportBucketName}"
-        assert resources == [bucket + suffix for suffix in AUDIT_REPORT_OBJECTS], name
+        assert resources == [bucket + suffix for suffix in caller_write_objects(name)], name
+
+
+def test_caller_write_grant_is_the_same_parameter_in_both_templates(template, member_template):
+    central = template["Parameters"]["CallerWriteGrant"]
+    member = member_template["Parameters"]["CallerWriteGrant"]
+    for parameter in (central, member):
+        assert parameter["Default"] == "PermissionTestKeys"
+        assert parameter["AllowedValues"] == ["PermissionTestKeys", "AuditReports"]
 
 
 def test_no_role_can_read_what_a_report_says(rendered, member_template):
@@ -753,6 +775,16 @@ def test_read_reports_is_off_by_default_and_reaches_the_function(template, funct
 def test_every_environment_variable_is_set(template, function_props):
     variables = function_props["Environment"]["Variables"]
     assert set(variables) == ENV_VARS
+    # The expected bucket owner: this account, or the one named for an existing bucket.
+    assert variables["REPORT_BUCKET_OWNER"] == {
+        "Fn::If": ["HasExistingReportBucketOwner", {"Ref": "ExistingReportBucketOwner"}, {"Ref": "AWS::AccountId"}]
+    }
+    owner = template["Parameters"]["ExistingReportBucketOwner"]
+    assert owner["Default"] == ""
+    assert [v for v in ("", "111122223333", "1111", "11112222333a") if re.fullmatch(owner["AllowedPattern"], v)] == [
+        "",
+        "111122223333",
+    ]
     assert variables["LEDGER_TABLE"] == {"Ref": "LedgerTable"}
     assert variables["REPORT_BUCKET"] == {
         "Fn::If": ["CreateReportBucket", {"Ref": "ReportBucket"}, {"Ref": "ExistingReportBucketName"}]
@@ -1093,9 +1125,10 @@ def test_bucket_policy_lets_the_listed_accounts_cas_write(rendered):
         "Fn::Sub": "arn:${AWS::Partition}:acm-pca:*:*:certificate-authority/*"
     }
     member = statements_["MemberRolesPassTheWriteCheck"]
-    assert member["Condition"]["StringEquals"] == {
-        "aws:PrincipalAccount": {"Fn::Split": [",", {"Ref": "AuditAccounts"}]}
-    }
+    # The listed accounts as principals (no "*" held by aws:PrincipalAccount, which Block
+    # Public Access does not count as non-public), narrowed to the member role by ARN.
+    assert member["Principal"] == {"AWS": {"Fn::Split": [",", {"Ref": "AuditAccounts"}]}}
+    assert set(member["Condition"]) == {"ArnLike"}
 
 
 def test_bucket_policy_lets_the_organizations_cas_write(rendered):
@@ -1107,19 +1140,71 @@ def test_bucket_policy_lets_the_organizations_cas_write(rendered):
     assert member["Condition"]["StringEquals"] == {"aws:PrincipalOrgID": {"Ref": "OrganizationId"}}
 
 
-@pytest.mark.parametrize("scenario", ["account-list", "organization"])
-def test_member_roles_pass_the_write_check_for_audit_reports_only(rendered, scenario):
+@pytest.mark.parametrize("scenario", ["account-list", "organization", "account-list, callers write reports"])
+def test_member_roles_pass_the_write_check_for_the_permission_test_objects_only(rendered, scenario):
     member = bucket_policy_statements(rendered[scenario]["Resources"])["MemberRolesPassTheWriteCheck"]
     assert member["Effect"] == "Allow"
-    assert member["Principal"] == "*"
     assert member["Action"] == "s3:PutObject"
-    assert member["Resource"] == [{"Fn::Sub": "${ReportBucket.Arn}" + suffix} for suffix in AUDIT_REPORT_OBJECTS]
-    # Only roles of the member role's name, and (StringEquals, tested above) only of the
-    # audited accounts: a fixed account or organization keeps the policy non-public.
+    assert member["Resource"] == [{"Fn::Sub": "${ReportBucket.Arn}" + suffix} for suffix in caller_write_objects(scenario)]
+    # Only roles of the member role's name, of the audited accounts (principals, or the
+    # organization: tested above).
     assert member["Condition"]["ArnLike"] == {
         "aws:PrincipalArn": {"Fn::Sub": "arn:${AWS::Partition}:iam::*:role/${MemberRoleName}"}
     }
-    assert set(member["Condition"]) == {"StringEquals", "ArnLike"}
+
+
+def test_no_allow_is_open_to_everyone_but_by_organization(rendered):
+    """S3 user guide, "The meaning of public": a statement with Principal "*" is non-public
+    only when held to fixed values of keys such as aws:PrincipalOrgID; aws:PrincipalAccount is
+    not one. Every Allow of the bucket policy names its principals, or is the organization's."""
+    for name, r in rendered.items():
+        if "ReportBucketPolicy" not in r["Resources"]:
+            continue
+        for statement in bucket_policy_statements(r["Resources"]).values():
+            if statement["Effect"] != "Allow" or statement["Principal"] not in ("*", {"AWS": "*"}):
+                continue
+            assert "aws:PrincipalOrgID" in statement["Condition"].get("StringEquals", {}), (name, statement["Sid"])
+
+
+def test_private_ca_may_write_only_its_audit_report_objects(rendered):
+    """Not bucket/*: an audited account's CRLs (crl/*, the same service principal) cannot be
+    pointed into the evidence bucket."""
+    for name in ("single-account", "account-list", "organization"):
+        statement = bucket_policy_statements(rendered[name]["Resources"])["AcmPcaWritesAuditReports"]
+        assert statement["Resource"] == [{"Fn::GetAtt": ["ReportBucket", "Arn"]}] + [
+            {"Fn::Sub": "${ReportBucket.Arn}" + suffix} for suffix in AUDIT_REPORT_OBJECTS
+        ], name
+
+
+def only_private_ca(resources) -> dict:
+    return bucket_policy_statements(resources)["OnlyPrivateCaWritesReports"]
+
+
+@pytest.mark.parametrize("scenario", ["single-account", "account-list", "organization"])
+def test_only_private_ca_writes_or_deletes_reports(rendered, scenario):
+    deny = only_private_ca(rendered[scenario]["Resources"])
+    assert deny["Effect"] == "Deny"
+    assert deny["Principal"] == "*"
+    assert {"s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:PutObjectRetention",
+            "s3:BypassGovernanceRetention", "s3:PutObjectLegalHold"} <= set(deny["Action"])
+    assert deny["Resource"] == {"Fn::Sub": "${ReportBucket.Arn}/audit-report/*"}
+    # Every principal that is not the service: IAM principals carry no aws:PrincipalServiceName.
+    assert deny["Condition"] == {"StringNotEqualsIfExists": {"aws:PrincipalServiceName": "acm-pca.amazonaws.com"}}
+
+
+@pytest.mark.parametrize(
+    ("scenario", "members"),
+    [("single-account, callers write reports", False), ("account-list, callers write reports", True)],
+)
+def test_a_widened_caller_grant_excepts_exactly_the_callers_from_the_deny(rendered, scenario, members):
+    deny = only_private_ca(rendered[scenario]["Resources"])
+    expected = [{"Fn::GetAtt": ["AuditFunctionRole", "Arn"]}]
+    if members:
+        expected.append({"Fn::Sub": "arn:${AWS::Partition}:iam::*:role/${MemberRoleName}"})
+    assert deny["Condition"] == {
+        "StringNotEqualsIfExists": {"aws:PrincipalServiceName": "acm-pca.amazonaws.com"},
+        "ArnNotLike": {"aws:PrincipalArn": expected},
+    }
 
 
 def test_bucket_refuses_plain_http(rendered):
@@ -1137,6 +1222,39 @@ def test_bucket_is_private_versioned_and_retained(resources):
     assert all(props["PublicAccessBlockConfiguration"].values())
     assert props["VersioningConfiguration"]["Status"] == "Enabled"
     assert props["ObjectLockEnabled"]["Fn::If"][0] == "HasObjectLock"
+
+
+def test_object_lock_is_on_by_default_for_as_long_as_the_ledger_remembers(template, rendered):
+    parameters = template["Parameters"]
+    assert parameters["ReportObjectLockMode"]["Default"] == "GOVERNANCE"
+    assert parameters["ReportObjectLockDays"]["Default"] == parameters["HistoryRetentionDays"]["Default"]
+    props = rendered["single-account"]["Resources"]["ReportBucket"]["Properties"]
+    assert props["ObjectLockEnabled"] is True
+    assert props["ObjectLockConfiguration"]["Rule"]["DefaultRetention"] == {
+        "Mode": {"Ref": "ReportObjectLockMode"},
+        "Days": {"Ref": "ReportObjectLockDays"},
+    }
+    off = render(template, {"ReportObjectLockDays": "0"})["Resources"]["ReportBucket"]["Properties"]
+    assert "ObjectLockEnabled" not in off and "ObjectLockConfiguration" not in off
+
+
+def test_no_lifecycle_rule_removes_a_report_version_the_ledger_remembers(resources):
+    rules = resources["ReportBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    reports = [r for r in rules if "audit-report/".startswith(r.get("Prefix", "")) and r["Status"] == "Enabled"]
+    assert reports
+    for rule in reports:
+        expiration = rule.get("NoncurrentVersionExpiration")
+        if expiration is not None:
+            assert expiration["NoncurrentDays"] == {"Ref": "HistoryRetentionDays"}, rule["Id"]
+        # The current version only ever gets a delete marker (versioned bucket), never removed.
+        assert "ExpirationDate" not in rule
+
+
+def test_an_existing_buckets_owner_needs_an_existing_bucket(template):
+    assert refused_by_rules(template, {"ExistingReportBucketOwner": "111122223333"}) == ["BucketOwnerIsForAnExistingBucket"]
+    assert refused_by_rules(
+        template, {"ExistingReportBucketOwner": "111122223333", "ExistingReportBucketName": "central-evidence"}
+    ) == []
 
 
 def test_key_policy_lets_acm_pca_encrypt_only_this_buckets_objects(resources):
@@ -1219,9 +1337,20 @@ def test_member_role_grants_exactly_the_audit_calls_on_this_accounts_cas(member_
         ("acm-pca:ListTags", own_cas),
         (
             "s3:PutObject",
-            json.dumps([{"Fn::Sub": "arn:${AWS::Partition}:s3:::${ReportBucketName}" + suffix} for suffix in AUDIT_REPORT_OBJECTS]),
+            json.dumps([{"Fn::Sub": "arn:${AWS::Partition}:s3:::${ReportBucketName}" + suffix} for suffix in PERMISSION_TEST_OBJECTS]),
         ),
     }
+    widened = member_role(member_template, CallerWriteGrant="AuditReports")
+    (statement,) = [
+        s
+        for policy in widened["Policies"]
+        for s in statements(policy["PolicyDocument"])
+        if s.get("Sid") == "ReportWriteCheckedOnCaller"
+    ]
+    assert statement["Resource"] == [
+        {"Fn::Sub": "arn:${AWS::Partition}:s3:::${ReportBucketName}" + suffix}
+        for suffix in PERMISSION_TEST_OBJECTS + ("/audit-report/*",)
+    ]
 
 
 def test_member_role_grants_what_the_code_calls_in_a_member_account(operations, member_template):

@@ -9,7 +9,8 @@ account's: bucket names are global), if that bucket's policy lets the service wr
 this CA (`aws:SourceAccount`, `aws:SourceArn`, `aws:SourceOrgID`; see `policy.py`) and, for
 SSE-KMS, the key's policy lets the service use the key with the encryption context S3 sets.
 The caller's own permission to write the bucket is checked on the create call when the
-account opts in (setting `check_caller_write`; docs/local-stack.md says why).
+account opts in (setting `check_caller_write`: 1 the permission test objects, 2 those and the
+report's key; docs/local-stack.md says why).
 
 Every rule below cites the AWS page it follows, or says it is assumed and why; the table in
 docs/local-stack.md lists them all.
@@ -19,6 +20,7 @@ the content lists every certificate issued and revoked; one report per CA every 
 the report is produced asynchronously and a bucket permission problem shows as FAILED.
 """
 
+import base64
 import csv
 import datetime
 import io
@@ -126,10 +128,11 @@ class LimitExceededException(JsonRESTError):
 
 
 class AccessDeniedException(JsonRESTError):
-    def __init__(self, caller_arn: str, resource: str):
+    def __init__(self, caller_arn: str, resource: str, explicit: bool = False):
+        why = " with an explicit deny in a resource-based policy" if explicit else ""
         super().__init__(
             "AccessDeniedException",
-            f"User: {caller_arn} is not authorized to perform: s3:PutObject on resource: {resource}",
+            f"User: {caller_arn} is not authorized to perform: s3:PutObject on resource: {resource}{why}",
         )
 
 
@@ -277,26 +280,49 @@ def render(rows: list[dict], fmt: str) -> bytes:
 
 def _source_context(ca: CertificateAuthority) -> dict:
     """The condition keys the service sets when it writes for a CA: the CA's account and ARN,
-    and the organization of the CA's account when it belongs to one."""
+    the organization of the CA's account when it belongs to one, and the keys that say the
+    caller is a service principal. IAM user guide, "AWS global condition context keys"
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html):
+    aws:SourceAccount, aws:SourceArn and aws:SourceOrgID are there "only when the call to your
+    resource is made directly by an AWS service principal"; aws:PrincipalServiceName is the
+    calling service principal's name and aws:PrincipalIsAWSService true, both present only for
+    a call made by an AWS service principal. ASSUMED: that Private CA's write of a report is
+    such a call (the bucket policy grants it as the service principal, which is what the guide
+    documents). A policy that requires these keys then passes; if the service did not send
+    them, a Deny keyed on them would fail every report: loud, as FAILED."""
+    return service_context(ca.account_id, ca.arn, policy.organization_id(ca.account_id))
+
+
+def service_context(account_id: str, ca_arn: str, org_id: str | None = None) -> dict:
+    """The request context of Private CA's write for the CA `ca_arn` of `account_id`."""
     return {
-        "aws:SourceAccount": ca.account_id,
-        "aws:SourceArn": ca.arn,
-        "aws:SourceOrgID": policy.organization_id(ca.account_id),
+        "aws:SourceAccount": account_id,
+        "aws:SourceArn": ca_arn,
+        "aws:SourceOrgID": org_id,
+        "aws:PrincipalServiceName": SERVICE_PRINCIPAL,
+        "aws:PrincipalIsAWSService": "true",
     }
 
 
-def _policy_allows_service(bucket, key: str, ca: CertificateAuthority) -> bool:
-    """Whether the bucket policy lets acm-pca.amazonaws.com put the report's key for this CA:
-    an Allow naming the service (or everyone) for s3:PutObject on the key whose conditions hold
-    (aws:SourceAccount, aws:SourceArn, aws:SourceOrgID), and no Deny that applies."""
-    verdict = policy.evaluate(
+def names_service(block) -> bool:
+    return any(p in ("*", SERVICE_PRINCIPAL) for p in policy.principal_values(block, "Service"))
+
+
+def service_request(bucket, key: str, ca: CertificateAuthority, action: str = "s3:PutObject") -> str | None:
+    """The bucket policy's verdict ("Allow", "Deny" or None) on acm-pca.amazonaws.com doing
+    `action` on the bucket's `key` for this CA: an Allow naming the service (or everyone) on
+    the key whose conditions hold, and no Deny that applies."""
+    return policy.evaluate(
         getattr(bucket, "policy", None),
-        action="s3:PutObject",
+        action=action,
         resource=f"arn:aws:s3:::{bucket.name}/{key}",
-        principal=lambda block: any(p in ("*", SERVICE_PRINCIPAL) for p in policy.principal_values(block, "Service")),
+        principal=names_service,
         context=_source_context(ca),
     )
-    return verdict == "Allow"
+
+
+def _policy_allows_service(bucket, key: str, ca: CertificateAuthority) -> bool:
+    return service_request(bucket, key, ca) == "Allow"
 
 
 def _default_encryption(bucket) -> dict:
@@ -376,7 +402,7 @@ def _encryption_allows_service(bucket, key: str, ca: CertificateAuthority) -> bo
             kms_key.policy,
             action=action,
             resource=kms_key.arn,
-            principal=lambda block: any(p in ("*", SERVICE_PRINCIPAL) for p in policy.principal_values(block, "Service")),
+            principal=names_service,
             context=context,
         )
         if verdict != "Allow":
@@ -393,6 +419,44 @@ def bucket_backend(bucket_name: str):
     partition, account_id = owner
     backend = s3_backends[account_id][partition]
     return backend if bucket_name in backend.buckets else None
+
+
+def _crc64nvme_table() -> list[int]:
+    # CRC-64/NVME: polynomial 0xAD93D23594C93659, reflected in and out, initial value and final
+    # XOR all ones (the NVM Express base specification's CRC; "123456789" gives
+    # 0xAE8B14860A799888, checked in local/tests). Table-driven on the reflected polynomial.
+    reflected = int(format(0xAD93D23594C93659, "064b")[::-1], 2)
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ reflected if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_CRC64NVME = _crc64nvme_table()
+
+
+def crc64nvme(data: bytes) -> int:
+    try:
+        # awscrt (when installed) computes it natively; moto's own fallback without it is a
+        # CRC32 under the CRC64NVME name, which would be the wrong value.
+        from awscrt import checksums
+
+        return checksums.crc64nvme(data)
+    except ImportError:
+        pass
+    crc = 0xFFFFFFFFFFFFFFFF
+    table = _CRC64NVME
+    for byte in data:
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFFFFFFFFFF
+
+
+def crc64nvme_base64(data: bytes) -> str:
+    """The value of x-amz-checksum-crc64nvme: the CRC's 8 bytes, big-endian, in base64."""
+    return base64.b64encode(crc64nvme(data).to_bytes(8, "big")).decode()
 
 
 class AuditReport:
@@ -428,7 +492,17 @@ class AuditReport:
                 self.status = "FAILED"
                 return
             body = render(report_rows(self.ca), self.format)
-            backend.put_object(self.bucket_name, self.key, body)
+            written = backend.put_object(self.bucket_name, self.key, body)
+            # S3 user guide, "Checking object integrity"
+            # (https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity.html)
+            # and the API's Checksum type: an object "uploaded without a checksum" gets the
+            # default, a full-object CRC64NVME, which HeadObject and GetObject return with
+            # checksum mode ENABLED (x-amz-checksum-crc64nvme, x-amz-checksum-type FULL_OBJECT).
+            # ASSUMED: Private CA sends no checksum of its own (none is documented); if it sent
+            # another algorithm, a reader pinning CRC64NVME would see none and must say so.
+            written.checksum_algorithm = "CRC64NVME"
+            written.checksum_value = crc64nvme_base64(body)
+            written.checksum_type = "FULL_OBJECT"
             self.status = "SUCCESS"
 
 
@@ -445,21 +519,116 @@ def _caller_identity_policies(role) -> list:
     return documents
 
 
+def principal_request(
+    bucket_name: str,
+    key: str,
+    action: str,
+    *,
+    account_id: str,
+    role_arn: str,
+    session_arn: str | None = None,
+    identity_documents: list | tuple = (),
+) -> str | None:
+    """IAM's verdict on a session of an IAM role doing `action` on one object of the bucket:
+    "Deny" (an explicit Deny in its identity policies or the bucket policy), "Allow", or None
+    (no Allow: an implicit deny).
+
+    IAM user guide, "Policy evaluation logic" and "Cross-account policy evaluation logic"
+    (reference_policies_evaluation-logic.html, ..._evaluation-logic-cross-account.html): an
+    explicit Deny in either refuses; in the bucket owner's account an Allow in either suffices;
+    from another account both must allow. The bucket policy's Principal names the caller when
+    it is `*`, the caller's account id or `arn:aws:iam::<account>:root` (IAM user guide, "AWS
+    JSON policy elements: Principal", AWS account principals: the account id and the root ARN
+    both stand for the account, and so for every principal of it that its own policies allow),
+    the role's ARN or the session's ARN. Condition keys: aws:PrincipalAccount, aws:PrincipalArn
+    (the role's ARN for a role session), aws:PrincipalOrgID, aws:PrincipalType (AssumedRole),
+    aws:PrincipalIsAWSService false; aws:PrincipalServiceName is absent (IAM user guide, "AWS
+    global condition context keys": it is there only for a call made by a service principal)."""
+    backend = bucket_backend(bucket_name)
+    bucket = backend.buckets[bucket_name] if backend is not None else None
+    return principal_verdict(
+        getattr(bucket, "policy", None),
+        backend.account_id if backend is not None else None,
+        bucket_name,
+        key,
+        action,
+        account_id=account_id,
+        role_arn=role_arn,
+        session_arn=session_arn,
+        identity_documents=identity_documents,
+    )
+
+
+def principal_verdict(
+    bucket_policy,
+    bucket_account: str | None,
+    bucket_name: str,
+    key: str,
+    action: str,
+    *,
+    account_id: str,
+    role_arn: str,
+    session_arn: str | None = None,
+    identity_documents: list | tuple = (),
+) -> str | None:
+    """`principal_request` for a bucket policy and owner given as values (no moto state but
+    the caller's organization)."""
+    identities = {"*", account_id, f"arn:aws:iam::{account_id}:root", role_arn, session_arn}
+    context = {
+        "aws:PrincipalAccount": account_id,
+        "aws:PrincipalArn": role_arn,
+        "aws:PrincipalOrgID": policy.organization_id(account_id),
+        "aws:PrincipalType": "AssumedRole",
+        "aws:PrincipalIsAWSService": "false",
+    }
+    resource = f"arn:aws:s3:::{bucket_name}/{key}"
+    identity = [
+        policy.evaluate(doc, action=action, principal=None, resource=resource, context=context)
+        for doc in identity_documents
+    ]
+    by_bucket = policy.evaluate(
+        bucket_policy,
+        action=action,
+        principal=lambda block: any(p in identities for p in policy.principal_values(block, "AWS")),
+        resource=resource,
+        context=context,
+    )
+    if "Deny" in identity or by_bucket == "Deny":
+        return "Deny"
+    identity_allows = "Allow" in identity
+    if bucket_account == account_id:
+        allowed = identity_allows or by_bucket == "Allow"
+    else:
+        allowed = identity_allows and by_bucket == "Allow"
+    return "Allow" if allowed else None
+
+
+def caller_write_keys(level: float, report: str) -> list[str]:
+    """The objects the caller's write check covers at setting `check_caller_write` = level:
+    1, the two permission test objects (the reading ../shared/AWS_FACTS.md calls likely, and
+    what template.yaml grants by default); 2, those and the report's own key (the wider
+    reading: what the template grants with CallerWriteGrant=AuditReports)."""
+    keys = list(PERMISSION_TEST_KEYS)
+    if level >= 2:
+        keys.append(report)
+    return keys
+
+
 def check_caller_write(caller, bucket_name: str, keys: list[str]) -> None:
     """Raises AccessDeniedException unless the caller (moto's AssumedRole) may s3:PutObject
-    every one of these keys of the bucket.
+    every one of these keys of the bucket (`principal_request`, with the role's identity
+    policies from moto's IAM).
 
-    API reference, CreateCertificateAuthorityAuditReport: "Both AWS Private CA and the IAM
-    principal must have permission to write to the S3 bucket that you specify. If the IAM
-    principal making the call does not have permission to write to the bucket, then an
-    exception is thrown." Evaluated as IAM does (IAM user guide, "Policy evaluation logic" and
-    "Cross-account policy evaluation logic"): an explicit Deny in the role's policies or the
-    bucket policy refuses; in the bucket owner's account an Allow in either suffices; from
-    another account both must allow. ASSUMED: which objects the check writes is not documented,
-    so every object Private CA writes for an audit report is checked (the permission test
-    objects at the bucket's root and the report's key: the fail-loud reading); the error code
-    (AccessDeniedException, not a modelled error of the operation) and message are assumed too.
-    A caller role missing from moto's IAM is refused (it can hold no permission)."""
+    API reference, CreateCertificateAuthorityAuditReport (the text botocore still carries):
+    "Both AWS Private CA and the IAM principal must have permission to write to the S3 bucket
+    that you specify. If the IAM principal making the call does not have permission to write to
+    the bucket, then an exception is thrown." The current text no longer says so. ASSUMED:
+    which objects the check writes is not documented (`caller_write_keys` says which are
+    checked at each setting); the error code (AccessDeniedException, not a modelled error of
+    the operation) and the message, which follows IAM's ("Troubleshoot access denied error
+    messages": "... with an explicit deny in a resource-based policy" when a bucket policy's
+    Deny refused it). A caller role missing from moto's IAM is refused (it can hold no
+    permission)."""
     role = None
     match = trust.ROLE_ARN.match(caller.role_arn or "")
     if match:
@@ -467,40 +636,21 @@ def check_caller_write(caller, bucket_name: str, keys: list[str]) -> None:
             role = iam_backends[match.group(2)][match.group(1)].get_role_by_arn(caller.role_arn)
         except Exception:
             role = None
-    backend = bucket_backend(bucket_name)
-    bucket = backend.buckets[bucket_name] if backend is not None else None
-    bucket_account = backend.account_id if backend is not None else None
-    identities = {"*", caller.account_id, f"arn:aws:iam::{caller.account_id}:root", caller.role_arn, caller.arn}
-    context = {
-        "aws:PrincipalAccount": caller.account_id,
-        "aws:PrincipalArn": caller.role_arn,
-        "aws:PrincipalOrgID": policy.organization_id(caller.account_id),
-        "aws:PrincipalType": "AssumedRole",
-    }
+    documents = _caller_identity_policies(role) if role is not None else []
     for key in keys:
-        resource = f"arn:aws:s3:::{bucket_name}/{key}"
-        identity = [
-            policy.evaluate(doc, action="s3:PutObject", principal=None, resource=resource, context=context)
-            for doc in (_caller_identity_policies(role) if role is not None else [])
-        ]
-        by_bucket = policy.evaluate(
-            getattr(bucket, "policy", None),
-            action="s3:PutObject",
-            principal=lambda block: any(p in identities for p in policy.principal_values(block, "AWS")),
-            resource=resource,
-            context=context,
+        verdict = principal_request(
+            bucket_name,
+            key,
+            "s3:PutObject",
+            account_id=caller.account_id,
+            role_arn=caller.role_arn,
+            session_arn=caller.arn,
+            identity_documents=documents,
         )
-        identity_allows = "Allow" in identity
-        if "Deny" in identity or by_bucket == "Deny":
-            allowed = False
-        elif bucket_account == caller.account_id:
-            allowed = identity_allows or by_bucket == "Allow"
-        else:
-            allowed = identity_allows and by_bucket == "Allow"
-        if not allowed:
+        if verdict != "Allow":
             if role is None:
                 log.warning("caller write check: role %s is not in moto's IAM: refused", caller.role_arn)
-            raise AccessDeniedException(caller.arn, resource)
+            raise AccessDeniedException(caller.arn, f"arn:aws:s3:::{bucket_name}/{key}", explicit=verdict == "Deny")
 
 
 # Reports per (account, region), and when each CA was last accepted.
@@ -533,7 +683,7 @@ def create_audit_report(backend: ACMPCABackend, arn: str, bucket_name: str, fmt:
     conf = settings.get(ca.account_id)
     report_id = str(uuid.uuid4())
     if caller is not None and conf["check_caller_write"]:
-        check_caller_write(caller, bucket_name, [*PERMISSION_TEST_KEYS, report_key(ca, report_id, fmt)])
+        check_caller_write(caller, bucket_name, caller_write_keys(conf["check_caller_write"], report_key(ca, report_id, fmt)))
     with _lock:
         last = _last_accepted.get(arn)
         # ASSUMPTION (AWS_FACTS.md): no public source says which error a second request inside

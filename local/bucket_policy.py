@@ -1,5 +1,8 @@
 """The report bucket's policy for tests and the demo: one definition (`bucket_policy.json`,
-read by the Rust harness too), the statement the README gives for an existing bucket."""
+read by the Rust harness too), the policy the README gives for an existing bucket. Statement 0
+is Private CA's Allow (its account condition is set here); statement 1 the Deny that keeps
+every other principal from writing, overwriting or deleting under audit-report/ (template.yaml's
+OnlyPrivateCaWritesReports, without its exception for the callers)."""
 
 import json
 from pathlib import Path

@@ -7,8 +7,11 @@ https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-l
 
 Supported: Principal / NotPrincipal, Action / NotAction, Resource / NotResource with `*` and
 `?` wildcards; condition operators String(Not)Equals, String(Not)EqualsIgnoreCase,
-String(Not)Like, Arn(Not)Equals, Arn(Not)Like, each with `IfExists`, the `ForAnyValue:` /
-`ForAllValues:` qualifiers on single-valued keys, and `Null`. Condition keys are matched
+String(Not)Like, Arn(Not)Equals, Arn(Not)Like, Bool, each with `IfExists`, the `ForAnyValue:` /
+`ForAllValues:` qualifiers on single-valued keys, and `Null`. A negated operator holds for a
+key the request lacks (IAM user guide, "IAM JSON policy elements: Condition operators": "If
+the policy condition requires that the key is not matched, such as StringNotLike or
+ArnNotLike, and the right key is not present, the condition is true"). Condition keys are matched
 without regard to case, as IAM does. An operator not listed makes its statement not apply
 (for an Allow: no access; for a Deny: no denial), and the stack says so in its log.
 """
@@ -70,6 +73,9 @@ _OPERATORS: dict[str, Callable[[str, str], bool]] = {
     "StringLike": like,
     "ArnEquals": arn_like,
     "ArnLike": arn_like,
+    # Bool: "true"/"false", compared without regard to case (the context holds "true", a
+    # policy may say true or "True").
+    "Bool": lambda want, have: want.lower() == have.lower(),
 }
 _NEGATED = {
     "StringNotEquals": "StringEquals",

@@ -15,10 +15,13 @@ DEFAULTS = {
     "read_rps": float(os.environ.get("PCA_LOCAL_READ_RPS", 20)),
     # How long a report stays CREATING before it is written and SUCCESS (or FAILED).
     "report_delay_seconds": float(os.environ.get("PCA_LOCAL_REPORT_DELAY_SECONDS", 2)),
-    # 1: CreateCertificateAuthorityAuditReport called by an assumed-role session of this
-    # account is refused unless the caller may write the bucket (audit_reports.check_caller_write).
-    # Off by default: harness sessions assume roles that do not exist in moto's IAM, and a
-    # refusal there would fail every test that never meant to test IAM (docs/local-stack.md).
+    # CreateCertificateAuthorityAuditReport called by an assumed-role session of this account
+    # is refused unless the caller may write the bucket (audit_reports.check_caller_write):
+    # 1, the two permission test objects at the bucket's root; 2, those and the report's own
+    # key (which objects AWS checks is not documented: 1 is the likely reading, 2 the wider one
+    # a test uses to show the refusal a wrong guess gives). 0 (off) by default: harness sessions
+    # assume roles that do not exist in moto's IAM, and a refusal there would fail every test
+    # that never meant to test IAM (docs/local-stack.md).
     "check_caller_write": float(os.environ.get("PCA_LOCAL_CHECK_CALLER_WRITE", 0)),
 }
 
@@ -39,6 +42,8 @@ def update(values: dict, account_id: str | None = None) -> dict:
     for key, value in values.items():
         if not isinstance(value, (int, float)) or value < 0:
             raise ValueError(f"{key} must be a number >= 0")
+        if key == "check_caller_write" and value not in (0, 1, 2):
+            raise ValueError("check_caller_write must be 0 (off), 1 (permission test objects) or 2 (and the report's key)")
     with _lock:
         target = _per_account.setdefault(account_id, {}) if account_id else _global
         target.update({k: float(v) for k, v in values.items()})

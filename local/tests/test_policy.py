@@ -66,3 +66,19 @@ def test_action_resource_and_principal():
     assert verdict([allow(Principal={"Service": "cloudtrail.amazonaws.com"})], CTX) is None
     assert verdict([], CTX) is None
     assert policy.evaluate(None, action="s3:PutObject", principal=service) is None
+
+
+def test_bool_and_negated_operators_on_absent_keys():
+    """Bool compares "true"/"false" without regard to case. A negated operator holds for a key
+    the request lacks, so a Deny "StringNotEqualsIfExists aws:PrincipalServiceName" applies to
+    every IAM principal (no such key) and to every other service, not to the one named."""
+    assert verdict([allow({"Bool": {"aws:PrincipalIsAWSService": "true"}})], {**CTX, "aws:PrincipalIsAWSService": "true"}) == "Allow"
+    assert verdict([allow({"Bool": {"aws:PrincipalIsAWSService": "True"}})], {**CTX, "aws:PrincipalIsAWSService": "false"}) is None
+    assert verdict([allow({"Bool": {"aws:SecureTransport": "false"}})], CTX) is None  # key absent
+    deny = {**allow({"StringNotEqualsIfExists": {"aws:PrincipalServiceName": SERVICE}}), "Principal": "*", "Effect": "Deny"}
+    assert verdict([allow(Principal="*"), deny], {**CTX, "aws:PrincipalServiceName": SERVICE}) == "Allow"
+    assert verdict([allow(Principal="*"), deny], {**CTX, "aws:PrincipalServiceName": "cloudtrail.amazonaws.com"}) == "Deny"
+    assert verdict([allow(Principal="*"), deny], CTX) == "Deny"
+    callers = {**deny, "Condition": {**deny["Condition"], "ArnNotLike": {"aws:PrincipalArn": "arn:aws:iam::*:role/Caller"}}}
+    assert verdict([allow(Principal="*"), callers], {**CTX, "aws:PrincipalArn": "arn:aws:iam::1:role/Caller"}) == "Allow"
+    assert verdict([allow(Principal="*"), callers], {**CTX, "aws:PrincipalArn": "arn:aws:iam::1:role/Admin"}) == "Deny"

@@ -1,5 +1,6 @@
 """Listing, accounts, seed data and faults of the local stack."""
 
+import http.client
 import time
 
 import boto3
@@ -308,3 +309,37 @@ def test_dynamodb_accept_then_faults_write_and_lose_the_answer(stack):
             clear(rule)
         # The write happened.
         assert ddb.get_item(TableName=table, Key={"k": {"S": value}})["Item"]["k"]["S"] == value
+
+
+def test_a_bucket_of_another_account_refuses_a_request_expecting_another_owner(stack):
+    """S3 user guide, "Verifying bucket ownership with bucket owner condition": a request whose
+    x-amz-expected-bucket-owner is not the bucket's account fails with 403 Access Denied."""
+    owner, other = Account(), Account()
+    bucket = owner.bucket(policy=False)
+    owner.s3.put_object(Bucket=bucket, Key="evidence/x", Body=b"x", ExpectedBucketOwner=owner.id)
+    assert other.s3.head_object(Bucket=bucket, Key="evidence/x", ExpectedBucketOwner=owner.id)["ContentLength"] == 1
+    for call in (
+        lambda: other.s3.put_object(Bucket=bucket, Key="evidence/y", Body=b"y", ExpectedBucketOwner=other.id),
+        lambda: other.s3.list_objects_v2(Bucket=bucket, ExpectedBucketOwner=other.id),
+        lambda: other.s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=other.id),
+        lambda: owner.s3.copy_object(
+            Bucket=bucket, Key="evidence/z", CopySource={"Bucket": bucket, "Key": "evidence/x"},
+            ExpectedSourceBucketOwner=other.id,
+        ),
+    ):
+        with pytest.raises(ClientError) as e:
+            call()
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+        assert e.value.response["Error"]["Code"] in ("AccessDenied", "403")  # HEAD has no body
+    assert [o["Key"] for o in owner.s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["evidence/x"]
+    # Virtual-hosted style names the bucket in the Host: the same answer (sent by hand: the
+    # test machine resolves no <bucket>.localhost; the answer comes before any signature check).
+    port = int(other.s3.meta.endpoint_url.rsplit(":", 1)[1])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("PUT", "/evidence/v", body=b"v", headers={
+        "Host": f"{bucket}.s3.us-east-1.amazonaws.com",
+        "Authorization": f"AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20250101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0",
+        "x-amz-expected-bucket-owner": other.id,
+    })
+    answer = conn.getresponse()
+    assert answer.status == 403 and b"<Code>AccessDenied</Code>" in answer.read()

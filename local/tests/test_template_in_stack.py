@@ -7,6 +7,7 @@ one account, region and stack id."""
 import importlib.util
 import json
 import re
+import urllib.error
 import uuid
 
 import boto3
@@ -49,6 +50,10 @@ def deploy(template: dict, account: str, region: str, parameters: dict) -> dict:
     def get_att(name: str, attribute: str) -> str:
         if name == "ReportBucket" and attribute == "Arn":
             return f"arn:aws:s3:::{ref('ReportBucket')}"
+        if resources.get(name, {}).get("Type") == "AWS::IAM::Role" and attribute == "Arn":
+            # A role's ARN as IAM gives it (the name is the logical id here): the bucket
+            # policy names the function's role by it (aws:PrincipalArn).
+            return f"arn:aws:iam::{account}:role/{name}"
         return f"arn:aws:{name.lower()}:{region}:{account}:{name}"
 
     def sub(text: str, extra: dict) -> str:
@@ -275,3 +280,207 @@ def test_the_callers_write_check_is_off_unless_the_account_asks(fast):
     assert fast.pca.create_certificate_authority_audit_report(
         CertificateAuthorityArn=ca["arn"], S3BucketName=fast.bucket(), AuditReportResponseFormat="JSON"
     )["AuditReportId"]
+
+
+# --- only the service writes reports (issue 20) ----------------------------------------------
+
+from local import audit_reports  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def member_template():
+    from cfnlint.decode import decode
+
+    tpl, matches = decode(str(ROOT / "member-role.yaml"))
+    assert not matches
+    return tpl
+
+
+def bucket_policy_of(resources: dict) -> dict:
+    return resources["ReportBucketPolicy"]["Properties"]["PolicyDocument"]
+
+
+def member_policies(member_template, account: str, bucket: str, central_role: str, **parameters) -> dict[str, dict]:
+    resources = deploy(
+        member_template, account, "us-east-1",
+        {"ReportBucketName": bucket, "CentralFunctionRoleArn": central_role, **parameters},
+    )
+    return {p["PolicyName"]: p["PolicyDocument"] for p in resources["MemberRole"]["Properties"]["Policies"]}
+
+
+ADMIN = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+
+
+def verdicts(template, member_template, grant: str) -> dict[tuple[str, str, str], str | None]:
+    """Who may do what on a report's key, a permission test object and a CRL key of the
+    template's bucket, as IAM would judge it: Private CA (for this account's CA), the function's
+    role, an admin of the bucket's account (identity policy s3:*), and an audited account's
+    member role."""
+    central, member = "111111111111", "222222222222"
+    resources = deploy(template, central, "us-east-1", {"AuditAccounts": f"{central},{member}", "CallerWriteGrant": grant})
+    document = bucket_policy_of(resources)
+    bucket = resources["ReportBucket"]["Properties"]["BucketName"]
+    function_role = f"arn:aws:iam::{central}:role/AuditFunctionRole"
+    callers = {
+        "function role": (central, function_role, list(function_policies(resources).values())),
+        "admin": (central, f"arn:aws:iam::{central}:role/Admin", [ADMIN]),
+        "member role": (
+            member,
+            f"arn:aws:iam::{member}:role/PcaAuditSchedulerMember",
+            list(member_policies(member_template, member, bucket, function_role, CallerWriteGrant=grant).values()),
+        ),
+    }
+    ca = f"arn:aws:acm-pca:us-east-1:{central}:certificate-authority/0f0e0d0c-0000-4000-8000-000000000000"
+    keys = {"report": "audit-report/0f0e0d0c-0000-4000-8000-000000000000/1b2c.json", "test key": "acm-pca-permission-test-key", "crl": "crl/x.crl"}
+    out = {}
+    for what, key in keys.items():
+        for action in ("s3:PutObject", "s3:DeleteObject"):
+            out[("Private CA", action, what)] = audit_reports.policy.evaluate(
+                document, action=action, resource=f"arn:aws:s3:::{bucket}/{key}",
+                principal=audit_reports.names_service, context=audit_reports.service_context(central, ca),
+            )
+            for who, (account, role, documents) in callers.items():
+                out[(who, action, what)] = audit_reports.principal_verdict(
+                    document, central, bucket, key, action,
+                    account_id=account, role_arn=role, session_arn=None, identity_documents=documents,
+                )
+    return out
+
+
+def test_only_private_ca_writes_or_deletes_reports_in_the_templates_bucket(template, member_template):
+    got = verdicts(template, member_template, "PermissionTestKeys")
+    assert got[("Private CA", "s3:PutObject", "report")] == "Allow"
+    # Not bucket/*: a CRL of an audited CA cannot be written into the evidence bucket.
+    assert got[("Private CA", "s3:PutObject", "crl")] is None
+    for who in ("function role", "member role", "admin"):
+        for action in ("s3:PutObject", "s3:DeleteObject"):
+            assert got[(who, action, "report")] == "Deny", (who, action)
+    # The service's check of the callers still passes on the permission test objects.
+    assert got[("function role", "s3:PutObject", "test key")] == "Allow"
+    assert got[("member role", "s3:PutObject", "test key")] == "Allow"
+    # The Deny is for audit-report/ only: the admin keeps the rest of the bucket.
+    assert got[("admin", "s3:PutObject", "crl")] == "Allow"
+
+
+def test_caller_write_grant_audit_reports_lets_exactly_the_callers_write_reports(template, member_template):
+    got = verdicts(template, member_template, "AuditReports")
+    assert got[("Private CA", "s3:PutObject", "report")] == "Allow"
+    assert got[("function role", "s3:PutObject", "report")] == "Allow"
+    assert got[("member role", "s3:PutObject", "report")] == "Allow"
+    # Nothing grants the callers a delete; the admin is still refused by the Deny.
+    assert got[("function role", "s3:DeleteObject", "report")] is None
+    assert got[("admin", "s3:PutObject", "report")] == "Deny"
+    assert got[("admin", "s3:DeleteObject", "report")] == "Deny"
+
+
+def test_a_report_written_under_the_templates_full_policy_ends_success_with_its_checksum(fast, template):
+    resources = deploy(template, fast.id, fast.region, {})
+    assert "OnlyPrivateCaWritesReports" in {s["Sid"] for s in bucket_policy_of(resources)["Statement"]}
+    bucket = set_up(fast, resources)
+    ca = fast.seed(state="ACTIVE", issued=2)[0]
+    status, keys = report_status(fast, ca["arn"], bucket)
+    assert status == "SUCCESS" and len(keys) == 1
+    # S3 keeps a full-object CRC64NVME for an upload that names no checksum. Read without
+    # DenyInsecureTransport: moto's own S3 applies a bucket policy's Deny to object reads
+    # without the aws:SecureTransport key in its context, so it would refuse every read.
+    policy = bucket_policy_of(resources)
+    readable = {**policy, "Statement": [s for s in policy["Statement"] if s["Sid"] != "DenyInsecureTransport"]}
+    fast.s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(readable))
+    head = fast.s3.head_object(Bucket=bucket, Key=keys[0], ChecksumMode="ENABLED")
+    got = fast.s3.get_object(Bucket=bucket, Key=keys[0], ChecksumMode="ENABLED")
+    body = got["Body"].read()
+    assert head["ChecksumCRC64NVME"] == got["ChecksumCRC64NVME"] == audit_reports.crc64nvme_base64(body)
+    assert got["ChecksumType"] == "FULL_OBJECT"
+
+
+def test_crc64nvme_is_the_nvme_crc():
+    # The CRC-64/NVME check value (the CRC of "123456789").
+    assert audit_reports.crc64nvme(b"123456789") == 0xAE8B14860A799888
+    assert audit_reports.crc64nvme_base64(b"") == "AAAAAAAAAAA="
+
+
+def create_with(session, account: Account, ca: dict, bucket: str) -> dict:
+    return session.client("acm-pca", config=account.config).create_certificate_authority_audit_report(
+        CertificateAuthorityArn=ca["arn"], S3BucketName=bucket, AuditReportResponseFormat="JSON"
+    )
+
+
+@pytest.mark.parametrize(
+    ("grant", "level", "accepted"),
+    [
+        ("PermissionTestKeys", 1, True),
+        # The wider reading of the caller check (the report's own key too): the narrow grant
+        # is refused, loudly, naming the bucket, and the widened one passes.
+        ("PermissionTestKeys", 2, False),
+        ("AuditReports", 2, True),
+    ],
+)
+def test_the_caller_check_at_each_reading_and_grant(fast, template, grant, level, accepted):
+    resources = deploy(template, fast.id, fast.region, {"CallerWriteGrant": grant})
+    bucket = set_up(fast, resources)
+    fast.configure(check_caller_write=level)
+    ca = fast.seed(state="ACTIVE", issued=1)[0]
+    session = role_session(fast, "AuditFunctionRole", function_policies(resources))
+    if not accepted:
+        with pytest.raises(ClientError) as e:
+            create_with(session, fast, ca, bucket)
+        assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+        message = e.value.response["Error"]["Message"]
+        assert f"arn:aws:s3:::{bucket}/audit-report/" in message and "explicit deny" in message
+        return
+    out = create_with(session, fast, ca, bucket)
+    control("POST", "/finish-reports", {"account_id": fast.id})
+    status = fast.pca.describe_certificate_authority_audit_report(
+        CertificateAuthorityArn=ca["arn"], AuditReportId=out["AuditReportId"]
+    )["AuditReportStatus"]
+    assert status == "SUCCESS"
+
+
+def test_the_caller_check_setting_takes_only_its_three_values(fast):
+    with pytest.raises(urllib.error.HTTPError) as e:
+        fast.configure(check_caller_write=3)
+    assert e.value.code == 400
+
+
+def test_a_member_role_passes_the_check_on_the_central_bucket_only_for_a_listed_account(stack, template, member_template):
+    central, member, stranger = Account(), Account(), Account()
+    for account in (central, member, stranger):
+        account.configure(create_rps=1000, read_rps=1000, report_delay_seconds=0, check_caller_write=1)
+    resources = deploy(template, central.id, central.region, {"AuditAccounts": f"{central.id},{member.id}"})
+    # The bucket policy names the member account itself (no "*" held by aws:PrincipalAccount).
+    (check,) = [s for s in bucket_policy_of(resources)["Statement"] if s["Sid"] == "MemberRolesPassTheWriteCheck"]
+    assert check["Principal"] == {"AWS": [central.id, member.id]}
+    bucket = set_up(central, resources)
+    function_role = f"arn:aws:iam::{central.id}:role/AuditFunctionRole"
+    outcomes = {}
+    for account in (member, stranger):
+        ca = account.seed(state="ACTIVE", issued=1)[0]
+        session = role_session(account, "PcaAuditSchedulerMember", member_policies(member_template, account.id, bucket, function_role))
+        try:
+            out = create_with(session, account, ca, bucket)
+        except ClientError as e:
+            outcomes[account.id] = e.response["Error"]["Code"]
+            continue
+        control("POST", "/finish-reports", {"account_id": account.id})
+        outcomes[account.id] = account.pca.describe_certificate_authority_audit_report(
+            CertificateAuthorityArn=ca["arn"], AuditReportId=out["AuditReportId"]
+        )["AuditReportStatus"]
+    # The listed account's member role passes the check (the bucket names its account; the
+    # role's session is of that account) and Private CA writes its report; an account the
+    # bucket does not name is refused at the create.
+    assert outcomes == {member.id: "SUCCESS", stranger.id: "AccessDeniedException"}
+
+
+def test_the_stacks_s3_refuses_any_clients_write_under_audit_report_with_the_policy(fast):
+    """local/bucket_policy.json's Deny, through the stack's S3: moto's S3 applies a bucket
+    policy's Deny to object requests, and an SDK client (an IAM principal, no
+    aws:PrincipalServiceName) is refused as AWS would refuse it; the rest of the bucket is not."""
+    bucket = fast.bucket()
+    with pytest.raises(ClientError) as e:
+        fast.s3.put_object(Bucket=bucket, Key="audit-report/x/forged.json", Body=b"[]")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    fast.s3.put_object(Bucket=bucket, Key="evidence/coverage.csv", Body=b"x")
+    # Private CA's own write still lands.
+    ca = fast.seed(state="ACTIVE", issued=1)[0]
+    status, keys = report_status(fast, ca["arn"], bucket)
+    assert status == "SUCCESS" and any(k.startswith("audit-report/") for k in keys)
