@@ -61,8 +61,11 @@ ACTION_EXCEPTIONS = {
     ("s3", "head_bucket"): {"s3:ListBucket"},
     ("s3", "list_objects"): {"s3:ListBucket"},
     ("s3", "list_objects_v2"): {"s3:ListBucket"},
-    ("s3", "get_object"): {"s3:GetObject"},
-    ("s3", "head_object"): {"s3:GetObject"},
+    # With a version id, S3 also asks s3:GetObjectVersion (S3 API reference, GetObject and
+    # HeadObject, "Permissions"); the pinned version is what is read and verified.
+    ("s3", "get_object"): {"s3:GetObject", "s3:GetObjectVersion"},
+    ("s3", "head_object"): {"s3:GetObject", "s3:GetObjectVersion"},
+    ("s3", "list_object_versions"): {"s3:ListBucketVersions"},
     # A multipart upload is authorised as s3:PutObject, part by part (S3 user guide,
     # "Multipart upload API and permissions").
     ("s3", "create_multipart_upload"): {"s3:PutObject"},
@@ -83,11 +86,11 @@ DOCUMENTED_EXTRAS = {"s3:PutObject", "kms:GenerateDataKey", "kms:Decrypt"}
 # Granted only with the stack's own key (ReportEncryption SSE-KMS).
 SSE_KMS_ONLY = {"kms:GenerateDataKey", "kms:Decrypt"}
 
-# ReadReports=true only: reading each SUCCESS report (the ledger Query that finds the CA's
-# previous one is granted anyway, for coverage); with the stack's SSE-KMS key, the
-# kms:Decrypt S3 makes as the caller on GetObject.
-READING_ACTIONS = {"s3:GetObject"}
-READING_EXTRAS = {"kms:Decrypt"}
+# ReadReports=true needs nothing more: each report is pinned with HeadObject (s3:GetObject,
+# and kms:Decrypt with the stack's SSE-KMS key) whatever the setting, and the ledger Query
+# that finds the CA's previous report is granted anyway, for coverage.
+READING_ACTIONS: set[str] = set()
+READING_EXTRAS: set[str] = set()
 
 # The only actions that may have Resource "*". ListCertificateAuthorities and ListAccounts
 # support no resource-level permission; ListAccountsForParent and ListChildren read the tree
@@ -464,9 +467,9 @@ def test_action_names_follow_iam_spelling():
     assert iam_actions({("acm-pca", "create_certificate_authority_audit_report")}) == {
         "acm-pca:CreateCertificateAuthorityAuditReport"
     }
-    assert iam_actions({("s3", "list_objects_v2"), ("s3", "get_object")}) == {
+    assert iam_actions({("s3", "list_objects_v2"), ("s3", "list_object_versions")}) == {
         "s3:ListBucket",
-        "s3:GetObject",
+        "s3:ListBucketVersions",
     }
 
 
@@ -609,7 +612,7 @@ def test_report_listing_keeps_head_bucket_and_refuses_other_prefixes(rendered):
     for name, r in rendered.items():
         document = role_policy_documents(r["Resources"])["audit-calls"]
         statement = statement_by_sid(document, "ReportBucketList")
-        assert as_list(statement["Action"]) == ["s3:ListBucket"], name
+        assert as_list(statement["Action"]) == ["s3:ListBucket", "s3:ListBucketVersions"], name
         assert statement["Condition"] == {
             "StringLikeIfExists": {"s3:prefix": ["", "audit-report/*"]}
         }
@@ -695,32 +698,27 @@ def test_caller_write_grant_is_the_same_parameter_in_both_templates(template, me
         assert parameter["AllowedValues"] == ["PermissionTestKeys", "AuditReports"]
 
 
-def test_no_role_can_read_what_a_report_says(rendered, member_template):
-    """Reports are evidence, read by auditors: unless ReadReports is on, the scheduler only
-    learns that a report exists and its size (ListObjectsV2), never its content (GetObject, or
-    the KMS Decrypt it needs). The member roles never read one, whatever the setting."""
-    reading = {"s3:GetObject", "s3:GetObjectVersion", "kms:Decrypt"}
-    documents = [
-        (f"{scenario}/{name}", document)
-        for scenario, r in rendered.items()
-        if "reading reports" not in scenario
-        for name, document in role_policy_documents(r["Resources"]).items()
-    ]
-    documents += [
-        ("member-role", policy["PolicyDocument"])
-        for resource in member_template["Resources"].values()
-        if resource["Type"] == "AWS::IAM::Role"
-        for policy in resource["Properties"].get("Policies", [])
-    ]
-    assert documents
-    for name, document in documents:
-        for statement in statements(document):
-            if statement.get("Sid") == "CoverageManifestKey":
-                # The manifest's multipart upload: kms:Decrypt only of objects under evidence/.
-                context = statement["Condition"]["StringLike"]["kms:EncryptionContext:aws:s3:arn"]
-                assert context == {"Fn::Sub": "${ReportBucket.Arn}/evidence/*"}, name
-                continue
-            assert not set(as_list(statement["Action"])) & reading, f"{name}: {statement}"
+def test_only_the_function_reads_reports_and_no_role_may_change_one(rendered, member_template):
+    """The function pins each report (HeadObject: s3:GetObject, s3:GetObjectVersion) on
+    audit-report/* of the report bucket only; the member roles never read one; and no role may
+    delete a report or a version of one."""
+    reading = {"s3:GetObject", "s3:GetObjectVersion"}
+    changing = {"s3:DeleteObject", "s3:DeleteObjectVersion", "s3:BypassGovernanceRetention"}
+    for scenario, r in rendered.items():
+        for name, document in role_policy_documents(r["Resources"]).items():
+            for statement in statements(document):
+                actions = set(as_list(statement["Action"]))
+                assert not actions & changing, f"{scenario}/{name}: {statement}"
+                if actions & reading:
+                    assert statement["Sid"] == "PinReports", f"{scenario}/{name}: {statement}"
+                    assert statement["Resource"]["Fn::Sub"].endswith("/audit-report/*"), statement
+    for resource in member_template["Resources"].values():
+        if resource["Type"] != "AWS::IAM::Role":
+            continue
+        for policy in resource["Properties"].get("Policies", []):
+            for statement in statements(policy["PolicyDocument"]):
+                actions = set(as_list(statement["Action"]))
+                assert not actions & (reading | changing | {"kms:Decrypt"}), statement
 
 
 @pytest.mark.parametrize(
@@ -734,12 +732,12 @@ def test_no_role_can_read_what_a_report_says(rendered, member_template):
 def test_reading_reports_grants_get_object_on_reports_query_on_the_ledger_and_decrypt_via_s3(
     rendered, scenario, bucket, with_key
 ):
-    """ReadReports=true: GetObject on audit-report/* of the report bucket only, Query on the
-    ledger only (granted for coverage in every mode), and kms:Decrypt on the stack's report
-    key through S3 only when it has one."""
+    """Reading and pinning reports: GetObject on audit-report/* of the report bucket only,
+    Query on the ledger only (granted for coverage in every mode), and kms:Decrypt on the
+    stack's report key through S3 only when it has one."""
     policy = role_policy_documents(rendered[scenario]["Resources"])["audit-calls"]
-    read = statement_by_sid(policy, "ReadReports")
-    assert as_list(read["Action"]) == ["s3:GetObject"]
+    read = statement_by_sid(policy, "PinReports")
+    assert as_list(read["Action"]) == ["s3:GetObject", "s3:GetObjectVersion"]
     assert read["Resource"] == {"Fn::Sub": bucket + "/audit-report/*"}
     query = [s for s in statements(policy) if "dynamodb:Query" in as_list(s["Action"])]
     assert [q["Resource"] for q in query] == [{"Fn::GetAtt": ["LedgerTable", "Arn"]}]

@@ -159,7 +159,7 @@ pub fn caller_write_hint(bucket: &str) -> String {
          two permission-test objects (acm-pca-permission-test-key, \
          acm-pca-permission-test-key-private) only; if AWS checks more, deploy template.yaml and \
          member-role.yaml with CallerWriteGrant=AuditReports, which widens the grant to \
-         audit-report/* (README, \"The caller's write check\")"
+         audit-report/* (README, \"Who can write the evidence, and Object Lock\")"
     )
 }
 

@@ -36,13 +36,25 @@ async fn an_object_the_service_did_not_make_is_never_recorded_as_the_dead_runs_r
     // Shaped as the service names reports, a UUID it never gave out, not empty.
     let forged_id = uuid::Uuid::new_v4().to_string();
     let forged_key = format!("{}{forged_id}.json", report_prefix(&ca));
-    world
-        .s3
-        .put_object()
-        .bucket(&world.bucket)
-        .key(&forged_key)
-        .body(ByteStream::from_static(b"[]"))
-        .send()
+    let plant = || {
+        world
+            .s3
+            .put_object()
+            .bucket(&world.bucket)
+            .key(&forged_key)
+            .body(ByteStream::from_static(b"[]"))
+            .send()
+    };
+    // The stack's bucket policy refuses every writer but Private CA under audit-report/ ...
+    let refused = plant().await.expect_err("the bucket policy's Deny");
+    assert_eq!(
+        refused.raw_response().map(|r| r.status().as_u16()),
+        Some(403)
+    );
+    // ... but an account administrator can change the policy, and a bucket of one's own may
+    // never have had the Deny: the function must not take the planted object all the same.
+    world.lift_the_writers_deny().await;
+    plant()
         .await
         .expect("anyone with s3:PutObject on the bucket can put it there");
     tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -212,6 +224,8 @@ async fn verify_objects_finds_the_overwritten_and_the_deleted_report_and_not_the
         }
     };
     let (overwritten, deleted) = (key_of(&arns[0]), key_of(&arns[1]));
+    // As an administrator who changed the bucket policy could.
+    world.lift_the_writers_deny().await;
     world
         .s3
         .put_object()
@@ -310,4 +324,91 @@ async fn a_bucket_of_another_owner_is_refused_before_anything_is_claimed() {
         err.error_message
     );
     assert!(world.objects("evidence/").await.is_empty());
+}
+
+/// The caller's write check at its narrowest: the member role may write the two
+/// permission-test objects only (member-role.yaml's default grant, and the bucket policy's
+/// statement for the member roles). Should AWS's check also write the report's own key (the
+/// stack's reading 2), every create of that account is refused naming the bucket and the
+/// parameter that widens the grant; at the likely reading (1) the same grant passes.
+#[tokio::test]
+async fn a_caller_write_check_wider_than_the_grant_says_which_parameter_widens_it() {
+    let world = World::new().await;
+    let member = support::Member::new(&world.account_id, Some("")).await;
+    member.fast();
+    let arn = member.seed_in(support::REGION, 1).remove(0);
+    let role = pca_audit_scheduler::config::DEFAULT_MEMBER_ROLE;
+    let keys = json!([
+        format!("arn:aws:s3:::{}/acm-pca-permission-test-key", world.bucket),
+        format!(
+            "arn:aws:s3:::{}/acm-pca-permission-test-key-private",
+            world.bucket
+        ),
+    ]);
+    let grant = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:PutObject", "Resource": keys}
+    ]});
+    let (_, creds) = support::account_config(&member.account_id).await;
+    let out = support::query_api(
+        "AWS_ENDPOINT_URL_IAM",
+        creds.access_key_id(),
+        vec![
+            ("Action", "PutRolePolicy".into()),
+            ("Version", "2010-05-08".into()),
+            ("RoleName", role.into()),
+            ("PolicyName", "audit-reports".into()),
+            ("PolicyDocument", grant.to_string()),
+        ],
+    )
+    .await;
+    assert!(
+        out.contains("PutRolePolicyResponse"),
+        "PutRolePolicy: {out}"
+    );
+    // The bucket's policy as the template writes it for a list of accounts: Private CA for
+    // both accounts' CAs, the Deny of other writers, and the member roles on the two keys.
+    let mut policy: Value = serde_json::from_str(&support::bucket_policy(
+        &world.bucket,
+        &[&world.account_id, &member.account_id],
+    ))
+    .unwrap();
+    policy["Statement"].as_array_mut().unwrap().push(json!({
+        "Sid": "MemberRolesPassTheWriteCheck",
+        "Effect": "Allow",
+        "Principal": {"AWS": [member.account_id]},
+        "Action": "s3:PutObject",
+        "Resource": keys,
+        "Condition": {"ArnLike": {"aws:PrincipalArn": format!("arn:aws:iam::*:role/{role}")}}
+    }));
+    world
+        .s3
+        .put_bucket_policy()
+        .bucket(&world.bucket)
+        .policy(policy.to_string())
+        .send()
+        .await
+        .expect("bucket policy");
+    let settings = world.settings_with(&[("AUDIT_ACCOUNTS", &member.account_id)]);
+    let services =
+        Services::new(settings, &world.sdk, support::clock()).with_create_period(Duration::ZERO);
+
+    member.configure_emulator(json!({"check_caller_write": 2}));
+    let refused = run_as(&services, &world, "wider-check").await;
+    let o = outcome_of(&refused, &arn);
+    assert_eq!(o["outcome"], "failed", "{o:#}");
+    let message = o["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains(&world.bucket) && message.contains("CallerWriteGrant=AuditReports"),
+        "{message}"
+    );
+    assert!(member.accepted_creates().is_empty(), "no report made");
+
+    member.configure_emulator(json!({"check_caller_write": 1}));
+    let passed = run_as(&services, &world, "likely-check").await;
+    assert_eq!(
+        outcome_of(&passed, &arn)["outcome"],
+        "requested",
+        "{passed:#?}"
+    );
+    assert_eq!(member.accepted_creates()[&arn], 1);
 }

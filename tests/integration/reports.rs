@@ -166,6 +166,7 @@ async fn a_report_that_cannot_be_parsed_is_a_clear_error_and_stays_success() {
         "/finish-reports",
         Some(json!({"account_id": world.account_id})),
     );
+    world.lift_the_writers_deny().await;
     world
         .s3
         .put_object()

@@ -135,6 +135,24 @@ impl World {
             .expect("bucket policy");
     }
 
+    /// The bucket policy without its Deny of every writer but Private CA under
+    /// `audit-report/`, as an administrator of the bucket's account may put it (or a bucket
+    /// of one's own that never had it): anyone with `s3:PutObject` may then write there. For
+    /// the tests of what the function does when the evidence is tampered with.
+    pub async fn lift_the_writers_deny(&self) {
+        let policy: Value =
+            serde_json::from_str(&bucket_policy(&self.bucket, &[&self.account_id])).unwrap();
+        let only_the_allow =
+            json!({"Version": "2012-10-17", "Statement": [policy["Statement"][0]]});
+        self.s3
+            .put_bucket_policy()
+            .bucket(&self.bucket)
+            .policy(only_the_allow.to_string())
+            .send()
+            .await
+            .expect("bucket policy without the Deny");
+    }
+
     /// The bucket's policy removed: ACM PCA may no longer write reports into it.
     pub async fn delete_bucket_policy(&self) {
         self.s3
