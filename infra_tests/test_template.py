@@ -94,12 +94,15 @@ READING_EXTRAS: set[str] = set()
 
 # The only actions that may have Resource "*". ListCertificateAuthorities and ListAccounts
 # support no resource-level permission; ListAccountsForParent and ListChildren read the tree
-# under the OUs or roots of AUDIT_ORGANIZATIONAL_UNITS (read-only, the organization's only).
+# under the OUs or roots of AUDIT_ORGANIZATIONAL_UNITS, DescribeAccount and ListParents one
+# account a work item or a manual request names (read-only, the organization's only).
 STAR_RESOURCE_ACTIONS = {
     "acm-pca:ListCertificateAuthorities",
     "organizations:ListAccounts",
     "organizations:ListAccountsForParent",
     "organizations:ListChildren",
+    "organizations:DescribeAccount",
+    "organizations:ListParents",
 }
 
 # What only a deployment auditing other accounts may be granted: assuming their roles,
@@ -109,6 +112,8 @@ CROSS_ACCOUNT_ACTIONS = {
     "organizations:ListAccounts",
     "organizations:ListAccountsForParent",
     "organizations:ListChildren",
+    "organizations:DescribeAccount",
+    "organizations:ListParents",
     "sqs:SendMessage",
 }
 
@@ -589,6 +594,8 @@ def test_organization_discovery_is_read_only(role_policies):
         "organizations:ListAccounts",
         "organizations:ListAccountsForParent",
         "organizations:ListChildren",
+        "organizations:DescribeAccount",
+        "organizations:ListParents",
     }
 
 

@@ -51,7 +51,8 @@ impl RunSummary {
                         {"Name": "Skipped", "Unit": "Count"},
                         {"Name": "Deferred", "Unit": "Count"},
                         {"Name": "Failed", "Unit": "Count"},
-                        {"Name": "RejectedObjects", "Unit": "Count"}
+                        {"Name": "RejectedObjects", "Unit": "Count"},
+                        {"Name": "OutOfScope", "Unit": "Count"}
                     ]
                 }]
             },
@@ -64,6 +65,9 @@ impl RunSummary {
             "Failed": c.failed + self.region_errors.len() + self.account_errors.len(),
             // Objects someone put where the service writes reports: each one an alarm's worth.
             "RejectedObjects": c.rejected_objects,
+            // A work item or a CA asked for outside AUDIT_ACCOUNTS or AUDIT_REGIONS: a bug or
+            // someone trying; refused, and counted apart (also in Failed).
+            "OutOfScope": c.out_of_scope,
         });
         self.add_certificate_metrics(&mut doc);
         doc

@@ -16,6 +16,7 @@ use crate::domain::code::Code;
 use crate::domain::ids::{Account, AccountId};
 use crate::domain::ids::{Accounts, MemberRole};
 use crate::domain::outcome::AccountError;
+use crate::domain::scope::Membership;
 
 fn org_error(e: ServiceError) -> AccountError {
     AccountError {
@@ -119,6 +120,62 @@ async fn under_units(
         }
     }
     Ok(ids)
+}
+
+/// Whether account `id` is an ACTIVE member of the organization, under one of `units` when
+/// any are set: DescribeAccount ("AccountNotFoundException: ... the specified account ID
+/// ... isn't in the organization", Organizations API reference), then ListParents up to the
+/// root. One account at a time, so a work item or a manual request checks only its own.
+pub async fn membership(
+    sdk: &SdkConfig,
+    id: &str,
+    units: &[String],
+) -> Result<Membership, ServiceError> {
+    let client = aws_sdk_organizations::Client::new(sdk);
+    let described = client.describe_account().account_id(id).send().await;
+    let account = match described {
+        Ok(out) => out.account,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_account_not_found_exception()) =>
+        {
+            return Ok(Membership::NotInOrganization);
+        }
+        Err(e) => return Err(ServiceError::from_sdk(&e)),
+    };
+    let Some(account) = account else {
+        return Ok(Membership::NotInOrganization);
+    };
+    if !is_active(&account) {
+        #[allow(deprecated)]
+        let state = (account.state().map(|s| s.as_str().to_owned()))
+            .or_else(|| account.status().map(|s| s.as_str().to_owned()))
+            .unwrap_or_else(|| "of no known state".into());
+        return Ok(Membership::NotActive(state));
+    }
+    if units.is_empty() {
+        return Ok(Membership::Member);
+    }
+    // Up the tree: each parent (an OU, then the root) until one is configured or none is left.
+    let mut child = id.to_owned();
+    loop {
+        let parents = client
+            .list_parents()
+            .child_id(&child)
+            .send()
+            .await
+            .map_err(|e| ServiceError::from_sdk(&e))?;
+        let Some(parent) = parents.parents().first().and_then(|p| p.id()) else {
+            return Ok(Membership::OutsideUnits);
+        };
+        if units.iter().any(|u| u == parent) {
+            return Ok(Membership::Member);
+        }
+        if parent.starts_with("r-") {
+            return Ok(Membership::OutsideUnits);
+        }
+        child = parent.to_owned();
+    }
 }
 
 /// The SDK configuration to act in a member account: the function's own, with the member

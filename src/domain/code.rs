@@ -5,8 +5,13 @@ use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
-    /// A CA or work item of an account not among `AUDIT_ACCOUNTS`.
+    /// A CA or work item of an account outside `AUDIT_ACCOUNTS` (not listed; with
+    /// `ORGANIZATION`, not an ACTIVE member, or not under `AUDIT_ORGANIZATIONAL_UNITS`).
     AccountNotAudited,
+    /// A CA or work item of a region outside `AUDIT_REGIONS`.
+    RegionNotAudited,
+    /// An SQS record from another queue than the configured fan-out queue.
+    NotTheFanOutQueue,
     /// The member role could not be assumed in an account.
     AssumeRoleFailed,
     /// No partition is known for the function's region, so no member role ARN can be named.
@@ -51,9 +56,19 @@ pub enum Code {
 }
 
 impl Code {
+    /// Whether an error code says that what was asked for is outside the configured scope: it
+    /// can never pass, so it is never retried.
+    pub fn is_out_of_scope(code: &str) -> bool {
+        [Self::AccountNotAudited, Self::RegionNotAudited]
+            .iter()
+            .any(|c| c.as_str() == code)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::AccountNotAudited => "AccountNotAudited",
+            Self::RegionNotAudited => "RegionNotAudited",
+            Self::NotTheFanOutQueue => "NotTheFanOutQueue",
             Self::AssumeRoleFailed => "AssumeRoleFailed",
             Self::UnknownPartition => "UnknownPartition",
             Self::AuditReportFailed => "AuditReportFailed",

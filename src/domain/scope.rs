@@ -1,11 +1,16 @@
 //! Which listed CAs are audited at all: their state, exemptions, CA types and required tags
-//! (the settings' `Scope`). Pure decisions; the listing and the tags are read by `aws::acm_pca`.
+//! (the settings' `Scope`); and whether an account-region asked for is inside what the
+//! function is configured to audit (`account_refusal`, `region_refusal`). Pure decisions; the
+//! listing and the tags are read by `aws::acm_pca`, an organization's membership by
+//! `aws::accounts`.
 
 use std::collections::BTreeSet;
 
 use aws_sdk_acmpca::types::{CertificateAuthorityStatus, CertificateAuthorityType};
 
 use crate::domain::arn::CaArn;
+use crate::domain::code::Code;
+use crate::domain::ids::{Accounts, Region};
 use crate::domain::outcome::{CaOutcome, Outcome, SkipReason, outcome as ca_outcome};
 use crate::domain::window;
 
@@ -22,6 +27,86 @@ pub struct Authority {
 pub struct RequiredTag {
     pub key: String,
     pub value: Option<String>,
+}
+
+/// An account as its organization knows it (AWS Organizations, DescribeAccount and the
+/// parents above it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Membership {
+    /// An ACTIVE member, under one of the configured units (or with none configured).
+    Member,
+    /// Not an account of the organization.
+    NotInOrganization,
+    /// A member in another state (`SUSPENDED`, `PENDING_CLOSURE`, ...).
+    NotActive(String),
+    /// An ACTIVE member under none of the configured OUs and roots.
+    OutsideUnits,
+}
+
+/// Why an account-region asked for is outside the configured scope: its code and a message
+/// naming the account or region and the setting that leaves it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeRefusal {
+    pub code: Code,
+    pub message: String,
+}
+
+/// Whether account `id` may be audited: listed in `AUDIT_ACCOUNTS`; with `ORGANIZATION`, an
+/// ACTIVE member (under `AUDIT_ORGANIZATIONAL_UNITS` when set) as `membership` says; with no
+/// setting, only the function's own account (`home`; unknown outside Lambda, when the
+/// listing alone tells). The function's own account is no exception to a list.
+pub fn account_refusal(
+    id: &str,
+    accounts: &Accounts,
+    home: Option<&str>,
+    membership: Option<&Membership>,
+) -> Option<ScopeRefusal> {
+    let refuse = |why: String| {
+        Some(ScopeRefusal {
+            code: Code::AccountNotAudited,
+            message: format!("account {id} is outside the accounts this function audits: {why}"),
+        })
+    };
+    match accounts {
+        Accounts::Own => match home {
+            Some(home) if home != id => refuse(format!(
+                "AUDIT_ACCOUNTS is not set, so only the function's own account {home} is audited"
+            )),
+            _ => None,
+        },
+        Accounts::List(ids) if ids.iter().any(|a| a.as_str() == id) => None,
+        Accounts::List(_) => refuse("it is not listed in AUDIT_ACCOUNTS".into()),
+        Accounts::Organization { units } => match membership {
+            Some(Membership::Member) => None,
+            Some(Membership::NotInOrganization) => refuse(
+                "it is not an account of the organization (AUDIT_ACCOUNTS=ORGANIZATION)".into(),
+            ),
+            Some(Membership::NotActive(state)) => refuse(format!(
+                "the organization lists it as {state}, not ACTIVE (AUDIT_ACCOUNTS=ORGANIZATION)"
+            )),
+            Some(Membership::OutsideUnits) => refuse(format!(
+                "it is under none of AUDIT_ORGANIZATIONAL_UNITS ({})",
+                units.join(", ")
+            )),
+            // Its membership could not be read: refused, never assumed.
+            None => refuse("its membership of the organization could not be read".into()),
+        },
+    }
+}
+
+/// Whether `region` is one of `AUDIT_REGIONS` (the function's own region when unset).
+pub fn region_refusal(region: &str, regions: &[Region]) -> Option<ScopeRefusal> {
+    if regions.iter().any(|r| r.as_str() == region) {
+        return None;
+    }
+    let configured: Vec<&str> = regions.iter().map(Region::as_str).collect();
+    Some(ScopeRefusal {
+        code: Code::RegionNotAudited,
+        message: format!(
+            "region {region} is outside the regions this function audits: AUDIT_REGIONS is {}",
+            configured.join(",")
+        ),
+    })
 }
 
 /// CAs left out of the audit whatever their state.
@@ -193,5 +278,70 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(tag_outcome(&[], &[]), None);
+    }
+
+    fn ids(list: &[&str]) -> Accounts {
+        Accounts::List(
+            list.iter()
+                .map(|a| crate::domain::ids::AccountId::parse(a).unwrap())
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn an_account_outside_the_setting_is_refused_naming_it_and_the_setting() {
+        let (home, other) = ("111111111111", "222222222222");
+        let refused = |r: Option<ScopeRefusal>| r.expect("refused").message;
+        // No setting: only the function's own account (unknown outside Lambda: the listing tells).
+        assert_eq!(
+            account_refusal(home, &Accounts::Own, Some(home), None),
+            None
+        );
+        let m = refused(account_refusal(other, &Accounts::Own, Some(home), None));
+        assert!(
+            m.contains(other) && m.contains("AUDIT_ACCOUNTS is not set"),
+            "{m}"
+        );
+        assert_eq!(account_refusal(other, &Accounts::Own, None, None), None);
+        // A list: the function's own account only when listed.
+        let list = ids(&[other]);
+        assert_eq!(account_refusal(other, &list, Some(home), None), None);
+        let m = refused(account_refusal(home, &list, Some(home), None));
+        assert!(m.contains(home) && m.contains("AUDIT_ACCOUNTS"), "{m}");
+        // An organization: as its membership says; unknown is refused.
+        let org = Accounts::Organization {
+            units: vec!["ou-ab12-cdef3456".into()],
+        };
+        let member = |m: Option<Membership>| account_refusal(other, &org, Some(home), m.as_ref());
+        assert_eq!(member(Some(Membership::Member)), None);
+        for (m, says) in [
+            (
+                Membership::NotInOrganization,
+                "not an account of the organization",
+            ),
+            (
+                Membership::NotActive("SUSPENDED".into()),
+                "SUSPENDED, not ACTIVE",
+            ),
+            (Membership::OutsideUnits, "ou-ab12-cdef3456"),
+        ] {
+            let r = member(Some(m)).expect("refused");
+            assert_eq!(r.code, Code::AccountNotAudited);
+            assert!(r.message.contains(says), "{}", r.message);
+        }
+        assert!(refused(member(None)).contains("could not be read"));
+    }
+
+    #[test]
+    fn a_region_outside_the_setting_is_refused_naming_the_setting() {
+        let regions = [Region::parse("us-east-1").unwrap()];
+        assert_eq!(region_refusal("us-east-1", &regions), None);
+        let r = region_refusal("eu-west-1", &regions).expect("refused");
+        assert_eq!(r.code, Code::RegionNotAudited);
+        assert!(
+            r.message.contains("eu-west-1") && r.message.contains("AUDIT_REGIONS is us-east-1"),
+            "{}",
+            r.message
+        );
     }
 }

@@ -7,10 +7,10 @@ use aws_config::SdkConfig;
 use crate::aws::accounts;
 use crate::config::{Accounts, Settings};
 use crate::domain::arn::CaArn;
-use crate::domain::code::Code;
 use crate::domain::ids::{Account, Region};
 use crate::domain::outcome::{AccountError, CaOutcome, failed, outcome};
 use crate::domain::request::{RunRequest, RunScope};
+use crate::domain::scope::{Membership, ScopeRefusal, account_refusal, region_refusal};
 use crate::invocation::Invocation;
 use crate::services::Services;
 
@@ -78,8 +78,10 @@ pub(crate) async fn enter_accounts(
 }
 
 /// The account-regions of a run: the work item's one; the accounts and regions of the CAs a
-/// manual request names (refusing, CA by CA, those of accounts not audited); or every audited
-/// account in every configured region.
+/// manual request names; or every audited account in every configured region. The one check
+/// of the configured scope: a work item, or a CA a manual request names, of an account or a
+/// region outside it is refused here, before any role is assumed or any CA listed (the
+/// round's own targets are made from the settings, inside it by construction).
 pub(crate) async fn targets(
     services: &Services,
     request: &RunRequest,
@@ -87,28 +89,21 @@ pub(crate) async fn targets(
     outcomes: &mut Vec<CaOutcome>,
 ) -> Result<Vec<Target>, AccountError> {
     let settings = &services.settings;
-    let audited = |account: &Account| match account {
-        Account::Own => true,
-        Account::Member(id) => match &settings.accounts {
-            // Without its own id the function cannot tell: the CA's listing will.
-            Accounts::Own => home.is_none(),
-            Accounts::List(ids) => ids.contains(id),
-            Accounts::Organization { .. } => true,
-        },
-    };
     match &request.scope {
         RunScope::AccountRegion { account, region } => {
             let account = match account {
                 Account::Member(id) => Account::of(id, home),
                 own => own.clone(),
             };
-            if !audited(&account) {
+            let id = account.id(home).to_owned();
+            let members = memberships(services, [id.clone()].into(), home).await;
+            let refusal = region_refusal(region.as_str(), &settings.regions)
+                .or_else(|| account_refusal(&id, &settings.accounts, home, members.get(&id)));
+            if let Some(r) = refusal {
                 return Err(AccountError {
-                    account_id: account.label().to_owned(),
-                    error_code: Code::AccountNotAudited.into(),
-                    error_message: format!(
-                        "work item for account {account}, which is not among the accounts this function audits (AUDIT_ACCOUNTS)"
-                    ),
+                    account_id: id,
+                    error_code: r.code.into(),
+                    error_message: format!("work item for {region} refused: {}", r.message),
                 });
             }
             let (region, only) = (region.clone(), None);
@@ -118,9 +113,51 @@ pub(crate) async fn targets(
                 only,
             }])
         }
-        RunScope::These(arns) => Ok(named_targets(arns, settings, home, audited, outcomes)),
+        RunScope::These(arns) => {
+            let ids = arns.iter().map(|a| a.account().to_owned()).collect();
+            let members = memberships(services, ids, home).await;
+            let refusal = |arn: &CaArn| {
+                region_refusal(arn.region(), &settings.regions).or_else(|| {
+                    let id = arn.account();
+                    account_refusal(id, &settings.accounts, home, members.get(id))
+                })
+            };
+            Ok(named_targets(arns, settings, home, refusal, outcomes))
+        }
         RunScope::Every => every(services, home).await,
     }
+}
+
+/// With `AUDIT_ACCOUNTS=ORGANIZATION`, what the organization says of each of these accounts
+/// (side by side); with a list or no setting, nothing to ask. An account whose membership
+/// cannot be read is left out, and so refused, with the reason logged.
+async fn memberships(
+    services: &Services,
+    ids: BTreeSet<String>,
+    home: Option<&str>,
+) -> HashMap<String, Membership> {
+    let Accounts::Organization { units } = &services.settings.accounts else {
+        return HashMap::new();
+    };
+    let looked_up = futures::future::join_all(ids.into_iter().map(|id| async move {
+        let found = accounts::membership(&services.sdk, &id, units).await;
+        (id, found)
+    }))
+    .await;
+    let mut found = HashMap::new();
+    for (id, membership) in looked_up {
+        match membership {
+            Ok(m) => {
+                found.insert(id, m);
+            }
+            Err(e) => tracing::error!(
+                account_id = id,
+                home_account = home,
+                "could not read the account's membership of the organization: {e}"
+            ),
+        }
+    }
+    found
 }
 
 /// Every audited account in every configured region: a scheduled run's round, and what a
@@ -143,29 +180,20 @@ pub(crate) async fn every(
         .collect())
 }
 
-/// The account-regions of the CAs a manual request names, each with its CAs; a CA of an
-/// account not audited is refused here, before anything is listed.
+/// The account-regions of the CAs a manual request names, each with its CAs; a CA outside
+/// the configured scope (`refusal`) fails here, before anything is listed.
 pub(crate) fn named_targets(
     arns: &[CaArn],
     settings: &Settings,
     home: Option<&str>,
-    audited: impl Fn(&Account) -> bool,
+    refusal: impl Fn(&CaArn) -> Option<ScopeRefusal>,
     outcomes: &mut Vec<CaOutcome>,
 ) -> Vec<Target> {
     let mut targets: Vec<Target> = Vec::new();
     for arn in arns {
         let account = Account::of(&arn.account_id(), home);
-        if !audited(&account) {
-            outcomes.push(outcome(
-                arn,
-                failed(
-                    Code::AccountNotAudited.as_str(),
-                    format!(
-                        "account {} is not among the accounts this function audits (AUDIT_ACCOUNTS)",
-                        arn.account()
-                    ),
-                ),
-            ));
+        if let Some(r) = refusal(arn) {
+            outcomes.push(outcome(arn, failed(r.code.as_str(), r.message)));
             continue;
         }
         // With only its own account audited, every CA named is reached with the function's

@@ -1,22 +1,21 @@
-//! Fan-out: a scheduled round over more account-regions than one invocation should take
-//! becomes one work item per account-region, sent to an SQS queue whose event source is this
-//! same function.
+//! Fan-out: a round over more account-regions than one invocation should take (scheduled or
+//! asked for by hand, dry runs included) becomes one work item per account-region, sent to an
+//! SQS queue whose event source is this same function.
 
 use crate::aws::sqs;
 use crate::config::FanOut;
 use crate::domain::outcome::RegionError;
-use crate::domain::request::{RunRequest, RunScope, Trigger, WorkItem};
+use crate::domain::request::{RunRequest, RunScope, WorkItem};
 use crate::inventory::targets::Target;
 use crate::invocation::Invocation;
 use crate::services::Services;
 
-/// Whether a round fans out: only a scheduled run over every CA, only with a queue
-/// configured, and only over more account-regions than the threshold. A manual run, a
-/// work item and a round at or under the threshold run here.
+/// Whether a round fans out: a run over every CA (scheduled, or by hand: `{"dryRun": true}`
+/// over an organisation is as large as the schedule's round), only with a queue configured,
+/// and only over more account-regions than the threshold. A run naming its CAs, a work item
+/// and a round at or under the threshold run here.
 pub(super) fn fans_out(request: &RunRequest, fan_out: Option<&FanOut>, targets: usize) -> bool {
-    let whole_round =
-        matches!(request.trigger, Trigger::Schedule { .. }) && request.scope == RunScope::Every;
-    whole_round && fan_out.is_some_and(|f| targets > f.threshold)
+    request.scope == RunScope::Every && fan_out.is_some_and(|f| targets > f.threshold)
 }
 
 /// The work item of one account-region of this round.
@@ -79,9 +78,10 @@ pub(super) async fn fan_out_round(
 mod tests {
     use super::*;
     use crate::domain::arn::CaArn;
+    use crate::domain::request::Trigger;
 
     #[test]
-    fn only_a_scheduled_round_over_every_ca_past_the_threshold_fans_out() {
+    fn only_a_round_over_every_ca_past_the_threshold_fans_out() {
         let queue = FanOut {
             queue_url: "https://sqs.us-east-1.amazonaws.com/111111111111/q".into(),
             threshold: 8,
@@ -110,10 +110,13 @@ mod tests {
         .unwrap();
         let named = run(schedule(), RunScope::These(vec![arn]));
         assert!(!fans_out(&named, Some(&queue), 100));
-        assert!(!fans_out(
-            &run(Trigger::Manual, RunScope::Every),
-            Some(&queue),
-            100
-        ));
+        let by_hand = run(Trigger::Manual, RunScope::Every);
+        assert!(fans_out(&by_hand, Some(&queue), 9), "a manual round too");
+        let dry = RunRequest {
+            dry_run: true,
+            ..by_hand
+        };
+        assert!(fans_out(&dry, Some(&queue), 9), "a dry run too");
+        assert!(!fans_out(&dry, Some(&queue), 8));
     }
 }

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::domain::code::Code;
 use crate::domain::outcome::{AccountError, CaOutcome, Outcome, RegionError};
 use crate::domain::report::ReportStatus;
 use crate::domain::request::{Trigger, WorkItem};
@@ -23,6 +24,8 @@ pub struct Counts {
     pub reports_pending: usize,
     /// Objects found where the service writes reports that it did not make (never recorded).
     pub rejected_objects: usize,
+    /// CAs and work items refused as outside the configured accounts or regions.
+    pub out_of_scope: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -69,8 +72,23 @@ impl RunSummary {
                 None => {}
             }
             c.rejected_objects += o.rejected_objects.len();
+            if let Outcome::Failed { error_code, .. } = &o.outcome {
+                c.out_of_scope += usize::from(Code::is_out_of_scope(error_code));
+            }
         }
         c
+    }
+
+    /// Whether everything that failed was refused as outside the configured scope (and
+    /// something was): a work item that can never pass.
+    pub fn only_out_of_scope(&self) -> bool {
+        let scope = |code: &str| Code::is_out_of_scope(code);
+        let cas = self.failed().all(|o| match &o.outcome {
+            Outcome::Failed { error_code, .. } => scope(error_code),
+            _ => false,
+        });
+        let accounts = self.account_errors.iter().all(|a| scope(&a.error_code));
+        self.counts.out_of_scope > 0 && cas && accounts && self.region_errors.is_empty()
     }
 
     pub fn failed(&self) -> impl Iterator<Item = &CaOutcome> {

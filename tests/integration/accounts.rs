@@ -379,6 +379,11 @@ async fn a_large_round_fans_out_one_work_item_per_account_region_and_each_is_don
         .expect("queue")
         .queue_url
         .unwrap();
+    // The ARN SQS puts on the records it delivers from this queue (eventSourceARN).
+    let queue_arn = format!(
+        "arn:aws:sqs:us-east-1:{}:fan-out-{}",
+        world.account_id, &world.table
+    );
     let services = Services::new(
         world.settings_with(&[
             ("AUDIT_ACCOUNTS", &members.map(|a| a.as_str()).join(",")),
@@ -430,7 +435,7 @@ async fn a_large_round_fans_out_one_work_item_per_account_region_and_each_is_don
         .map(|m| {
             json!({"messageId": m.message_id(), "receiptHandle": m.receipt_handle(),
                    "body": m.body(), "eventSource": "aws:sqs", "awsRegion": "us-east-1",
-                   "attributes": {}, "messageAttributes": {}})
+                   "eventSourceARN": queue_arn, "attributes": {}, "messageAttributes": {}})
         })
         .collect();
     let invoke = |records: Vec<serde_json::Value>| {
@@ -466,7 +471,8 @@ async fn a_large_round_fans_out_one_work_item_per_account_region_and_each_is_don
     // one is reported as a batch item failure, not lost.
     let mut again = records[..1].to_vec();
     again.push(
-        json!({"messageId": "bad-1", "body": "{\"accountId\": 5}", "eventSource": "aws:sqs"}),
+        json!({"messageId": "bad-1", "body": "{\"accountId\": 5}", "eventSource": "aws:sqs",
+               "eventSourceARN": queue_arn}),
     );
     match invoke(again).await.expect("batch") {
         Response::Batch(b) => {

@@ -52,7 +52,12 @@ fn every_sample_event_is_covered_here() {
 /// (`self`) in the local stack's region.
 #[tokio::test]
 async fn fan_out_work_item_audits_its_account_region_and_reports_no_batch_failure() {
-    let (world, arns, services) = World::fast_with_cas(2).await;
+    let (world, arns, _) = World::fast_with_cas(2).await;
+    // The sample's queue is the function's fan-out queue.
+    let queue = "https://sqs.us-east-1.amazonaws.com/123456789012/pca-audit-scheduler-FanOutQueue-Xy7Zq1Rt9Uv3";
+    let settings = world.settings_with(&[("FANOUT_QUEUE_URL", queue)]);
+    let services =
+        Services::new(settings, &world.sdk, clock()).with_create_period(std::time::Duration::ZERO);
     let mut sample = event("fan-out-work-item.json");
     let record = &mut sample["Records"][0];
     let mut body: Value = serde_json::from_str(record["body"].as_str().unwrap()).unwrap();

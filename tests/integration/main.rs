@@ -15,3 +15,4 @@ mod evidence;
 mod reliability;
 mod reports;
 mod scheduler;
+mod scope;
