@@ -209,14 +209,15 @@ async fn an_account_outside_the_organization_or_its_units_is_refused() {
     let outside_units = account("sandbox", sandbox).await;
     let stranger = Member::new(&world.account_id, Some("")).await;
     let mut members = Vec::new();
+    let mut cas = Vec::new();
     for id in [&inside, &outside_units] {
         let m = Member::existing(id, &world.account_id).await;
         m.fast();
-        m.seed_in(REGION, 1);
+        cas.extend(m.seed_in(REGION, 1));
         members.push(m);
     }
     stranger.fast();
-    stranger.seed_in(REGION, 1);
+    cas.extend(stranger.seed_in(REGION, 1));
     world
         .allow_reports_from(&[&inside, &outside_units, &stranger.account_id])
         .await;
@@ -237,10 +238,19 @@ async fn an_account_outside_the_organization_or_its_units_is_refused() {
         assert_eq!(e.error_code, "AccountNotAudited", "{refused:#?}");
         assert!(e.error_message.contains(says), "{}", e.error_message);
     }
+    // The same CAs named by hand: the two outside fail, the one inside is served.
+    let named = run_as_manual(&s, &world, &[&cas[0], &cas[1], &cas[2]]).await;
+    for outside in &cas[1..] {
+        assert_eq!(
+            outcome_of(&named, outside)["errorCode"],
+            "AccountNotAudited",
+            "{named:#?}"
+        );
+    }
+    assert_eq!(outcome_of(&named, &cas[0])["outcome"], "requested");
     assert!(members[1].accepted_creates().is_empty());
     assert!(stranger.accepted_creates().is_empty());
-    let served = work_item(&s, &world, &inside, REGION).await;
-    assert_eq!(served.counts.requested, 1, "{served:#?}");
+    assert_eq!(members[0].accepted_creates()[&cas[0]], 1);
 }
 
 /// A manual run over more account-regions than FANOUT_THRESHOLD, dry run included, sends work
