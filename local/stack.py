@@ -29,7 +29,10 @@ PREFIX = "/_pca_local"
 SERVICES = ("dynamodb", "s3", "acm-pca", "sts", "iam", "organizations", "sqs", "kms")
 # Services speaking the query protocol: errors are XML documents.
 QUERY_SERVICES = ("sts", "iam")
-KINDS = ("throttle", "500", "slow", "reset", "accept-then-500", "accept-then-reset")
+KINDS = ("throttle", "500", "slow", "reset", "accept-then-500", "accept-then-reset", "hang")
+# How long a `hang` holds a request unanswered: longer than any Lambda invocation (15 minutes),
+# so the client's own timeout is what ends it, as for a connection that stopped answering.
+HANG_MS = 16 * 60 * 1000
 # Kinds where the service handles the request (and acts on it) and the answer is lost: an HTTP
 # 500 InternalFailure in its place, or the connection closed without one. A client cannot tell
 # these from a request the service never saw: what a lost answer to a create looks like.
@@ -68,7 +71,7 @@ class Faults:
             "table": rule.get("table"),
             "rate": rate,
             "kind": kind,
-            "delay_ms": int(rule.get("delay_ms", 2000)),
+            "delay_ms": int(rule.get("delay_ms", HANG_MS if kind == "hang" else 2000)),
             "injected": 0,
             "seen": 0,
         }
@@ -380,6 +383,11 @@ class Frontend:
             if rule:
                 if rule["kind"] == "slow":
                     time.sleep(rule["delay_ms"] / 1000)
+                elif rule["kind"] == "hang":
+                    # The request never reaches the service (nothing is done) and no answer
+                    # comes: the client gives up at its own timeout. Then the connection closes.
+                    time.sleep(rule["delay_ms"] / 1000)
+                    raise ConnectionResetError("hang: no answer")
                 elif rule["kind"] in ACCEPT_KINDS:
                     return self.accept_then_fail(environ, start_response, service, rule["kind"])
                 else:
@@ -490,6 +498,11 @@ def dynamodb_proxy(port: int, upstream: int) -> http.server.ThreadingHTTPServer:
                     time.sleep(rule["delay_ms"] / 1000)
                 elif rule and rule["kind"] == "reset":
                     # As if DynamoDB were unreachable: the connection closes with no answer.
+                    self._drop()
+                    return
+                elif rule and rule["kind"] == "hang":
+                    # Not forwarded, not answered: the client's timeout ends it.
+                    time.sleep(rule["delay_ms"] / 1000)
                     self._drop()
                     return
                 elif rule:

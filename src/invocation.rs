@@ -33,3 +33,14 @@ impl Invocation {
         Instant::now() < self.cutoff()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::timeouts::OPERATION_TIMEOUT;
+
+    #[test]
+    fn a_call_started_before_the_cutoff_ends_before_the_deadline() {
+        assert!(OPERATION_TIMEOUT < Invocation::DEFAULT_RESERVE);
+    }
+}

@@ -48,6 +48,7 @@ pub struct Services {
 
 impl Services {
     pub fn new(settings: Settings, sdk: &SdkConfig, clock: Arc<dyn Clock>) -> Self {
+        let sdk = &crate::aws::timeouts::with_timeouts(sdk);
         let ledger = Ledger::new(
             aws_sdk_dynamodb::Client::new(sdk),
             settings.ledger_table.clone(),

@@ -126,6 +126,33 @@ def test_slow_fault_delays_the_answer(fast):
         clear(rule)
 
 
+def test_a_hung_call_gets_no_answer_and_is_never_handled(fast):
+    """`hang`: the client waits for nothing; its own read timeout ends the call, and the
+    service never saw the request (no create recorded)."""
+    import botocore.exceptions
+
+    rule = fault(service="acm-pca", account_id=fast.id, rate=1, kind="hang", delay_ms=5000)
+    config = Config(read_timeout=1, retries={"total_max_attempts": 1, "mode": "standard"})
+    impatient = fast.session.client("acm-pca", region_name=fast.region, config=config)
+    try:
+        started = time.monotonic()
+        with pytest.raises(botocore.exceptions.ReadTimeoutError):
+            impatient.list_certificate_authorities()
+        assert 1 <= time.monotonic() - started < 4, "ended by the client's timeout"
+        # A create that hangs is never handled: no report made, none recorded.
+        ca = fast.seed(state="ACTIVE", count=1)[0]["arn"]
+        bucket = fast.bucket()
+        with pytest.raises(botocore.exceptions.ReadTimeoutError):
+            impatient.create_certificate_authority_audit_report(
+                CertificateAuthorityArn=ca, S3BucketName=bucket, AuditReportResponseFormat="JSON"
+            )
+    finally:
+        clear(rule)
+    calls = control("GET", "/audit-calls", None)["calls"]
+    assert not [c for c in calls if c["ca_arn"] == ca], calls
+    assert fast.pca.list_certificate_authorities()["CertificateAuthorities"] is not None
+
+
 def key_table(ddb, table: str) -> None:
     """A table with one string hash key `k`."""
     ddb.create_table(

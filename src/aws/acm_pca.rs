@@ -181,8 +181,19 @@ pub async fn request_report(
         // Every attempt of this call must take a slot of the pacer: an SDK retry would go
         // out between the paced calls and be throttled again, pulling the next ones with it.
         // The scheduler retries a throttled create in its next slot instead.
+        // One attempt, so it may take the whole operation's time: the service checks the
+        // caller's write to the bucket before it answers. A create that times out is
+        // ambiguous (it may have been carried out): retried in its next slot, and the bucket
+        // searched for its report should the service say "too soon".
         .config_override(
-            aws_sdk_acmpca::config::Builder::default().retry_config(RetryConfig::disabled()),
+            aws_sdk_acmpca::config::Builder::default()
+                .retry_config(RetryConfig::disabled())
+                .timeout_config(
+                    aws_config::timeout::TimeoutConfig::builder()
+                        .operation_attempt_timeout(super::timeouts::OPERATION_TIMEOUT)
+                        .operation_timeout(super::timeouts::OPERATION_TIMEOUT)
+                        .build(),
+                ),
         )
         .send()
         .await

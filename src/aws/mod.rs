@@ -11,6 +11,7 @@ pub mod ledger;
 pub mod multipart;
 pub mod s3;
 pub mod sqs;
+pub mod timeouts;
 
 use aws_sdk_acmpca::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 

@@ -551,3 +551,56 @@ async fn creates_failing_before_acceptance_are_retried_in_the_next_slot() {
         ),
     );
 }
+
+/// A connection that stops answering: one create in five never gets an answer (the request
+/// never reaches the service). At AWS's quota and production pacing, with the function's own
+/// timeouts and an invocation of 90 s, the run still answers before its deadline with every
+/// CA's outcome, and a hung create is retried in its next slot (its answer unknown, never
+/// counted twice).
+#[tokio::test]
+async fn a_create_that_never_answers_does_not_hold_the_run_past_its_deadline() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let cas = if full() { 30 } else { 10 };
+    let world = World::new().await;
+    world.configure_emulator(json!({"report_delay_seconds": 0}));
+    let arns = world.seeded_arns(&[("ACTIVE", cas)]);
+    let rule = fault(json!({"service": "acm-pca", "account_id": world.account_id,
+        "operation": "CreateCertificateAuthorityAuditReport", "kind": "hang",
+        "rate": 0.2, "seed": 5}));
+    let services = world.services(clock());
+    let deadline = Duration::from_secs(90);
+    let invocation = Invocation {
+        run_id: "hung-creates".into(),
+        deadline: tokio::time::Instant::now() + deadline,
+        reserve: Invocation::DEFAULT_RESERVE,
+        home_account: None,
+        partition: None,
+    };
+    let begun = Instant::now();
+    let summary = run::run(&services, &scheduled(), &invocation).await;
+    let took = begun.elapsed();
+    let hung = injected(&rule);
+    clear_fault(&rule);
+    assert!(hung > 0, "the fault was injected");
+    assert!(took < deadline, "answered after {took:?}");
+    assert_eq!(summary.certificate_authorities.len(), cas, "{summary:#?}");
+    assert_eq!(summary.counts.requested, cas, "{summary:#?}");
+    for (ca, n) in world.accepted_creates() {
+        assert_eq!(n, 1, "{ca} requested once");
+    }
+    ledger_holds_every_accepted_report(&world, &arns).await;
+    figures(
+        "hung-creates",
+        &format!(
+            "| figure | value |\n|---|---|\n\
+             | CAs | {cas}, at AWS's quota (1 create/s), production pacing |\n\
+             | creates that never answered | {hung} (each given up after {} s) |\n\
+             | invocation deadline / answered after | {} s / {:.1} s |\n\
+             | CAs requested / requested twice | {} / 0 |\n",
+            pca_audit_scheduler::aws::timeouts::OPERATION_TIMEOUT.as_secs(),
+            deadline.as_secs(),
+            took.as_secs_f64(),
+            summary.counts.requested,
+        ),
+    );
+}
