@@ -64,6 +64,34 @@ impl Code {
             .any(|c| c.as_str() == code)
     }
 
+    /// Whether a failure with this code may pass when tried again soon: the way to the
+    /// service failed (a timeout, no connection, an answer lost or unreadable, the service's
+    /// own 5xx or throttling), or the ledger could not be written. Anything else (a FAILED
+    /// report, a refused create, a missing bucket, a CA not found) is the same on a retry.
+    pub fn is_transient(code: &str) -> bool {
+        let ours = [
+            Self::Timeout,
+            Self::Unreachable,
+            Self::InvalidResponse,
+            Self::RequestFailed,
+            Self::LedgerWriteFailed,
+            Self::UnprocessedKeys,
+            Self::AssumeRoleFailed,
+        ];
+        ours.iter().any(|c| c.as_str() == code)
+            || [
+                "InternalFailure",
+                "InternalServerError",
+                "ServiceUnavailable",
+                "ThrottlingException",
+                "Throttling",
+                "TooManyRequestsException",
+                "RequestFailedException",
+                "ProvisionedThroughputExceededException",
+            ]
+            .contains(&code)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::AccountNotAudited => "AccountNotAudited",

@@ -70,27 +70,26 @@ async fn done(
     let mut item = invocation.clone();
     item.run_id = format!("{run_id}/{id}");
     let summary = run_and_report(services, &request, &item).await;
-    let refused = summary.only_out_of_scope();
+    let retry = summary.retry_would_help();
     match verdict(summary) {
         Ok(_) => true,
-        // Outside AUDIT_ACCOUNTS or AUDIT_REGIONS: it can never pass, so it is not given back
-        // to the queue (the summary's line and the OutOfScope metric have it).
-        Err(e) if refused => {
-            let run_id = &item.run_id;
-            tracing::error!(
-                run_id,
-                message_id = id,
-                "work item refused, not retried: {e}"
-            );
-            true
-        }
-        Err(e) => {
+        // An account not entered, an account-region not listed, a CA deferred or failed on the
+        // way to a service: given back to the queue, to be tried again.
+        Err(e) if retry => {
             tracing::error!(
                 run_id = item.run_id,
                 message_id = id,
                 "work item failed: {e}"
             );
             false
+        }
+        // Outside AUDIT_ACCOUNTS or AUDIT_REGIONS, or CAs failed for good (a FAILED report, a
+        // refused create): a retry would do the same. Recorded in the ledger, the summary's
+        // line and the metrics (Failed, OutOfScope), so it alarms; the item is done.
+        Err(e) => {
+            let run_id = &item.run_id;
+            tracing::error!(run_id, message_id = id, "work item done, not retried: {e}");
+            true
         }
     }
 }

@@ -79,6 +79,23 @@ impl RunSummary {
         c
     }
 
+    /// Whether trying the run again soon could do more: an account not entered or an
+    /// account-region not listed (not for being outside the scope), a CA deferred, or a CA
+    /// that failed on the way to a service. A CA that failed for good (a FAILED report, a
+    /// refused create) is recorded and alarmed, and a retry would only fail it again.
+    pub fn retry_would_help(&self) -> bool {
+        let accounts = (self.account_errors.iter()).any(|a| !Code::is_out_of_scope(&a.error_code));
+        let cas = self
+            .certificate_authorities
+            .iter()
+            .any(|o| match &o.outcome {
+                Outcome::Deferred { .. } => true,
+                Outcome::Failed { error_code, .. } => Code::is_transient(error_code),
+                _ => false,
+            });
+        accounts || !self.region_errors.is_empty() || cas
+    }
+
     /// Whether everything that failed was refused as outside the configured scope (and
     /// something was): a work item that can never pass.
     pub fn only_out_of_scope(&self) -> bool {
@@ -142,5 +159,60 @@ mod tests {
         );
         let v = serde_json::to_value(ca(Some(check(ReportStatus::Failed)))).unwrap();
         assert_eq!(v["report"]["status"], "FAILED");
+    }
+
+    #[test]
+    fn a_retry_helps_only_where_the_way_to_a_service_failed() {
+        let ca = |outcome| CaOutcome {
+            certificate_authority_arn: "arn:x".into(),
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+            outcome,
+            report: None,
+            rejected_objects: Vec::new(),
+        };
+        let failed = |code: &str| {
+            ca(Outcome::Failed {
+                error_code: code.into(),
+                error_message: "m".into(),
+            })
+        };
+        let summary = |cas: Vec<CaOutcome>, account_errors: Vec<AccountError>| RunSummary {
+            run_id: "r".into(),
+            trigger: Trigger::Manual,
+            dry_run: false,
+            started_at: Timestamp::from_epoch_seconds(1),
+            finished_at: Timestamp::from_epoch_seconds(2),
+            accounts: vec![],
+            regions: vec![],
+            counts: RunSummary::count(&cas),
+            account_errors,
+            region_errors: vec![],
+            fanned_out: vec![],
+            certificate_authorities: cas,
+        };
+        let for_good = [
+            "AuditReportFailed",
+            "LimitExceededException",
+            "NoSuchBucket",
+        ];
+        let s = summary(for_good.iter().map(|c| failed(c)).collect(), vec![]);
+        assert!(!s.retry_would_help(), "the same on a retry");
+        for transient in ["Timeout", "InternalFailure", "LedgerWriteFailed"] {
+            assert!(
+                summary(vec![failed(transient)], vec![]).retry_would_help(),
+                "{transient}"
+            );
+        }
+        let deferred = ca(Outcome::Deferred { detail: "d".into() });
+        assert!(summary(vec![deferred], vec![]).retry_would_help());
+        let error = |code: &str| AccountError {
+            account_id: "222222222222".into(),
+            error_code: code.into(),
+            error_message: "m".into(),
+        };
+        assert!(summary(vec![], vec![error("AssumeRoleFailed")]).retry_would_help());
+        let outside = summary(vec![], vec![error("AccountNotAudited")]);
+        assert!(!outside.retry_would_help());
     }
 }

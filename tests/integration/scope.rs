@@ -297,3 +297,34 @@ async fn a_manual_dry_run_over_the_threshold_fans_out() {
         .await;
     assert_eq!(sent.expect("receive").messages().len(), 2);
 }
+
+/// A work item is given back to the queue only for what a retry may fix: an account whose
+/// role cannot be assumed is; a CA whose report ended FAILED (the bucket policy lets the
+/// service write nothing) is recorded and counted as failed, and its work item is done.
+#[tokio::test]
+async fn a_work_item_fails_only_for_what_a_retry_fixes() {
+    let world = World::new().await;
+    world.fast();
+    let ca = world.seeded_arns(&[("ACTIVE", 1)]).remove(0);
+    world.delete_bucket_policy().await;
+    let roleless = Member::new(&world.account_id, None).await;
+    let (url, arn) = queue(&world);
+    let accounts = format!("{},{}", world.account_id, roleless.account_id);
+    let s = services(
+        &world,
+        &[("AUDIT_ACCOUNTS", &accounts), ("FANOUT_QUEUE_URL", &url)],
+    );
+    let item = |account: &str| json!({"accountId": account, "region": REGION, "parentRunId": "r", "dryRun": false});
+    let given_back = batch(
+        &s,
+        &world,
+        vec![
+            record("failed-report", &arn, item(&world.account_id)),
+            record("no-role", &arn, item(&roleless.account_id)),
+        ],
+    )
+    .await;
+    assert_eq!(given_back, ["no-role"]);
+    let history = world.history(&ca).await;
+    assert_eq!(attr(&history[0], "status"), Some("FAILED"), "recorded");
+}
