@@ -45,6 +45,8 @@ fn metrics() -> Value {
         region_errors: vec![],
         fanned_out: vec![],
         certificate_authorities: vec![read],
+        certificate_authorities_omitted: 0,
+        outcomes_key: None,
     };
     let doc = summary.metrics_document("f");
     let directive = &doc["_aws"]["CloudWatchMetrics"][0];

@@ -139,11 +139,49 @@ pub(super) async fn run_and_report(
 ) -> RunSummary {
     // Boxed: a run's future is deep (spans around nested async phases), and its layout,
     // inlined into the runtime's, passes the compiler's query depth limit on a cold build.
-    let summary = Box::pin(run::run(services, request, invocation)).await;
+    let mut summary = Box::pin(run::run(services, request, invocation)).await;
     summary.log();
     let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into());
     println!("{}", summary.metrics_document(&function));
+    if let Some(all) = summary.cut_to_fit() {
+        summary.outcomes_key = write_outcomes(services, &summary.run_id, &all).await;
+    }
     summary
+}
+
+/// Every CA's outcome of a run too large for its answer, as `evidence/runs/<run id>.json` in
+/// the report bucket (the manifests' prefix and permissions); its key, or `None` when it could
+/// not be written (logged: the answer still says how many it left out, and each CA's log line
+/// has its outcome).
+async fn write_outcomes(
+    services: &Services,
+    run_id: &str,
+    all: &[crate::domain::outcome::CaOutcome],
+) -> Option<String> {
+    use crate::aws::multipart::EvidenceObject;
+    let key = format!("evidence/runs/{run_id}.json");
+    let bucket = &services.settings.report_bucket;
+    let kms = services.settings.report_kms_key.as_deref();
+    let write = async {
+        let mut object =
+            EvidenceObject::start(&services.s3, bucket, &key, "application/json", kms).await?;
+        // One outcome at a time, so the whole list is never a second time in memory as JSON.
+        object.write(b"[").await?;
+        for (i, o) in all.iter().enumerate() {
+            let mut row = if i == 0 { Vec::new() } else { b",".to_vec() };
+            row.extend(serde_json::to_vec(o).unwrap_or_default());
+            object.write(&row).await?;
+        }
+        object.write(b"]").await?;
+        object.finish().await
+    };
+    match write.await {
+        Ok(()) => Some(key),
+        Err(e) => {
+            tracing::error!(run_id, "every CA's outcome not written: {e}");
+            None
+        }
+    }
 }
 
 /// Runs each work item of an SQS batch, one after the other, and reports the ones that

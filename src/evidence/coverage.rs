@@ -99,6 +99,7 @@ async fn read_and_judge(
         };
         read += 1;
         if let Some((ca, in_period)) = judging.judge(&arn, &reports, &changed) {
+            super::gaps::log_gaps(&ca);
             verified += looked_at;
             manifest.reports(&ca, &in_period).await?;
             cas.push(ca);
@@ -164,6 +165,7 @@ pub async fn answer(
             json_key: format!("{stem}.json"),
         },
         certificate_authorities: Vec::new(),
+        certificate_authorities_omitted: 0,
         account_errors: Vec::new(),
         region_errors: Vec::new(),
     };
@@ -200,5 +202,6 @@ pub async fn answer(
         ..CoverageCounts::of(&summary.certificate_authorities)
     };
     manifest.finish(&summary).await?;
+    super::cut_to_fit(&mut summary);
     Ok(summary)
 }

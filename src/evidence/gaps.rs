@@ -51,6 +51,10 @@ pub struct Gap {
     /// The report an `evidenceChanged` gap is about, and what changed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report: Option<ChangedReport>,
+    /// For `failedReport`: how many FAILED reports in a row, with no SUCCESS between, the gap
+    /// stands for (`from` the first, `to` the last): a month of failures is one gap, not 1,488.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_reports: Option<usize>,
 }
 
 /// A report whose object changed since it was pinned.
@@ -69,6 +73,7 @@ impl Gap {
             from,
             to,
             report: None,
+            failed_reports: None,
         }
     }
 }
@@ -116,14 +121,16 @@ pub fn gaps_after_checks(
         |a: Timestamp, b: Timestamp| b.epoch_seconds() > a.epoch_seconds() + threshold.as_secs();
     // The stretch runs from the last SUCCESS (or the period's start) to the next one.
     let mut since = from;
+    // The FAILED reports since the last SUCCESS: one gap (`failed_in_a_row`).
+    let mut failing: Option<usize> = None;
     for r in reports.iter().filter(|r| r.requested_at <= end) {
         if r.status == ReportStatus::Failed && r.requested_at >= from {
-            let at = r.requested_at;
-            found.push(Gap::stretch(GapKind::FailedReport, at, at));
+            failed_in_a_row(&mut found, &mut failing, r.requested_at);
         }
         if r.status != ReportStatus::Success {
             continue;
         }
+        failing = None;
         if let Some(change) = changed.get(&r.report_id) {
             found.push(Gap {
                 report: Some(ChangedReport {
@@ -146,6 +153,50 @@ pub fn gaps_after_checks(
     }
     found.sort_by_key(|g| (g.from, g.to));
     found
+}
+
+/// One WARN line for a CA with gaps (not one per gap: a month of failures would be thousands):
+/// how many, of which kinds, and the stretch from the first to the last.
+pub fn log_gaps(ca: &CaCoverage) {
+    let (Some(first), Some(last)) = (ca.gaps.first(), ca.gaps.iter().map(|g| g.to).max()) else {
+        return;
+    };
+    let mut kinds: Vec<&str> = ca.gaps.iter().map(|g| g.kind.as_str()).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    let span =
+        tracing::info_span!("ca", ca_arn = %ca.certificate_authority_arn, region = %ca.region);
+    let _ca = span.enter();
+    tracing::warn!(
+        outcome = "gap",
+        gap_kind = kinds.join(","),
+        gap_from = %first.from,
+        gap_to = %last,
+        gaps = ca.gaps.len(),
+        "coverage gaps: {} ({}) from {} to {}",
+        ca.gaps.len(),
+        kinds.join(", "),
+        first.from,
+        last
+    );
+}
+
+/// A FAILED report at `at`: the gap of the FAILED reports since the last SUCCESS grows to it,
+/// or one begins.
+fn failed_in_a_row(found: &mut Vec<Gap>, failing: &mut Option<usize>, at: Timestamp) {
+    match failing.and_then(|i| found.get_mut(i)) {
+        Some(gap) => {
+            gap.to = at;
+            *gap.failed_reports.get_or_insert(1) += 1;
+        }
+        None => {
+            *failing = Some(found.len());
+            found.push(Gap {
+                failed_reports: Some(1),
+                ..Gap::stretch(GapKind::FailedReport, at, at)
+            });
+        }
+    }
 }
 
 /// What a coverage request compares each CA's history with.
@@ -200,6 +251,7 @@ impl Judging<'_> {
             coverage: if gaps.is_empty() { "covered" } else { "gaps" },
             report_counts: ReportCounts::of(&in_period),
             gaps,
+            gaps_omitted: 0,
         };
         Some((coverage, in_period))
     }
@@ -487,5 +539,40 @@ mod tests {
         let named = found[1].report.as_ref().expect("the report named");
         assert_eq!(named.report_id, r[1].report_id);
         assert!(named.change.contains("written over"), "{}", named.change);
+    }
+
+    #[test]
+    fn failed_reports_in_a_row_are_one_gap_with_their_count() {
+        let r = [
+            report("2026-07-01T00:30:00Z", "FAILED"),
+            report("2026-07-01T01:30:00Z", "FAILED"),
+            report("2026-07-01T02:30:00Z", "FAILED"),
+            report("2026-07-01T03:30:00Z", "SUCCESS"),
+            report("2026-07-02T03:00:00Z", "SUCCESS"),
+            report("2026-07-03T02:30:00Z", "FAILED"),
+            report("2026-07-03T03:00:00Z", "SUCCESS"),
+        ];
+        let period = (at("2026-07-01T00:00:00Z"), at("2026-07-04T00:00:00Z"));
+        let found = gaps_after_checks(&r, period, 24 * HOUR + HOUR, true, &HashMap::new());
+        let failed: Vec<(String, String, Option<usize>)> = found
+            .iter()
+            .filter(|g| g.kind == GapKind::FailedReport)
+            .map(|g| (g.from.to_string(), g.to.to_string(), g.failed_reports))
+            .collect();
+        assert_eq!(
+            failed,
+            [
+                (
+                    "2026-07-01T00:30:00Z".into(),
+                    "2026-07-01T02:30:00Z".into(),
+                    Some(3)
+                ),
+                (
+                    "2026-07-03T02:30:00Z".into(),
+                    "2026-07-03T02:30:00Z".into(),
+                    Some(1)
+                ),
+            ]
+        );
     }
 }

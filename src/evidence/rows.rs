@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::{CaCoverage, HistoryReport};
 use crate::domain::time::Timestamp;
-use crate::evidence::gaps::GapKind;
+use crate::evidence::gaps::{Gap, GapKind};
 
 /// The CSV's header row.
 pub const CSV_COLUMNS: &str = "row,account,region,ca_arn,report_id,s3_key,format,requested_at,status,size_bytes,version_id,etag,checksum,gap_kind,gap_from,gap_to,gap_detail";
@@ -139,15 +139,29 @@ pub(super) fn csv_report_rows(
 
 /// A CA's gaps as CSV rows of the manifest.
 pub(super) fn csv_gap_rows(ca: &CaCoverage) -> Result<Vec<u8>, csv::Error> {
-    csv_rows(ca.gaps.iter().map(|g| CsvRow {
+    let details: Vec<Option<String>> = ca.gaps.iter().map(gap_detail).collect();
+    csv_rows(ca.gaps.iter().zip(&details).map(|(g, detail)| CsvRow {
         report_id: g.report.as_ref().map(|r| r.report_id.as_str()),
         s3_key: g.report.as_ref().map(|r| r.s3_key.as_str()),
         gap_kind: Some(g.kind),
         gap_from: Some(g.from),
         gap_to: Some(g.to),
-        gap_detail: g.report.as_ref().map(|r| r.change.as_str()),
+        gap_detail: detail.as_deref(),
         ..CsvRow::of("gap", ca)
     }))
+}
+
+/// What a gap row says beyond its kind and stretch: what changed of a report's object, or how
+/// many FAILED reports in a row a `failedReport` gap stands for.
+fn gap_detail(g: &Gap) -> Option<String> {
+    match (&g.report, g.failed_reports) {
+        (Some(r), _) => Some(r.change.clone()),
+        (None, Some(n)) => Some(format!(
+            "{n} FAILED report{} in a row",
+            if n == 1 { "" } else { "s" }
+        )),
+        (None, None) => None,
+    }
 }
 
 /// A CA's reports as rows of the JSON manifest's `rows` array.
@@ -183,10 +197,11 @@ pub(super) fn json_gap_rows(ca: &CaCoverage) -> Result<Vec<Vec<u8>>, serde_json:
         .iter()
         .map(|g| {
             let report = g.report.as_ref();
+            let detail = gap_detail(g);
             serde_json::to_vec(&JsonGapRow {
                 account: &ca.account_id,
                 ca_arn: &ca.certificate_authority_arn,
-                gap_detail: report.map(|r| r.change.as_str()),
+                gap_detail: detail.as_deref(),
                 gap_from: g.from,
                 gap_kind: g.kind,
                 gap_to: g.to,
@@ -219,6 +234,7 @@ mod tests {
             coverage: "gaps",
             report_counts: ReportCounts::default(),
             gaps,
+            gaps_omitted: 0,
         }
     }
 
@@ -244,6 +260,7 @@ mod tests {
             from: at("2026-07-01T00:00:00Z"),
             to: at("2026-07-04T00:00:00Z"),
             report: None,
+            failed_reports: None,
         }
     }
 

@@ -27,7 +27,6 @@ use aws_config::SdkConfig;
 use crate::aws::ServiceError;
 use crate::aws::ledger::LedgerError;
 use crate::aws::s3;
-use crate::domain::code::Code;
 use crate::domain::ids::Account;
 use crate::domain::outcome::{CaOutcome, Outcome, RegionError, failed};
 use crate::domain::report::ReportFormat;
@@ -84,10 +83,6 @@ pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocat
     let (mut audited, errors) = ctx.audit_targets(&to_audit, &entered).await;
     outcomes.append(&mut audited);
     region_errors.extend(errors);
-    let mut counts = RunSummary::count(&outcomes);
-    counts.out_of_scope += (account_errors.iter())
-        .filter(|a| Code::is_out_of_scope(&a.error_code))
-        .count();
     RunSummary {
         run_id: invocation.run_id.clone(),
         trigger: request.trigger.clone(),
@@ -96,11 +91,13 @@ pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocat
         finished_at: services.clock.now(),
         accounts,
         regions,
-        counts,
+        counts: RunSummary::counts_of(&outcomes, &account_errors),
         account_errors,
         region_errors,
         fanned_out,
         certificate_authorities: outcomes,
+        certificate_authorities_omitted: 0,
+        outcomes_key: None,
     }
 }
 

@@ -47,10 +47,38 @@ pub struct RunSummary {
     /// Account-regions sent to the fan-out queue, each done by an invocation of its own.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fanned_out: Vec<WorkItem>,
+    /// Every CA's outcome, the problems first; cut to `MAX_OUTCOMES_IN_ANSWER` when there are
+    /// more (`cut_to_fit`), the whole list then in the bucket at `outcomes_key`.
     pub certificate_authorities: Vec<CaOutcome>,
+    /// CAs left out of `certificateAuthorities` (the counts are of all of them).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub certificate_authorities_omitted: usize,
+    /// Where every CA's outcome is, when the answer lists only some:
+    /// `evidence/runs/<run id>.json` in the report bucket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcomes_key: Option<String>,
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The most CA outcomes a run's answer lists: an outcome with its report and the longest
+/// messages is about 1.5 KB of JSON, so 2,000 stay near 3 MB, under Lambda's 6 MB response
+/// ("Lambda quotas": "6 MB each for request and response (synchronous)").
+pub const MAX_OUTCOMES_IN_ANSWER: usize = 2000;
+
 impl RunSummary {
+    /// The counts of a run: its CAs' outcomes, and the work items refused as outside the
+    /// configured scope (an account error, with no CA).
+    pub fn counts_of(outcomes: &[CaOutcome], account_errors: &[AccountError]) -> Counts {
+        let mut c = Self::count(outcomes);
+        c.out_of_scope += (account_errors.iter())
+            .filter(|a| Code::is_out_of_scope(&a.error_code))
+            .count();
+        c
+    }
+
     pub fn count(outcomes: &[CaOutcome]) -> Counts {
         let mut c = Counts::default();
         for o in outcomes {
@@ -77,6 +105,26 @@ impl RunSummary {
             }
         }
         c
+    }
+
+    /// Cuts the answer to what Lambda can return: the failed CAs first, then the deferred, then
+    /// the rest, at most `MAX_OUTCOMES_IN_ANSWER`. Returns the whole list when it cut it, for
+    /// the bucket; `None` when everything fits.
+    pub fn cut_to_fit(&mut self) -> Option<Vec<CaOutcome>> {
+        let cas = &mut self.certificate_authorities;
+        if cas.len() <= MAX_OUTCOMES_IN_ANSWER {
+            return None;
+        }
+        let rank = |o: &CaOutcome| match o.outcome {
+            _ if o.is_failure() => 0,
+            Outcome::Deferred { .. } => 1,
+            _ => 2,
+        };
+        cas.sort_by_key(rank);
+        let all = cas.clone();
+        self.certificate_authorities_omitted = cas.len() - MAX_OUTCOMES_IN_ANSWER;
+        cas.truncate(MAX_OUTCOMES_IN_ANSWER);
+        Some(all)
     }
 
     /// Whether trying the run again soon could do more: an account not entered or an
@@ -190,6 +238,8 @@ mod tests {
             region_errors: vec![],
             fanned_out: vec![],
             certificate_authorities: cas,
+            certificate_authorities_omitted: 0,
+            outcomes_key: None,
         };
         let for_good = [
             "AuditReportFailed",
@@ -214,5 +264,61 @@ mod tests {
         assert!(summary(vec![], vec![error("AssumeRoleFailed")]).retry_would_help());
         let outside = summary(vec![], vec![error("AccountNotAudited")]);
         assert!(!outside.retry_would_help());
+    }
+
+    #[test]
+    fn a_run_too_large_for_its_answer_keeps_the_problems_and_gives_back_the_rest() {
+        let ca = |i: usize, outcome| CaOutcome {
+            certificate_authority_arn: format!("arn:{i:05}"),
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+            outcome,
+            report: None,
+            rejected_objects: Vec::new(),
+        };
+        let skipped = || Outcome::Skipped {
+            reason: SkipReason::InsideWindow,
+            detail: "d".into(),
+            next_eligible_at: None,
+        };
+        let mut cas: Vec<CaOutcome> = (0..MAX_OUTCOMES_IN_ANSWER + 10)
+            .map(|i| ca(i, skipped()))
+            .collect();
+        let last = cas.len() - 1;
+        cas[last].outcome = Outcome::Failed {
+            error_code: "AuditReportFailed".into(),
+            error_message: "m".into(),
+        };
+        cas[last - 1].outcome = Outcome::Deferred { detail: "d".into() };
+        let mut s = RunSummary {
+            run_id: "r".into(),
+            trigger: Trigger::Manual,
+            dry_run: false,
+            started_at: Timestamp::from_epoch_seconds(1),
+            finished_at: Timestamp::from_epoch_seconds(2),
+            accounts: vec![],
+            regions: vec![],
+            counts: RunSummary::count(&cas),
+            account_errors: vec![],
+            region_errors: vec![],
+            fanned_out: vec![],
+            certificate_authorities: cas,
+            certificate_authorities_omitted: 0,
+            outcomes_key: None,
+        };
+        let all = s.cut_to_fit().expect("cut");
+        assert_eq!(all.len(), MAX_OUTCOMES_IN_ANSWER + 10);
+        assert_eq!(s.certificate_authorities.len(), MAX_OUTCOMES_IN_ANSWER);
+        assert_eq!(s.certificate_authorities_omitted, 10);
+        assert!(
+            s.certificate_authorities[0].is_failure(),
+            "the failed first"
+        );
+        assert!(matches!(
+            s.certificate_authorities[1].outcome,
+            Outcome::Deferred { .. }
+        ));
+        assert_eq!(s.counts.failed, 1, "the counts are of every CA");
+        assert_eq!(s.cut_to_fit(), None, "what fits is left alone");
     }
 }

@@ -442,3 +442,88 @@ async fn evidence_larger_than_a_part_arrives_whole_and_an_aborted_one_not_at_all
         .unwrap();
     assert!(uploads.uploads().is_empty(), "{:?}", uploads.uploads());
 }
+
+/// A month in which every report FAILED (a bucket policy broken for a month: a report every
+/// 30 minutes): each CA's failures in a row are one gap with their count, the answer stays
+/// small whatever the number of failures, and the manifest still lists every report.
+#[tokio::test]
+async fn a_month_of_failed_reports_is_one_gap_a_ca_and_the_answer_stays_small() {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    use futures::StreamExt;
+    const CAS: usize = 6;
+    const PER_DAY: u64 = 48;
+    let world = World::new().await;
+    let arns = world.seeded_arns(&[("ACTIVE", CAS)]);
+    let first = midnight_days_ago(32);
+    let bucket = &world.bucket;
+    let writes: Vec<WriteRequest> = arns
+        .iter()
+        .flat_map(|arn| {
+            let ca = CaArn::parse(arn).unwrap();
+            (0..31 * PER_DAY).map(move |i| {
+                let at = Timestamp::from_epoch_seconds(first + i * 1800 + 60);
+                let id = uuid::Uuid::new_v4().to_string();
+                let report = ReportRecord {
+                    s3_key: format!("{}{id}.json", report_prefix(&ca)),
+                    report_id: id,
+                    s3_bucket: bucket.clone(),
+                    format: ReportFormat::Json,
+                    requested_at: at,
+                    next_eligible_at: at,
+                    size_bytes: None,
+                    status: ReportStatus::Failed,
+                    recovered: false,
+                    pin: None,
+                };
+                let item = report_item::history_item(&ca, "seeded", &report, RETENTION);
+                let put = PutRequest::builder().set_item(Some(item)).build().unwrap();
+                WriteRequest::builder().put_request(put).build()
+            })
+        })
+        .collect();
+    let batches: Vec<Vec<WriteRequest>> = writes.chunks(25).map(<[_]>::to_vec).collect();
+    futures::stream::iter(batches.into_iter().map(|mut pending| {
+        let world = &world;
+        async move {
+            while !pending.is_empty() {
+                let out = (world.dynamodb.batch_write_item())
+                    .request_items(&world.table, pending)
+                    .send()
+                    .await
+                    .expect("batch write");
+                pending = (out.unprocessed_items)
+                    .and_then(|mut u| u.remove(&world.table))
+                    .unwrap_or_default();
+            }
+        }
+    }))
+    .buffer_unordered(8)
+    .collect::<Vec<()>>()
+    .await;
+
+    let services = world.services(Arc::new(SystemClock::default()));
+    let request = json!({"coverage": {"from": date(first), "to": date(first + 30 * DAY)}});
+    let answer = coverage(&services, request).await.expect("answered");
+    let size = answer.to_string().len();
+    assert!(size < 64 * 1024, "{size} bytes for {CAS} CAs");
+    for arn in &arns {
+        let failed: Vec<&Value> = ca(&answer, arn)["gaps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| g["kind"] == "failedReport")
+            .collect();
+        assert_eq!(failed.len(), 1, "{failed:#?}");
+        assert_eq!(failed[0]["failedReports"], 31 * PER_DAY);
+    }
+    assert_eq!(answer["counts"]["reports"], (CAS as u64) * 31 * PER_DAY);
+    let csv_key = answer["manifest"]["csvKey"].as_str().unwrap().to_owned();
+    let csv = object(&world, &csv_key).await;
+    let rows = csv.lines().filter(|l| l.starts_with("report,")).count();
+    assert_eq!(
+        rows as u64,
+        (CAS as u64) * 31 * PER_DAY,
+        "every report in the manifest"
+    );
+    assert!(csv.contains(&format!("{} FAILED reports in a row", 31 * PER_DAY)));
+}
