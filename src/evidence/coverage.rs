@@ -138,21 +138,16 @@ async fn read_one(
     Ok((reports, changed, in_period.len()))
 }
 
-/// Answers a coverage request: lists, reads each CA's history, computes gaps, writes the
-/// manifest as it goes, returns the summary. Nothing is left in the bucket of a request that
-/// fails half-way: the manifest's uploads are aborted.
-pub async fn answer(
+/// The answer before anything is read: the period, the threshold and where the manifest goes.
+fn empty_summary(
     services: &Services,
     request: &CoverageRequest,
     invocation: &Invocation,
-) -> Result<CoverageSummary, CoverageError> {
-    let threshold = services.settings.min_interval.duration() + services.settings.coverage_slack;
-    let now = services.clock.now();
-    let (listed_now, account_errors, region_errors) = listed(services, invocation).await;
-    let known = (services.ledger.windowed_cas().await).map_err(CoverageError::Ledger)?;
-    let all: BTreeSet<CaArn> = listed_now.iter().cloned().chain(known).collect();
+    now: Timestamp,
+    threshold: std::time::Duration,
+) -> CoverageSummary {
     let stem = request.manifest_stem();
-    let mut summary = CoverageSummary {
+    CoverageSummary {
         run_id: invocation.run_id.clone(),
         from: request.from,
         to: request.to,
@@ -168,7 +163,29 @@ pub async fn answer(
         certificate_authorities_omitted: 0,
         account_errors: Vec::new(),
         region_errors: Vec::new(),
-    };
+    }
+}
+
+/// Answers a coverage request: lists, reads each CA's history, computes gaps, writes the
+/// manifest as it goes, returns the summary. Nothing is left in the bucket of a request that
+/// fails half-way: the manifest's uploads are aborted.
+pub async fn answer(
+    services: &Services,
+    request: &CoverageRequest,
+    invocation: &Invocation,
+) -> Result<CoverageSummary, CoverageError> {
+    let threshold = services.settings.min_interval.duration() + services.settings.coverage_slack;
+    let now = services.clock.now();
+    let (listed_now, account_errors, region_errors) = listed(services, invocation).await;
+    // Each account-region's calls end within their timeouts, side by side; an organisation
+    // large enough to reach the cutoff anyway is a clear failure, not Lambda's timeout.
+    if !invocation.time_left() {
+        let listed = listed_now.len();
+        return Err(CoverageError::ListingDeadline { listed });
+    }
+    let known = (services.ledger.windowed_cas().await).map_err(CoverageError::Ledger)?;
+    let all: BTreeSet<CaArn> = listed_now.iter().cloned().chain(known).collect();
+    let mut summary = empty_summary(services, request, invocation, now, threshold);
     let head = ManifestHead {
         from: summary.from,
         generated_at: summary.generated_at,

@@ -182,6 +182,10 @@ pub enum CoverageError {
         "coverage: the invocation's deadline came after {read} of {total} CAs' histories were read; ask for a shorter period"
     )]
     Deadline { read: usize, total: usize },
+    #[error(
+        "coverage: the invocation's deadline came while the accounts and regions were listed ({listed} CAs listed); give the function more time or audit fewer account-regions per stack"
+    )]
+    ListingDeadline { listed: usize },
     #[error("coverage: the manifest could not be written to s3://{bucket}/{key}: {source}")]
     Manifest {
         bucket: String,
