@@ -184,7 +184,7 @@ async fn coverage_of_a_period_names_every_gap_and_writes_the_manifest() {
         b["gaps"],
         json!([
             {"kind": "noSuccess", "from": instant(from + 2 * DAY + HOUR), "to": instant(from + 5 * DAY + HOUR)},
-            {"kind": "failedReport", "from": instant(from + 3 * DAY + HOUR), "to": instant(from + 3 * DAY + HOUR)},
+            {"kind": "failedReport", "from": instant(from + 3 * DAY + HOUR), "to": instant(from + 3 * DAY + HOUR), "failedReports": 1},
         ])
     );
     let n = ca(&summary, never);
