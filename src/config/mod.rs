@@ -64,6 +64,9 @@ pub struct Settings {
     pub fan_out: Option<FanOut>,
     /// Read each SUCCESS report and count what it lists (needs s3:GetObject on the reports).
     pub read_reports: bool,
+    /// The budget of reading one report (READ_REPORTS): a larger report, or one whose reading
+    /// takes longer, stays SUCCESS unread, with a detail saying why, and is not read again.
+    pub read_budget: ReadBudget,
     /// How late after its window opens a CA may be requested: one period of the schedule.
     /// A coverage request calls a longer stretch than the interval plus this a gap.
     pub coverage_slack: Duration,
@@ -74,6 +77,14 @@ pub struct Settings {
     /// condition), so a mistyped or re-created bucket of someone else is refused, not written
     /// to. Unset: the function's own account.
     pub report_bucket_owner: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadBudget {
+    /// `READ_REPORTS_MAX_MIB`, default 256.
+    pub max_bytes: u64,
+    /// `READ_REPORTS_MAX_SECONDS`, default 60.
+    pub max_time: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +139,17 @@ impl Settings {
             scope: scope(&l)?,
             fan_out: fan_out(&l)?,
             read_reports: l.parsed("READ_REPORTS", false, boolean)?,
+            read_budget: ReadBudget {
+                max_bytes: l.parsed("READ_REPORTS_MAX_MIB", 256, whole_in(1..=10_240, MIB))?
+                    * 1_048_576,
+                max_time: l
+                    .parsed(
+                        "READ_REPORTS_MAX_SECONDS",
+                        60,
+                        whole_in(1..=600, READ_SECONDS),
+                    )
+                    .map(Duration::from_secs)?,
+            },
             coverage_slack: l
                 .parsed("COVERAGE_SLACK_MINUTES", 60, whole_in(0..=10_080, SLACK))
                 .map(|m| Duration::from_secs(m * 60))?,
@@ -145,6 +167,8 @@ const LEDGER_HINT: &str = "the DynamoDB table that holds each CA's window and re
 const BUCKET_HINT: &str = "the S3 bucket the audit reports are written to";
 const RETENTION: &str = "must be a whole number of days from 1 to 36500";
 const CONCURRENCY: &str = "must be a whole number from 1 to 64";
+const MIB: &str = "must be a whole number of MiB from 1 to 10240";
+const READ_SECONDS: &str = "must be a whole number of seconds from 1 to 600";
 // The template's default schedule, `rate(1 hour)`, is 60; a week at most.
 const SLACK: &str = "must be a whole number of minutes from 0 to 10080 (a week)";
 
@@ -344,6 +368,32 @@ mod tests {
             pairs.push((name, value));
             let e = settings(&pairs).unwrap_err().to_string();
             assert!(e.contains(name) && e.contains(says), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_reading_budget_has_defaults_and_refuses_nonsense() {
+        let s = settings(&BASE).unwrap();
+        assert_eq!(s.read_budget.max_bytes, 256 * 1_048_576);
+        assert_eq!(s.read_budget.max_time, Duration::from_secs(60));
+        let with = |name: &'static str, v: &'static str| {
+            let mut env = BASE.to_vec();
+            env.push((name, v));
+            settings(&env)
+        };
+        assert_eq!(
+            with("READ_REPORTS_MAX_MIB", "8")
+                .unwrap()
+                .read_budget
+                .max_bytes,
+            8 << 20
+        );
+        for (name, bad) in [
+            ("READ_REPORTS_MAX_MIB", "0"),
+            ("READ_REPORTS_MAX_SECONDS", "601"),
+        ] {
+            let e = with(name, bad).unwrap_err().to_string();
+            assert!(e.contains(name), "{e}");
         }
     }
 

@@ -144,7 +144,7 @@ pub(super) async fn run_and_report(
     let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into());
     println!("{}", summary.metrics_document(&function));
     if let Some(all) = summary.cut_to_fit() {
-        summary.outcomes_key = write_outcomes(services, &summary.run_id, &all).await;
+        summary.outcomes_key = Box::pin(write_outcomes(services, &summary.run_id, &all)).await;
     }
     summary
 }

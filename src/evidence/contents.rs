@@ -255,6 +255,9 @@ pub async fn read(
 
 /// How a SUCCESS report's detail starts when its contents could not be read.
 pub const UNREADABLE: &str = "the report is SUCCESS but could not be read";
+/// The detail of a SUCCESS report left unread: over the reading budget (READ_REPORTS_MAX_MIB,
+/// READ_REPORTS_MAX_SECONDS). It is not read again.
+pub const UNREAD: &str = "the report is SUCCESS but was not read";
 
 #[cfg(test)]
 mod tests {

@@ -145,6 +145,19 @@ impl RunContext<'_> {
             return check;
         }
         let services = self.services;
+        let budget = services.settings.read_budget;
+        let unread = |reason: String| ReportCheck {
+            detail: Some(format!("{}: {reason}", contents::UNREAD)),
+            limit: CheckLimit::Unreadable,
+            ..check.clone()
+        };
+        if check.size_bytes.is_some_and(|size| size > budget.max_bytes) {
+            let mib = check.size_bytes.unwrap_or(0) / 1_048_576;
+            let max = budget.max_bytes / 1_048_576;
+            return unread(format!(
+                "{mib} MiB is over READ_REPORTS_MAX_MIB ({max}); the report itself is in the bucket"
+            ));
+        }
         let read = async {
             let Some(format) = format_of_key(&pending.s3_key) else {
                 return Err(format!(
@@ -163,7 +176,14 @@ impl RunContext<'_> {
                 .await
                 .map_err(|e| e.to_string())
         };
-        match read.await {
+        let read = tokio::time::timeout(budget.max_time, read);
+        let Ok(read) = read.await else {
+            return unread(format!(
+                "reading took longer than READ_REPORTS_MAX_SECONDS ({} s)",
+                budget.max_time.as_secs()
+            ));
+        };
+        match read {
             Ok(contents) => ReportCheck {
                 contents: Some(contents),
                 ..check

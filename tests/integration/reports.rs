@@ -202,3 +202,41 @@ async fn a_report_that_cannot_be_parsed_is_a_clear_error_and_stays_success() {
         Some(ReportStatus::Success)
     );
 }
+
+/// Reading is held to its budget: a report whose reading takes longer than
+/// READ_REPORTS_MAX_SECONDS (S3 slow to give its body) stays SUCCESS, unread, saying why, and
+/// the run goes on.
+#[tokio::test]
+async fn a_report_over_the_reading_budget_stays_success_unread_and_says_why() {
+    let world = World::new().await;
+    world.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 0}));
+    let ca = ca_with_certificates(&world, 3, 0);
+    let arn = ca["arn"].as_str().unwrap();
+    let settings =
+        world.settings_with(&[("READ_REPORTS", "true"), ("READ_REPORTS_MAX_SECONDS", "1")]);
+    let services =
+        Services::new(settings, &world.sdk, support::clock()).with_create_period(Duration::ZERO);
+    // GetObject is S3's only GET in a run that finds nothing to recover.
+    let slow = support::fault(
+        json!({"service": "s3", "account_id": world.account_id, "operation": "GET",
+        "kind": "slow", "delay_ms": 2500, "rate": 1}),
+    );
+    let begun = std::time::Instant::now();
+    let summary = run(&services, &scheduled(), "slow-read").await;
+    support::clear_fault(&slow);
+    let report = &outcome_of(&summary, arn)["report"];
+    assert_eq!(report["status"], "SUCCESS", "{report:#}");
+    let detail = report["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("was not read") && detail.contains("READ_REPORTS_MAX_SECONDS"),
+        "{detail}"
+    );
+    assert!(report.get("contents").is_none());
+    assert!(begun.elapsed() < Duration::from_secs(20));
+    let history = world.history(arn).await;
+    assert_eq!(attr(&history[0], "status"), Some("SUCCESS"));
+    assert!(
+        !history[0].contains_key("certificates"),
+        "no counts of an unread report"
+    );
+}
