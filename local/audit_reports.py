@@ -674,12 +674,13 @@ def create_audit_report(backend: ACMPCABackend, arn: str, bucket_name: str, fmt:
     count = certificate_count(ca)
     if count > MAX_AUDITABLE_CERTIFICATES:
         raise LimitExceededException(arn, count)
-    # Which error a missing bucket gets on the create call is not documented; the service
-    # checks the caller's access to the bucket synchronously (seed API page), so the request
-    # is refused here as invalid arguments naming the bucket.
-    # Bucket names are global: the bucket may be another account's.
+    # A missing bucket: the API reference's ResourceNotFoundException is "A resource such as
+    # a private CA, S3 bucket, certificate, audit report, or policy cannot be found"
+    # (CreateCertificateAuthorityAuditReport, Errors). ASSUMED: the service finds out on the
+    # create call (it checks the caller's access to the bucket synchronously, seed API page),
+    # not only when it writes. Bucket names are global: the bucket may be another account's.
     if bucket_backend(bucket_name) is None:
-        raise InvalidArgsException(f"The S3 bucket {bucket_name} does not exist.")
+        raise ResourceNotFoundException(f"The S3 bucket {bucket_name} does not exist.")
     conf = settings.get(ca.account_id)
     report_id = str(uuid.uuid4())
     if caller is not None and conf["check_caller_write"]:

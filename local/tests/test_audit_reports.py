@@ -184,7 +184,7 @@ def test_missing_bucket_is_an_error_on_the_create_call(fast):
     ca = fast.seed(state="ACTIVE")[0]
     with pytest.raises(ClientError) as e:
         create(fast, ca["arn"], "no-such-bucket-here")
-    assert error_code(e) == "InvalidArgsException"
+    assert error_code(e) == "ResourceNotFoundException"
     assert "no-such-bucket-here" in e.value.response["Error"]["Message"]
 
 

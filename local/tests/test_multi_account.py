@@ -253,14 +253,14 @@ def test_deny_statement_wins(stack):
     assert report(outsider, bucket)[0] == "FAILED"
 
 
-def test_bucket_in_no_account_is_invalid_args(stack):
+def test_bucket_in_no_account_is_not_found(stack):
     member = fast(Account())
     ca = member.seed(state="ACTIVE")[0]
     with pytest.raises(ClientError) as e:
         member.pca.create_certificate_authority_audit_report(
             CertificateAuthorityArn=ca["arn"], S3BucketName="no-account-has-this-one", AuditReportResponseFormat="CSV"
         )
-    assert e.value.response["Error"]["Code"] == "InvalidArgsException"
+    assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
 
 
 def test_the_whole_round_through_the_member_role(stack):

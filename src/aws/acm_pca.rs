@@ -129,6 +129,10 @@ impl Refusal {
             Some("ThrottlingException" | "TooManyRequestsException" | "Throttling") => {
                 Self::Throttled
             }
+            // "A networking problem in your AWS environment caused the request to fail. Retry
+            // the request." (Private CA user guide, "Troubleshoot exception messages"): it may
+            // or may not have been carried out, so it is read as a lost answer.
+            Some("RequestFailedException") => Self::Ambiguous,
             Some("LimitExceededException") => Self::Limit,
             _ if ambiguous => Self::Ambiguous,
             _ => Self::Failed,
@@ -202,10 +206,14 @@ pub async fn request_report(
             if refused_the_callers_write(&error) {
                 error.message = format!("{}; {}", error.message, caller_write_hint(bucket));
             }
-            CreateRefused {
-                refusal: Refusal::of_create(&e, error.ambiguous),
-                error,
+            // "A resource such as a private CA, S3 bucket, ... cannot be found": the CA was
+            // listed a moment ago, so say which bucket was asked for.
+            if error.code == "ResourceNotFoundException" && !error.message.contains(bucket) {
+                error.message = format!("{} (report bucket: {bucket})", error.message);
             }
+            let refusal = Refusal::of_create(&e, error.ambiguous);
+            error.ambiguous |= refusal == Refusal::Ambiguous;
+            CreateRefused { refusal, error }
         })?;
     match (out.audit_report_id, out.s3_key) {
         (Some(id), Some(s3_key)) => Ok(AuditReport { id, s3_key }),
@@ -309,6 +317,11 @@ mod tests {
         assert_eq!(refusal("InvalidStateException", 400), Refusal::State);
         assert_eq!(refusal("ResourceNotFoundException", 400), Refusal::Failed);
         assert_eq!(refusal("AccessDeniedException", 400), Refusal::Failed);
+        assert_eq!(
+            refusal("RequestFailedException", 400),
+            Refusal::Ambiguous,
+            "retryable, and maybe carried out"
+        );
     }
 
     #[test]

@@ -31,7 +31,21 @@ pub fn parse_report_key(prefix: &str, key: &str) -> Option<(String, ReportFormat
     let name = key.strip_prefix(prefix)?;
     let format = format_of_key(name)?;
     let id = name.rsplit_once('.')?.0;
-    crate::domain::arn::is_lower_uuid(id).then(|| (id.to_owned(), format))
+    is_report_id(id).then(|| (id.to_owned(), format))
+}
+
+/// Whether `id` is shaped as the API says a report id is: "Pattern:
+/// `[a-z0-9]{8}-[a-z0-9]{4}-[a-z0-9]{4}-[a-z0-9]{4}-[a-z0-9]{12}`", 36 characters (API
+/// reference, DescribeCertificateAuthorityAuditReport, `AuditReportId`): lower-case letters
+/// and digits, not only a hex UUID.
+pub fn is_report_id(id: &str) -> bool {
+    let groups: Vec<&str> = id.split('-').collect();
+    groups.len() == 5
+        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| {
+            g.len() == n
+                && g.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
 }
 
 /// An object under a CA's report prefix, as the bucket lists it.
@@ -150,7 +164,6 @@ pub fn unrecorded(
     let mut found: Vec<FoundReport> = objects
         .iter()
         .filter(|o| o.written_at >= not_before && Some(o.key.as_str()) != known_key)
-        .filter(|o| o.size_bytes > 0)
         .filter_map(|o| {
             let (report_id, format) = parse_report_key(&prefix, &o.key)?;
             Some(FoundReport {
@@ -254,9 +267,18 @@ mod tests {
         assert_eq!(parse_report_key(&p, &format!("{p}{ID}.txt")), None);
         assert_eq!(parse_report_key(&p, &format!("{p}nested/{ID}.json")), None);
         assert_eq!(parse_report_key(&p, &format!("{p}not-a-uuid.json")), None);
-        // The one UUID check of the crate: the service's ids are lower-case, as CA ids are.
+        // The API's pattern: lower-case letters and digits, beyond hex.
         let upper = ID.to_uppercase();
         assert_eq!(parse_report_key(&p, &format!("{p}{upper}.json")), None);
+        let letters = "zz8e0c5a-3c6e-4a39-9f4e-7d1f2a3b4c5q";
+        assert_eq!(
+            parse_report_key(&p, &format!("{p}{letters}.json")),
+            Some((letters.to_owned(), ReportFormat::Json))
+        );
+        assert!(
+            !is_report_id("0b8e0c5a-3c6e-4a39-9f4e-7d1f2a3b4c5"),
+            "35 characters"
+        );
     }
 
     #[test]
@@ -279,11 +301,18 @@ mod tests {
         let ids = |found: Vec<FoundReport>| -> Vec<String> {
             found.into_iter().map(|f| f.report_id).collect()
         };
-        // The empty object is no report; the older one is within the clock skew of `since`.
-        assert_eq!(ids(unrecorded(&a, &objects, since, None)), [newer, older]);
+        // An empty object is a candidate too (the service may vouch for an empty report); the
+        // older one is within the clock skew of `since`.
+        assert_eq!(
+            ids(unrecorded(&a, &objects, since, None)),
+            [ID, newer, older]
+        );
         let known = format!("{p}{newer}.json");
-        assert_eq!(ids(unrecorded(&a, &objects, since, Some(&known))), [older]);
-        let late = Timestamp::from_epoch_seconds(2_100);
+        assert_eq!(
+            ids(unrecorded(&a, &objects, since, Some(&known))),
+            [ID, older]
+        );
+        let late = Timestamp::from_epoch_seconds(3_100);
         assert!(unrecorded(&a, &objects, late, Some(&known)).is_empty());
     }
 

@@ -170,7 +170,8 @@ pub fn still_creating(report: &PendingReport, detail: Option<String>) -> ReportC
 /// What DescribeCertificateAuthorityAuditReport's `status` and the object in the bucket mean
 /// together. `object_size` is the size of the object under exactly the report's key, `None`
 /// when there is none; it is only looked at for SUCCESS (`None` for the other statuses).
-/// SUCCESS counts only with a non-empty object: the evidence is the object, not the status.
+/// SUCCESS counts only with the object there: the evidence is the object, not the status (an
+/// empty object is an empty report, said so in its detail).
 pub fn check_of(
     arn: &CaArn,
     report: &PendingReport,
@@ -191,11 +192,13 @@ pub fn check_of(
         (Some(AuditReportStatus::Success), Some(size)) if size > 0 => {
             result(ReportStatus::Success, Some(size), None)
         }
+        // AWS does not document what a CA that signed nothing gets; the service says SUCCESS
+        // and the object is there: a report, empty, said so (and covering its window).
         (Some(AuditReportStatus::Success), Some(_)) => result(
-            ReportStatus::Failed,
+            ReportStatus::Success,
             Some(0),
             Some(format!(
-                "the service says SUCCESS but s3://{bucket}/{key} is empty"
+                "the report s3://{bucket}/{key} is empty (0 bytes): the service wrote no row"
             )),
         ),
         (Some(AuditReportStatus::Success), None) => result(
@@ -248,7 +251,7 @@ mod tests {
     }
 
     #[test]
-    fn a_report_is_success_only_with_a_non_empty_object() {
+    fn a_report_is_success_only_with_its_object_there() {
         let (a, p) = (arn(), pending());
         let success = Some(&AuditReportStatus::Success);
         let ok = check_of(&a, &p, success, Some(42));
@@ -259,7 +262,8 @@ mod tests {
         let empty = check_of(&a, &p, success, Some(0));
         assert_eq!(
             (empty.status, empty.size_bytes),
-            (ReportStatus::Failed, Some(0))
+            (ReportStatus::Success, Some(0)),
+            "an empty report is a report"
         );
         assert!(empty.detail.unwrap().contains("is empty"));
         let gone = check_of(&a, &p, success, None);
