@@ -585,7 +585,8 @@ def test_member_roles_are_the_only_roles_assumed(role_policies):
     statement = statement_by_sid(role_policies["audit-calls"], "AssumeMemberRoles")
     assert as_list(statement["Action"]) == ["sts:AssumeRole"]
     assert statement["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:iam::*:role/${MemberRoleName}"}
-    assert "Condition" not in statement
+    # Held to the audited accounts (tested by evaluation below).
+    assert statement["Condition"]
 
 
 def test_organization_discovery_is_read_only(role_policies):
@@ -822,6 +823,9 @@ def test_new_settings_defaults(template):
         ("AuditOrganizationalUnits", ["", "r-ab12", "ou-ab12-cdefgh34,r-ab12"],
          ["ou-ab12", "o-abcdefghij", "r-ab12,"]),
         ("OrganizationId", ["", "o-abcdefghij"], ["o-abc", "r-ab12"]),
+        # Split at the commas into aws:RequestedRegion: no spaces, no empty item.
+        ("AuditRegions", ["", "us-east-1", "us-east-1,eu-west-1", "us-gov-west-1", "eusc-de-east-1", "ap-southeast-2"],
+         ["us-east-1, eu-west-1", "us-east-1,", ",us-east-1", "US-EAST-1", "*", "us-*", "us-east-01"]),
         ("AuditCaTypes", ["ROOT", "SUBORDINATE", "ROOT,SUBORDINATE", "SUBORDINATE,ROOT"],
          ["", "ROOT,", "INTERMEDIATE"]),
         ("RequiredTags", ["", "env=prod", "env=prod,owner", "audit="], ["=prod", "env=prod,"]),
@@ -836,9 +840,7 @@ def test_parameter_patterns(template, parameter, good, bad):
 def test_organization_settings_are_enforced_by_rules(template):
     rules = template["Rules"]
     organization = rules["OrganizationNeedsItsId"]
-    assert {"Fn::Equals": [{"Ref": "AuditAccounts"}, "ORGANIZATION"]} in organization[
-        "RuleCondition"
-    ]["Fn::And"]
+    assert organization["RuleCondition"] == {"Fn::Equals": [{"Ref": "AuditAccounts"}, "ORGANIZATION"]}
     assert organization["Assertions"][0]["Assert"] == {
         "Fn::Not": [{"Fn::Equals": [{"Ref": "OrganizationId"}, ""]}]
     }
@@ -969,7 +971,7 @@ def test_every_queue_is_encrypted_and_tls_only(rendered):
         covered = set()
         for policy in (res for res in resources.values() if res["Type"] == "AWS::SQS::QueuePolicy"):
             props = policy["Properties"]
-            (deny,) = [s for s in statements(props["PolicyDocument"]) if s["Effect"] == "Deny"]
+            (deny,) = [s for s in statements(props["PolicyDocument"]) if s.get("Sid") == "DenyInsecureTransport"]
             assert deny["Principal"] == "*" and deny["Action"] == "sqs:*"
             assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
             listed = {q["Ref"] for q in props["Queues"]}
@@ -1509,7 +1511,7 @@ def test_rules_use_only_rule_functions(template, member_template):
         bad = [(where, fn) for where, fn in rule_functions(tpl) if fn not in RULE_FUNCTIONS]
         assert not bad, f"{name}: functions CloudFormation refuses in Rules: {bad}"
     # The walk does reach the rules' functions.
-    assert ("OrganizationNeedsItsId/RuleCondition", "Fn::And") in rule_functions(template)
+    assert ("ReservedConcurrencyLeavesRoomForFanOut/RuleCondition", "Fn::And") in rule_functions(template)
 
 
 def test_rule_function_check_catches_the_old_member_role_rule(tmp_path):
@@ -1539,7 +1541,7 @@ def test_member_role_trusts_the_account_of_the_central_role_arn(member_template)
     assert "CentralAccountId" not in member_template["Parameters"]
     pattern = re.compile(member_template["Parameters"]["CentralFunctionRoleArn"]["AllowedPattern"])
     for arn, account in [
-        ("arn:aws:iam::111122223333:role/pca-audit-scheduler-AuditFunctionRole-*", "111122223333"),
+        ("arn:aws:iam::111122223333:role/pca-audit-scheduler-AuditFunctionRole-AbC123", "111122223333"),
         ("arn:aws-us-gov:iam::444455556666:role/path/with/Role-AbC", "444455556666"),
     ]:
         assert pattern.fullmatch(arn), arn
@@ -1603,8 +1605,13 @@ def test_reserved_concurrency_must_exceed_fan_out_concurrency(template):
 
 def test_organization_rules_refuse_what_they_say(template):
     assert refused_by_rules(template, {"AuditAccounts": "ORGANIZATION"}) == ["OrganizationNeedsItsId"]
+    # Whatever the bucket: the role's sts:AssumeRole is held to the organization by its id.
     assert refused_by_rules(
         template, {"AuditAccounts": "ORGANIZATION", "ExistingReportBucketName": "evidence"}
+    ) == ["OrganizationNeedsItsId"]
+    assert refused_by_rules(
+        template, {"AuditAccounts": "ORGANIZATION", "OrganizationId": "o-abcdefghij",
+                   "ExistingReportBucketName": "evidence"}
     ) == []
     assert refused_by_rules(template, {"AuditOrganizationalUnits": "r-ab12"}) == [
         "OrganizationalUnitsNeedTheOrganization"

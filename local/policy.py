@@ -8,12 +8,30 @@ https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-l
 Supported: Principal / NotPrincipal, Action / NotAction, Resource / NotResource with `*` and
 `?` wildcards; condition operators String(Not)Equals, String(Not)EqualsIgnoreCase,
 String(Not)Like, Arn(Not)Equals, Arn(Not)Like, Bool, each with `IfExists`, the `ForAnyValue:` /
-`ForAllValues:` qualifiers on single-valued keys, and `Null`. A negated operator holds for a
-key the request lacks (IAM user guide, "IAM JSON policy elements: Condition operators": "If
-the policy condition requires that the key is not matched, such as StringNotLike or
-ArnNotLike, and the right key is not present, the condition is true"). Condition keys are matched
-without regard to case, as IAM does. An operator not listed makes its statement not apply
-(for an Allow: no access; for a Deny: no denial), and the stack says so in its log.
+`ForAllValues:` set operators, and `Null`. A negated operator holds for a key the request lacks
+(IAM user guide, "IAM JSON policy elements: Condition operators": "If the policy condition
+requires that the key is not matched, such as StringNotLike or ArnNotLike, and the right key is
+not present, the condition is true"). Condition keys are matched without regard to case, as IAM
+does. An operator not listed makes its statement not apply (for an Allow: no access; for a
+Deny: no denial), and the stack says so in its log.
+
+A context value may be a list: a multivalued key such as `aws:ResourceOrgPaths` (the account's
+paths `o-…/r-…/ou-…/`). With a set operator (IAM user guide, "Set operators for multivalued
+context keys",
+https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-single-vs-multi-valued-context-keys.html):
+`ForAnyValue:` holds if at least one value of the request passes the operator (a negated
+operator: one value matches none of the policy's), and is false for a key the request lacks or
+that is empty; `ForAllValues:` holds if every value passes, and is true for a key absent or
+empty ("a condition operator modified by ForAllValues returns true, and a condition operator
+modified by ForAnyValue returns false"). A single-valued key is a set of one. Without a set
+operator a list is matched if any value matches (ASSUMED: IAM says to use a set operator with
+a multivalued key, and the template always does).
+
+Keys are whatever the caller puts in the context; the template's grants use `aws:SourceAccount`,
+`aws:SourceArn`, `aws:SourceOrgID`, `aws:PrincipalArn`, `aws:PrincipalAccount`,
+`aws:PrincipalOrgID`, `aws:PrincipalServiceName`, `aws:SecureTransport`,
+`aws:RequestedRegion`, `aws:ResourceAccount`, `aws:ResourceOrgID` (single-valued) and
+`aws:ResourceOrgPaths` (multivalued) (IAM user guide, "AWS global condition context keys").
 """
 
 import json
@@ -96,7 +114,7 @@ def condition_holds(block, context: dict) -> bool:
     for operator, tests in block.items():
         if not isinstance(tests, dict):
             return False
-        base = operator.split(":", 1)[1] if operator.startswith(("ForAnyValue:", "ForAllValues:")) else operator
+        qualifier, base = operator.split(":", 1) if operator.startswith(("ForAnyValue:", "ForAllValues:")) else (None, operator)
         if_exists = base.endswith("IfExists")
         if if_exists:
             base = base[: -len("IfExists")]
@@ -113,15 +131,32 @@ def condition_holds(block, context: dict) -> bool:
             return False
         for key, wanted in tests.items():
             have = known.get(key.lower())
+            values = [str(h) for h in as_list(have) if str(h) != ""] if qualifier else as_list(have)
+            if qualifier and not values:
+                # Set operators on a key absent or empty: ForAllValues true, ForAnyValue false.
+                if qualifier == "ForAllValues" or if_exists:
+                    continue
+                return False
             if have is None:
                 # A key the request does not carry: false for a positive test, true for a
                 # negated one, and true with IfExists.
                 if if_exists or negated:
                     continue
                 return False
-            hit = any(compare(str(w), str(h)) for w in as_list(wanted) for h in as_list(have))
-            if hit == negated:
-                return False
+
+            def passes(value) -> bool:
+                return any(compare(str(w), str(value)) for w in as_list(wanted)) != negated
+
+            if qualifier == "ForAllValues":
+                if not all(passes(v) for v in values):
+                    return False
+            elif qualifier == "ForAnyValue":
+                if not any(passes(v) for v in values):
+                    return False
+            else:
+                hit = any(compare(str(w), str(h)) for w in as_list(wanted) for h in values)
+                if hit == negated:
+                    return False
     return True
 
 

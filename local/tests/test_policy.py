@@ -82,3 +82,86 @@ def test_bool_and_negated_operators_on_absent_keys():
     callers = {**deny, "Condition": {**deny["Condition"], "ArnNotLike": {"aws:PrincipalArn": "arn:aws:iam::*:role/Caller"}}}
     assert verdict([allow(Principal="*"), callers], {**CTX, "aws:PrincipalArn": "arn:aws:iam::1:role/Caller"}) == "Allow"
     assert verdict([allow(Principal="*"), callers], {**CTX, "aws:PrincipalArn": "arn:aws:iam::1:role/Admin"}) == "Deny"
+
+
+# --- identity policies: the keys the function role's and member role's grants use ----------
+
+ROLE = "arn:aws:iam::111111111111:role/PcaAuditSchedulerMember"
+PATHS = ["o-abcdefghij/r-ab12/ou-ab12-cdefgh34/ou-ab12-nested12/"]
+
+
+def identity(condition, context, action="sts:AssumeRole", resource=ROLE):
+    doc = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": action, "Resource": "arn:aws:iam::*:role/*", "Condition": condition}]}
+    return policy.evaluate(json.dumps(doc), action=action, resource=resource, principal=None, context=context)
+
+
+def test_resource_account_and_requested_region_are_single_valued_string_keys():
+    accounts = {"StringEquals": {"aws:ResourceAccount": ["111111111111", "222222222222"]}}
+    assert identity(accounts, {"aws:ResourceAccount": "111111111111"}) == "Allow"
+    assert identity(accounts, {"aws:ResourceAccount": "333333333333"}) is None
+    assert identity(accounts, {}) is None  # key absent: a positive test fails
+    regions = {"StringEquals": {"aws:RequestedRegion": ["us-east-1", "eu-west-1"]}}
+    assert identity(regions, {"aws:RequestedRegion": "eu-west-1"}) == "Allow"
+    assert identity(regions, {"aws:RequestedRegion": "eu-west-2"}) is None
+
+
+def test_resource_org_paths_for_any_value_string_like():
+    """The template's shape: aws:ResourceOrgID pinned, and */<ou or root>/* over the paths."""
+    under = {"StringEquals": {"aws:ResourceOrgID": "o-abcdefghij"},
+             "ForAnyValue:StringLike": {"aws:ResourceOrgPaths": ["*/ou-ab12-cdefgh34/*", "*/r-zz99/*"]}}
+    ctx = {"aws:ResourceOrgID": "o-abcdefghij", "aws:ResourceOrgPaths": PATHS}
+    assert identity(under, ctx) == "Allow"  # a nested OU of the one named
+    assert identity(under, {**ctx, "aws:ResourceOrgPaths": ["o-abcdefghij/r-ab12/ou-ab12-cdefgh34/"]}) == "Allow"
+    assert identity(under, {**ctx, "aws:ResourceOrgPaths": ["o-abcdefghij/r-zz99/"]}) == "Allow"  # a root
+    assert identity(under, {**ctx, "aws:ResourceOrgPaths": ["o-abcdefghij/r-ab12/ou-ab12-other999/"]}) is None
+    # Slashes delimit the ids: an id that only ends with the one named does not match.
+    assert identity(under, {**ctx, "aws:ResourceOrgPaths": ["o-abcdefghij/r-ab12/xou-ab12-cdefgh34/"]}) is None
+    assert identity(under, {**ctx, "aws:ResourceOrgID": "o-zzzzzzzzzz"}) is None  # same path, other org
+    # An account in no organization carries neither key.
+    assert identity(under, {}) is None
+    # Any one of several values is enough.
+    assert identity(under, {**ctx, "aws:ResourceOrgPaths": ["o-x/r-1/", PATHS[0]]}) == "Allow"
+
+
+@pytest.mark.parametrize(
+    ("operator", "values", "expected"),
+    [
+        # ForAnyValue: one value passing is enough; absent or empty is false.
+        ("ForAnyValue:StringLike", ["a/x/", "b/y/"], True),
+        ("ForAnyValue:StringLike", ["b/y/"], False),
+        ("ForAnyValue:StringLike", [], False),
+        ("ForAnyValue:StringLike", None, False),
+        ("ForAnyValue:StringLike", [""], False),
+        # ForAllValues: every value must pass; absent or empty is true.
+        ("ForAllValues:StringLike", ["a/x/", "a/z/"], True),
+        ("ForAllValues:StringLike", ["a/x/", "b/y/"], False),
+        ("ForAllValues:StringLike", [], True),
+        ("ForAllValues:StringLike", None, True),
+        # Negated under a set operator: a value matching none of the policy's.
+        ("ForAnyValue:StringNotLike", ["a/x/", "b/y/"], True),
+        ("ForAnyValue:StringNotLike", ["a/x/"], False),
+        ("ForAllValues:StringNotLike", ["b/y/", "c/"], True),
+        ("ForAllValues:StringNotLike", ["b/y/", "a/x/"], False),
+        ("ForAnyValue:StringEquals", ["a/x/"], False),  # equals: the * is literal
+    ],
+)
+def test_set_operators_on_a_multivalued_key(operator, values, expected):
+    condition = {operator: {"aws:ResourceOrgPaths": "a/*"}}
+    got = identity(condition, {"aws:ResourceOrgPaths": values})
+    assert (got == "Allow") is expected
+
+
+def test_a_deny_unless_the_principal_is_the_function_role():
+    """The fan-out queue's shape: Deny sqs:SendMessage to "*" with ArnNotEquals aws:PrincipalArn."""
+    fn = "arn:aws:iam::111111111111:role/AuditFunctionRole"
+    doc = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Principal": "*", "Action": "sqs:SendMessage", "Resource": "arn:aws:sqs:us-east-1:111111111111:q",
+         "Condition": {"ArnNotEquals": {"aws:PrincipalArn": fn}}}]})
+
+    def verdict_for(arn):
+        return policy.evaluate(doc, action="sqs:SendMessage", resource="arn:aws:sqs:us-east-1:111111111111:q",
+                               principal=lambda block: block == "*", context={"aws:PrincipalArn": arn})
+
+    assert verdict_for(fn) is None
+    assert verdict_for("arn:aws:iam::111111111111:role/Admin") == "Deny"
+    assert verdict_for(None) == "Deny"  # no principal ARN (a service): denied too

@@ -484,3 +484,24 @@ def test_the_stacks_s3_refuses_any_clients_write_under_audit_report_with_the_pol
     ca = fast.seed(state="ACTIVE", issued=1)[0]
     status, keys = report_status(fast, ca["arn"], bucket)
     assert status == "SUCCESS" and any(k.startswith("audit-report/") for k in keys)
+
+
+def test_the_member_role_lets_in_the_exact_function_role_only(stack, template, member_template):
+    """member-role.yaml's trust, deployed with the exact CentralFunctionRoleArn its pattern now
+    requires, through the stack's STS (trust policies enforced for assumed-role sessions): the
+    central function's role gets in; another role of the central account does not."""
+    central, member = Account(), Account()
+    function_role = f"arn:aws:iam::{central.id}:role/AuditFunctionRole"
+    resources = deploy(member_template, member.id, member.region,
+                       {"ReportBucketName": "central-evidence", "CentralFunctionRoleArn": function_role})
+    props = resources["MemberRole"]["Properties"]
+    member.client("iam").create_role(RoleName=props["RoleName"], AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]))
+    target = f"arn:aws:iam::{member.id}:role/{props['RoleName']}"
+
+    def assume(session):
+        return session.client("sts", region_name=central.region).assume_role(RoleArn=target, RoleSessionName="audit")
+
+    assert assume(role_session(central, "AuditFunctionRole", {}))["Credentials"]["AccessKeyId"]
+    with pytest.raises(ClientError) as e:
+        assume(role_session(central, "AuditFunctionRole-Other", {}))
+    assert e.value.response["Error"]["Code"] == "AccessDenied"
