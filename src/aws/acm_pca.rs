@@ -141,10 +141,12 @@ impl Refusal {
 }
 
 /// What a `Limit` refusal most likely means, for the CA's failure message.
-pub const LIMIT_CAUSE: &str = "the service refuses this CA's audit reports with a limit: \
-    AWS Private CA makes no audit report for a CA that has issued more than 100 million \
-    certificates (Private CA user guide, audit reports and the CreateCertificateAuthorityAuditReport \
-    Java sample); this will not pass by itself";
+pub const LIMIT_CAUSE: &str = "the service refuses this CA's audit report with a limit, \
+    which means one of two things: AWS Private CA makes no audit report for a CA that has issued \
+    more than 100 million certificates (Private CA user guide, audit reports and the \
+    CreateCertificateAuthorityAuditReport Java sample), which will not pass by itself; or a \
+    report of this CA was already requested in the last 30 minutes (outside this function, \
+    which had none on record), which passes once they are over";
 
 /// The create refused because its caller may not write to the bucket: "If the IAM principal
 /// making the call does not have permission to write to the bucket, then an exception is

@@ -64,10 +64,18 @@ pub(super) fn verdict(
             );
             release(Outcome::Deferred { detail }, None, None)
         }
-        Refusal::Limit => {
-            let message = format!("{}: {}", acm_pca::LIMIT_CAUSE, e.message);
-            release(failed(&e.code, message.clone()), Some(message), None)
-        }
+        // Two readings (Private CA user guide, audit reports): a CA past 100 million
+        // certificates (documented), or "too soon" under another code (which code a second
+        // create inside 30 minutes gets is not documented). After a create accepted or lost
+        // in this CA's last 30 minutes, the second is the likely one: that report is looked
+        // for, as for RequestInProgressException.
+        Refusal::Limit => match lost_at.or(unrecorded) {
+            Some(since) => Verdict::FindLost(since),
+            None => {
+                let message = format!("{}: {}", acm_pca::LIMIT_CAUSE, e.message);
+                release(failed(&e.code, message.clone()), Some(message), None)
+            }
+        },
         // Every attempt's answer lost (or a certain refusal after one was): the service may
         // hold a report all the same. Look for it first; failing that, the next claim will.
         Refusal::Ambiguous | Refusal::Failed => {
@@ -177,11 +185,6 @@ mod tests {
         assert!(matches!(then, Outcome::Deferred { .. }));
         assert_eq!((kept, next), (None, None));
         // The certificate limit: a failure naming the cause, every run.
-        let (then, _, next, _) = release(verdict_of("LimitExceededException", false, None));
-        assert!(
-            matches!(&then, Outcome::Failed { error_message, .. } if error_message.contains("100 million"))
-        );
-        assert_eq!(next, None);
         // Every answer lost: failed, after a look in the bucket since the first.
         let (then, _, _, look) = release(verdict_of("InternalFailure", true, Some(t(9_000))));
         assert!(matches!(then, Outcome::Failed { .. }));
@@ -190,5 +193,28 @@ mod tests {
         let (then, kept, _, look) = release(verdict_of("AccessDeniedException", false, None));
         assert!(matches!(then, Outcome::Failed { .. }));
         assert_eq!((kept.as_deref(), look), (Some("said"), None));
+    }
+
+    #[test]
+    fn a_limit_has_two_readings() {
+        let day = Interval::new(Duration::from_secs(86_400)).unwrap();
+        let limit = error("LimitExceededException", false);
+        match verdict(&limit, t(10_000), None, None, day) {
+            Verdict::Release {
+                then: Outcome::Failed { error_message, .. },
+                next: None,
+                ..
+            } => assert!(
+                error_message.contains("100 million") && error_message.contains("30 minutes"),
+                "{error_message}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // After a create accepted or lost in the CA's last 30 minutes: "too soon", so that
+        // report is looked for.
+        let lost = verdict(&limit, t(10_000), Some(t(9_990)), None, day);
+        assert_eq!(lost, Verdict::FindLost(t(9_990)));
+        let earlier = verdict(&limit, t(10_000), None, Some(t(9_000)), day);
+        assert_eq!(earlier, Verdict::FindLost(t(9_000)));
     }
 }
