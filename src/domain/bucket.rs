@@ -1,6 +1,8 @@
 //! The report bucket as the service fills it: the key scheme it writes reports under, the
 //! objects found there, and whether the service made an object (only then is it evidence).
 
+use std::collections::HashMap;
+
 use aws_sdk_acmpca::types::AuditReportStatus;
 use serde::Serialize;
 
@@ -96,16 +98,23 @@ impl EvidenceChange {
     }
 }
 
-/// What the bucket's versions of `key` say of the recorded `pin`: `None` when the recorded
-/// version is there, unchanged as far as the listing tells, and still the current one. A
-/// report recorded without a version id (before pins were kept, or a bucket without
-/// versioning) is held to the current version, and to its ETag when one was recorded.
-pub fn listed_change(
-    key: &str,
-    pin: &ObjectPin,
-    versions: &[ListedVersion],
-) -> Option<EvidenceChange> {
-    let of_key: Vec<&ListedVersion> = versions.iter().filter(|v| v.key == key).collect();
+/// The listed versions by key, each key's in the order listed: built once per CA, so that
+/// each report looks at its own key's versions only (one pass over the listing, not one per
+/// report: an hourly CA's year is 8,760 reports and as many versions).
+pub fn versions_by_key(versions: &[ListedVersion]) -> HashMap<&str, Vec<&ListedVersion>> {
+    let mut by_key: HashMap<&str, Vec<&ListedVersion>> = HashMap::new();
+    for v in versions {
+        by_key.entry(v.key.as_str()).or_default().push(v);
+    }
+    by_key
+}
+
+/// What the versions of a report's key (`of_key`, from `versions_by_key`) say of its recorded
+/// `pin`: `None` when the recorded version is there, unchanged as far as the listing tells,
+/// and still the current one. A report recorded without a version id (before pins were kept,
+/// or a bucket without versioning) is held to the current version, and to its ETag when one
+/// was recorded.
+pub fn listed_change(pin: &ObjectPin, of_key: &[&ListedVersion]) -> Option<EvidenceChange> {
     let latest = of_key.iter().find(|v| v.is_latest);
     if of_key.iter().all(|v| v.delete_marker) {
         return Some(if of_key.is_empty() {
@@ -375,7 +384,10 @@ mod tests {
             checksum: Some("CRC64NVME:AAAA".into()),
         };
         let v1 = version("v1", "\"e1\"", true, false);
-        let change = |versions: &[ListedVersion]| listed_change("k", &pin, versions);
+        let change = |versions: &[ListedVersion]| {
+            let by_key = versions_by_key(versions);
+            listed_change(&pin, by_key.get("k").map_or(&[][..], Vec::as_slice))
+        };
         assert_eq!(change(std::slice::from_ref(&v1)), None, "untouched");
         assert_eq!(change(&[]), Some(EvidenceChange::Missing));
         let old = version("v1", "\"e1\"", false, false);
@@ -407,10 +419,10 @@ mod tests {
     fn an_unpinned_report_is_held_to_the_current_version() {
         let unpinned = ObjectPin::default();
         let current = version("null", "\"e\"", true, false);
-        assert_eq!(listed_change("k", &unpinned, &[current]), None);
+        assert_eq!(listed_change(&unpinned, &[&current]), None);
         let marker = version("m", "", true, true);
         assert_eq!(
-            listed_change("k", &unpinned, &[marker]),
+            listed_change(&unpinned, &[&marker]),
             Some(EvidenceChange::Deleted)
         );
         let etag_only = ObjectPin {
@@ -419,7 +431,7 @@ mod tests {
         };
         let rewritten = version("null", "\"x\"", true, false);
         assert_eq!(
-            listed_change("k", &etag_only, &[rewritten]),
+            listed_change(&etag_only, &[&rewritten]),
             Some(EvidenceChange::EtagDiffers)
         );
     }

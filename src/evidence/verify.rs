@@ -19,7 +19,7 @@ use super::HistoryReport;
 use crate::aws::ServiceError;
 use crate::aws::s3::{self, Store};
 use crate::domain::arn::CaArn;
-use crate::domain::bucket::{EvidenceChange, listed_change, report_prefix};
+use crate::domain::bucket::{EvidenceChange, listed_change, report_prefix, versions_by_key};
 use crate::domain::report::ReportStatus;
 
 /// HeadObject calls in flight at once for one CA (16 CAs are read side by side).
@@ -55,10 +55,12 @@ pub async fn changed_reports(
         return Ok(HashMap::new());
     }
     let versions = s3::list_versions(store, bucket, &report_prefix(arn)).await?;
+    let by_key = versions_by_key(&versions);
     let mut changed = HashMap::new();
     let mut to_head = Vec::new();
     for r in success {
-        match listed_change(&r.s3_key, &r.pin, &versions) {
+        let of_key = by_key.get(r.s3_key.as_str()).map_or(&[][..], Vec::as_slice);
+        match listed_change(&r.pin, of_key) {
             Some(change) => {
                 changed.insert(r.report_id.clone(), change);
             }
