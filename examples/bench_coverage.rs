@@ -218,6 +218,16 @@ fn year_request(first_day: u64, today: u64, verify_objects: bool) -> CoverageReq
 /// Times one coverage request in-process, as the handler answers it, with a 900 s deadline;
 /// the calls and the peak memory are the request's alone.
 async fn timed(services: &Services, request: &CoverageRequest) -> Timed {
+    try_timed(services, request)
+        .await
+        .expect("coverage answered")
+}
+
+/// `timed`, with the request's error when it could not be answered.
+async fn try_timed(
+    services: &Services,
+    request: &CoverageRequest,
+) -> Result<Timed, pca_audit_scheduler::evidence::CoverageError> {
     let invocation = Invocation {
         run_id: "bench-coverage".into(),
         deadline: tokio::time::Instant::now() + DEADLINE,
@@ -230,17 +240,15 @@ async fn timed(services: &Services, request: &CoverageRequest) -> Timed {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let floor = status_mib("VmRSS:");
     let started = Instant::now();
-    let summary = coverage::answer(services, request, &invocation)
-        .await
-        .expect("coverage answered");
+    let summary = coverage::answer(services, request, &invocation).await?;
     let secs = started.elapsed().as_secs_f64();
-    Timed {
+    Ok(Timed {
         summary,
         secs,
         calls: calls(),
         peak: peak_mib(),
         floor,
-    }
+    })
 }
 
 /// " (scaled by N)" and " (debug build)", as they apply.
@@ -492,6 +500,20 @@ fn extrapolation(list_per_ca: f64) -> String {
 /// Row 9b: a year of daily reports, each an object in a versioned bucket and pinned on its
 /// history item, some changed; one coverage request of the year with and one without
 /// verifyObjects, both timed, the first's calls counted.
+/// Row 9b when the request could not be answered: what it said. Against moto this is what the
+/// function's 9 s operation timeout meets: moto's ListObjectVersions copies every version of
+/// the bucket for each call, and with 16 CAs listed at once one call passes 9 s.
+fn not_completed(cas: usize, scale: usize, objects: usize, e: &impl std::fmt::Display) -> Measured {
+    let row = format!(
+        "| 9b. Coverage of a year with verifyObjects: {cas} CAs × {DAYS} daily reports, each an object in a versioned bucket{} | did not complete against moto: {e} | < 900 s, every CA answered, every change found, peak memory < 128 MiB | no |\n",
+        build_note(scale)
+    );
+    let details = format!(
+        "- **9b** ({objects} versions in moto's bucket): the request failed as above; moto's ListObjectVersions copies every version of the bucket for each call, so with 16 CAs listed side by side a call takes longer than the function's 9 s operation timeout (aws::timeouts). A limit of the emulator: S3 answers a page of 1,000 versions in well under a second (not measured here)\n"
+    );
+    Measured { row, details }
+}
+
 async fn row_9b(first_day: u64, today: u64) -> Measured {
     let scale = verify_scale();
     let cas = CAS / scale;
@@ -506,7 +528,10 @@ async fn row_9b(first_day: u64, today: u64) -> Measured {
     let settings = world.settings_with(&[("MIN_INTERVAL_MINUTES", "1440")]);
     let services = Services::new(settings, &world.sdk, Arc::new(SystemClock::default()));
     let without = timed(&services, &year_request(first_day, today, false)).await;
-    let t = timed(&services, &year_request(first_day, today, true)).await;
+    let t = match try_timed(&services, &year_request(first_day, today, true)).await {
+        Ok(t) => t,
+        Err(e) => return not_completed(cas, scale, objects, &e),
+    };
     let c = &t.summary.counts;
     let lists = t.calls.get("s3: GET").copied().unwrap_or(0);
     let heads = t.calls.get("s3: HEAD").copied().unwrap_or(0);
