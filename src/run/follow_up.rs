@@ -55,6 +55,25 @@ async fn look(
     Ok(ReportCheck { pin, ..check })
 }
 
+/// A SUCCESS report left unread, and why: it is not read again.
+fn unread(check: &ReportCheck, reason: String) -> ReportCheck {
+    ReportCheck {
+        detail: Some(format!("{}: {reason}", contents::UNREAD)),
+        limit: CheckLimit::Unreadable,
+        ..check.clone()
+    }
+}
+
+/// Why a report is too large to read within the budget, if it is.
+fn over_size(check: &ReportCheck, budget: &crate::config::ReadBudget) -> Option<String> {
+    let size = check.size_bytes.filter(|size| *size > budget.max_bytes)?;
+    Some(format!(
+        "{} MiB is over READ_REPORTS_MAX_MIB ({}); the report itself is in the bucket",
+        size / 1_048_576,
+        budget.max_bytes / 1_048_576
+    ))
+}
+
 impl RunContext<'_> {
     /// Reports of earlier runs not yet seen to end are followed up first: a FAILED one
     /// reopens its CA's window, which may make the CA due again in this very run.
@@ -146,17 +165,9 @@ impl RunContext<'_> {
         }
         let services = self.services;
         let budget = services.settings.read_budget;
-        let unread = |reason: String| ReportCheck {
-            detail: Some(format!("{}: {reason}", contents::UNREAD)),
-            limit: CheckLimit::Unreadable,
-            ..check.clone()
-        };
-        if check.size_bytes.is_some_and(|size| size > budget.max_bytes) {
-            let mib = check.size_bytes.unwrap_or(0) / 1_048_576;
-            let max = budget.max_bytes / 1_048_576;
-            return unread(format!(
-                "{mib} MiB is over READ_REPORTS_MAX_MIB ({max}); the report itself is in the bucket"
-            ));
+        let unread = |reason: String| unread(&check, reason);
+        if let Some(reason) = over_size(&check, &budget) {
+            return unread(reason);
         }
         let read = async {
             let Some(format) = format_of_key(&pending.s3_key) else {
