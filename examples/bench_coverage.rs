@@ -32,7 +32,7 @@ use pca_audit_scheduler::domain::arn::CaArn;
 use pca_audit_scheduler::domain::bucket::{
     ListedVersion, listed_change, report_prefix, versions_by_key,
 };
-use pca_audit_scheduler::domain::report::{ObjectPin, ReportFormat, ReportStatus};
+use pca_audit_scheduler::domain::report::{ObjectPin, ReportFormat, ReportStatus, checksum_text};
 use pca_audit_scheduler::domain::request::CoverageRequest;
 use pca_audit_scheduler::domain::time::Timestamp;
 use pca_audit_scheduler::evidence::{CoverageSummary, coverage};
@@ -366,15 +366,13 @@ async fn put_object(world: &World, key: &str, body: String) -> PutObjectOutput {
 
 /// The pin the PutObject answer gives: its version, ETag and checksum.
 fn pin_of(out: &PutObjectOutput) -> ObjectPin {
-    let checksum = [
+    let checksum = checksum_text([
         ("CRC64NVME", out.checksum_crc64_nvme()),
         ("CRC32", out.checksum_crc32()),
         ("CRC32C", out.checksum_crc32_c()),
         ("SHA256", out.checksum_sha256()),
         ("SHA1", out.checksum_sha1()),
-    ]
-    .into_iter()
-    .find_map(|(algorithm, value)| value.map(|v| format!("{algorithm}:{v}")));
+    ]);
     ObjectPin {
         version_id: out.version_id().map(str::to_owned),
         etag: out.e_tag().map(str::to_owned),

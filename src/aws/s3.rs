@@ -19,7 +19,7 @@ use aws_sdk_s3::types::ChecksumMode;
 use crate::aws::ServiceError;
 use crate::domain::bucket::{ListedObject, ListedVersion};
 use crate::domain::code::Code;
-use crate::domain::report::{ObjectPin, SeenObject};
+use crate::domain::report::{ObjectPin, SeenObject, checksum_text};
 use crate::domain::time::Timestamp;
 
 /// The S3 client, and the account every bucket it is pointed at must belong to.
@@ -148,15 +148,13 @@ pub async fn report_object(
         }
         Err(e) => return Err(ServiceError::from_sdk(&e)),
     };
-    let checksum = [
+    let checksum = checksum_text([
         ("CRC64NVME", out.checksum_crc64_nvme()),
         ("CRC32", out.checksum_crc32()),
         ("CRC32C", out.checksum_crc32_c()),
         ("SHA256", out.checksum_sha256()),
         ("SHA1", out.checksum_sha1()),
-    ]
-    .into_iter()
-    .find_map(|(algorithm, value)| value.map(|v| format!("{algorithm}:{v}")));
+    ]);
     Ok(Some(SeenObject {
         size_bytes: out.content_length().unwrap_or(0).max(0) as u64,
         pin: ObjectPin {

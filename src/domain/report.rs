@@ -42,6 +42,16 @@ pub struct ObjectPin {
     pub checksum: Option<String>,
 }
 
+/// The checksum S3 answered for an object, as a pin keeps it (`ALGORITHM:base64`): the first
+/// of the algorithms it gave, in this order. S3 keeps one per object.
+pub fn checksum_text<'a>(
+    answered: impl IntoIterator<Item = (&'static str, Option<&'a str>)>,
+) -> Option<String> {
+    answered
+        .into_iter()
+        .find_map(|(algorithm, value)| value.map(|v| format!("{algorithm}:{v}")))
+}
+
 /// A report object as HeadObject answered for it: its size and its pin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeenObject {

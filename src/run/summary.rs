@@ -144,18 +144,6 @@ impl RunSummary {
         accounts || !self.region_errors.is_empty() || cas
     }
 
-    /// Whether everything that failed was refused as outside the configured scope (and
-    /// something was): a work item that can never pass.
-    pub fn only_out_of_scope(&self) -> bool {
-        let scope = |code: &str| Code::is_out_of_scope(code);
-        let cas = self.failed().all(|o| match &o.outcome {
-            Outcome::Failed { error_code, .. } => scope(error_code),
-            _ => false,
-        });
-        let accounts = self.account_errors.iter().all(|a| scope(&a.error_code));
-        self.counts.out_of_scope > 0 && cas && accounts && self.region_errors.is_empty()
-    }
-
     pub fn failed(&self) -> impl Iterator<Item = &CaOutcome> {
         self.certificate_authorities
             .iter()
@@ -209,6 +197,26 @@ mod tests {
         assert_eq!(v["report"]["status"], "FAILED");
     }
 
+    /// A manual run's summary of these outcomes and account errors.
+    fn summary(cas: Vec<CaOutcome>, account_errors: Vec<AccountError>) -> RunSummary {
+        RunSummary {
+            run_id: "r".into(),
+            trigger: Trigger::Manual,
+            dry_run: false,
+            started_at: Timestamp::from_epoch_seconds(1),
+            finished_at: Timestamp::from_epoch_seconds(2),
+            accounts: vec![],
+            regions: vec![],
+            counts: RunSummary::counts_of(&cas, &account_errors),
+            account_errors,
+            region_errors: vec![],
+            fanned_out: vec![],
+            certificate_authorities: cas,
+            certificate_authorities_omitted: 0,
+            outcomes_key: None,
+        }
+    }
+
     #[test]
     fn a_retry_helps_only_where_the_way_to_a_service_failed() {
         let ca = |outcome| CaOutcome {
@@ -225,22 +233,7 @@ mod tests {
                 error_message: "m".into(),
             })
         };
-        let summary = |cas: Vec<CaOutcome>, account_errors: Vec<AccountError>| RunSummary {
-            run_id: "r".into(),
-            trigger: Trigger::Manual,
-            dry_run: false,
-            started_at: Timestamp::from_epoch_seconds(1),
-            finished_at: Timestamp::from_epoch_seconds(2),
-            accounts: vec![],
-            regions: vec![],
-            counts: RunSummary::count(&cas),
-            account_errors,
-            region_errors: vec![],
-            fanned_out: vec![],
-            certificate_authorities: cas,
-            certificate_authorities_omitted: 0,
-            outcomes_key: None,
-        };
+
         let for_good = [
             "AuditReportFailed",
             "LimitExceededException",
@@ -290,22 +283,7 @@ mod tests {
             error_message: "m".into(),
         };
         cas[last - 1].outcome = Outcome::Deferred { detail: "d".into() };
-        let mut s = RunSummary {
-            run_id: "r".into(),
-            trigger: Trigger::Manual,
-            dry_run: false,
-            started_at: Timestamp::from_epoch_seconds(1),
-            finished_at: Timestamp::from_epoch_seconds(2),
-            accounts: vec![],
-            regions: vec![],
-            counts: RunSummary::count(&cas),
-            account_errors: vec![],
-            region_errors: vec![],
-            fanned_out: vec![],
-            certificate_authorities: cas,
-            certificate_authorities_omitted: 0,
-            outcomes_key: None,
-        };
+        let mut s = summary(cas, vec![]);
         let all = s.cut_to_fit().expect("cut");
         assert_eq!(all.len(), MAX_OUTCOMES_IN_ANSWER + 10);
         assert_eq!(s.certificate_authorities.len(), MAX_OUTCOMES_IN_ANSWER);

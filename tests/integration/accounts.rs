@@ -17,8 +17,8 @@ use pca_audit_scheduler::services::Services;
 use pca_audit_scheduler::services::{Clock, SystemClock};
 use serde_json::json;
 use support::{
-    Member, World, accepted_creates_of, attr, clock, control, fast_account, invocation, run_as,
-    scheduled, seed_account,
+    Member, Organization, World, accepted_creates_of, attr, clock, control, fast_account,
+    invocation, run_as, scheduled, seed_account,
 };
 
 const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
@@ -494,62 +494,13 @@ async fn a_large_round_fans_out_one_work_item_per_account_region_and_each_is_don
 async fn organization_discovery_audits_the_accounts_under_the_chosen_units_only() {
     // The world's account is the organization's management account.
     let world = World::new().await;
-    let org = aws_sdk_organizations::Client::new(&world.sdk);
-    org.create_organization()
-        .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
-        .send()
-        .await
-        .expect("organization");
-    let root = org.list_roots().send().await.expect("roots").roots()[0]
-        .id()
-        .unwrap()
-        .to_owned();
-    let unit = |name: &'static str, parent: String| {
-        let org = org.clone();
-        async move {
-            org.create_organizational_unit()
-                .parent_id(parent)
-                .name(name)
-                .send()
-                .await
-                .expect("OU")
-                .organizational_unit
-                .unwrap()
-                .id
-                .unwrap()
-        }
-    };
-    let pki = unit("pki", root.clone()).await;
-    let nested = unit("pki-prod", pki.clone()).await;
-    let other = unit("sandbox", root.clone()).await;
-    let account = |name: &'static str, parent: String| {
-        let org = org.clone();
-        let root = root.clone();
-        async move {
-            let id = org
-                .create_account()
-                .account_name(name)
-                .email(format!("{name}@example.com"))
-                .send()
-                .await
-                .expect("account")
-                .create_account_status
-                .unwrap()
-                .account_id
-                .unwrap();
-            org.move_account()
-                .account_id(&id)
-                .source_parent_id(root)
-                .destination_parent_id(parent)
-                .send()
-                .await
-                .expect("move");
-            id
-        }
-    };
-    let in_pki = account("pki", pki.clone()).await;
-    let in_nested = account("pki-prod", nested).await;
-    let in_sandbox = account("sandbox", other).await;
+    let org = Organization::new(&world).await;
+    let pki = org.unit("pki", &org.root).await;
+    let nested = org.unit("pki-prod", &pki).await;
+    let other = org.unit("sandbox", &org.root).await;
+    let in_pki = org.account("pki", &pki).await;
+    let in_nested = org.account("pki-prod", &nested).await;
+    let in_sandbox = org.account("sandbox", &other).await;
     let mut members = Vec::new();
     for id in [&in_pki, &in_nested, &in_sandbox] {
         let m = Member::existing(id, &world.account_id).await;

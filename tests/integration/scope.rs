@@ -82,7 +82,7 @@ async fn nothing_reaches_a_region_or_a_queue_outside_the_configuration() {
     let e = &refused.account_errors[0];
     assert_eq!(e.error_code, "RegionNotAudited");
     assert!(e.error_message.contains("eu-west-1") && e.error_message.contains("AUDIT_REGIONS"));
-    assert!(refused.only_out_of_scope());
+    assert!(!refused.retry_would_help(), "never given back to the queue");
     assert_eq!(refused.metrics_document("f")["OutOfScope"], 1);
 
     let named = run_as_manual(&s, &world, &[&here[0], &there[0]]).await;
@@ -157,56 +157,12 @@ async fn an_account_outside_the_list_is_refused_the_functions_own_included() {
 #[tokio::test]
 async fn an_account_outside_the_organization_or_its_units_is_refused() {
     let world = World::new().await;
-    let org = aws_sdk_organizations::Client::new(&world.sdk);
-    org.create_organization()
-        .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
-        .send()
-        .await
-        .expect("organization");
-    let root = org.list_roots().send().await.expect("roots").roots()[0]
-        .id()
-        .unwrap()
-        .to_owned();
-    let unit = |name: &'static str, parent: String| {
-        let org = org.clone();
-        async move {
-            let out = org
-                .create_organizational_unit()
-                .parent_id(parent)
-                .name(name)
-                .send()
-                .await;
-            out.expect("OU").organizational_unit.unwrap().id.unwrap()
-        }
-    };
-    let pki = unit("pki", root.clone()).await;
-    let nested = unit("pki-prod", pki.clone()).await;
-    let sandbox = unit("sandbox", root.clone()).await;
-    let account = |name: &'static str, parent: String| {
-        let (org, root) = (org.clone(), root.clone());
-        async move {
-            let created = org
-                .create_account()
-                .account_name(name)
-                .email(format!("{name}@example.com"));
-            let status = created
-                .send()
-                .await
-                .expect("account")
-                .create_account_status
-                .unwrap();
-            let id = status.account_id.unwrap();
-            let moved = org.move_account().account_id(&id).source_parent_id(root);
-            moved
-                .destination_parent_id(parent)
-                .send()
-                .await
-                .expect("move");
-            id
-        }
-    };
-    let inside = account("pki-prod", nested).await;
-    let outside_units = account("sandbox", sandbox).await;
+    let org = Organization::new(&world).await;
+    let pki = org.unit("pki", &org.root).await;
+    let nested = org.unit("pki-prod", &pki).await;
+    let sandbox = org.unit("sandbox", &org.root).await;
+    let inside = org.account("pki-prod", &nested).await;
+    let outside_units = org.account("sandbox", &sandbox).await;
     let stranger = Member::new(&world.account_id, Some("")).await;
     let mut members = Vec::new();
     let mut cas = Vec::new();

@@ -79,3 +79,59 @@ impl Member {
         accepted_creates_of(&self.account_id)
     }
 }
+
+/// An organization in the local stack, with the world's account as its management account:
+/// its root, and OUs and accounts made under it, as a test's tree needs.
+pub struct Organization {
+    pub client: aws_sdk_organizations::Client,
+    pub root: String,
+}
+
+impl Organization {
+    pub async fn new(world: &super::World) -> Self {
+        let client = aws_sdk_organizations::Client::new(&world.sdk);
+        client
+            .create_organization()
+            .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+            .send()
+            .await
+            .expect("organization");
+        let roots = client.list_roots().send().await.expect("roots");
+        let root = roots.roots()[0].id().unwrap().to_owned();
+        Self { client, root }
+    }
+
+    /// A new OU under `parent`: its id.
+    pub async fn unit(&self, name: &str, parent: &str) -> String {
+        let out = self
+            .client
+            .create_organizational_unit()
+            .parent_id(parent)
+            .name(name)
+            .send()
+            .await;
+        out.expect("OU").organizational_unit.unwrap().id.unwrap()
+    }
+
+    /// A new account of the organization, moved from the root under `parent`: its id.
+    pub async fn account(&self, name: &str, parent: &str) -> String {
+        let created = self
+            .client
+            .create_account()
+            .account_name(name)
+            .email(format!("{name}@example.com"))
+            .send()
+            .await
+            .expect("account");
+        let id = created.create_account_status.unwrap().account_id.unwrap();
+        self.client
+            .move_account()
+            .account_id(&id)
+            .source_parent_id(&self.root)
+            .destination_parent_id(parent)
+            .send()
+            .await
+            .expect("move");
+        id
+    }
+}
