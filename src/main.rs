@@ -13,7 +13,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    pca_audit_scheduler::telemetry::init_logs();
     let settings = Settings::from_env().inspect_err(|e| tracing::error!("{e}"))?;
     // Adaptive retry slows the clients down when a service throttles (listing, reads, the
     // ledger). Creates are the exception: they run with the SDK's retries off and are retried

@@ -1,9 +1,52 @@
 //! The log lines of a run and of a coverage request, and the run's CloudWatch metrics (an
 //! Embedded Metric Format document): what operators read, written from the summaries.
 
+// tracing-subscriber as lambda_runtime re-exports it (with its `json` and `env-filter`): one
+// version of it in the binary.
+use lambda_runtime::tracing::subscriber::EnvFilter;
+use lambda_runtime::tracing::subscriber::filter::LevelFilter;
+use lambda_runtime::tracing::subscriber::fmt::MakeWriter;
+use lambda_runtime::tracing::subscriber::fmt::time::SystemTime;
+use lambda_runtime::tracing::subscriber::util::SubscriberInitExt;
+
 use crate::domain::outcome::{AccountError, RegionError};
 use crate::evidence::CoverageSummary;
 use crate::run::summary::RunSummary;
+
+/// Every log line is one JSON object with a `level` and an RFC 3339 `timestamp`, so that
+/// Lambda's log-level filter and Logs Insights see each line's real level. Lambda reads the
+/// level of a JSON line from `"level"`, "For Lambda to use the timestamp field, you must
+/// specify the time in valid RFC 3339 timestamp format. If you don't supply a valid timestamp,
+/// Lambda will assign the log the level INFO" (Lambda developer guide, "Log-level filtering",
+/// https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-log-level.html).
+/// lambda_runtime's default subscriber writes no time (`without_time`), so every ERROR line
+/// was INFO to Lambda. What is logged: `RUST_LOG`'s directives when it has valid ones, else
+/// the level of `AWS_LAMBDA_LOG_LEVEL` (Lambda sets it from `ApplicationLogLevel`), else INFO
+/// (EnvFilter uses its default directive only when the variable gives none).
+pub fn init_logs() {
+    subscriber(std::io::stdout).init();
+}
+
+/// The subscriber `init_logs` installs, writing to `writer`.
+fn subscriber<W>(writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").ok();
+    let level = level.and_then(|l| l.parse::<LevelFilter>().ok());
+    lambda_runtime::tracing::subscriber::fmt()
+        .json()
+        // `tracing_subscriber`'s SystemTime prints UTC as RFC 3339, to the microsecond.
+        .with_timer(SystemTime)
+        .with_target(false)
+        .with_env_filter(
+            EnvFilter::builder()
+                .with_default_directive(level.unwrap_or(LevelFilter::INFO).into())
+                .from_env_lossy(),
+        )
+        .with_writer(writer)
+        .finish()
+}
 
 // The summary's log and metrics live here, beside the other log lines, not with the run.
 impl RunSummary {
@@ -143,6 +186,49 @@ pub fn log_errors(accounts: &[AccountError], regions: &[RegionError]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// The lines a subscriber wrote, kept for the test to read.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_log_line_carries_the_level_and_an_rfc3339_timestamp_lambda_reads() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let before = Timestamp::from_system_time(std::time::SystemTime::now());
+        tracing::subscriber::with_default(subscriber(move || writer.clone()), || {
+            tracing::error!(error_code = "AccessDenied", "listing CAs failed");
+            tracing::warn!("coverage gap");
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let parsed: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line one JSON object"))
+            .collect();
+        let levels: Vec<&str> = parsed
+            .iter()
+            .map(|l| l["level"].as_str().unwrap())
+            .collect();
+        assert_eq!(levels, ["ERROR", "WARN"]);
+        for line in &parsed {
+            let at = line["timestamp"]
+                .as_str()
+                .expect("a timestamp on every line");
+            let at = Timestamp::parse(at).unwrap_or_else(|| panic!("not RFC 3339: {at}"));
+            assert!(at >= before, "the time of writing, not {at}");
+        }
+    }
     use crate::domain::outcome::{CaOutcome, Outcome};
     use crate::domain::report::{CheckLimit, ReportCheck, ReportContents, ReportStatus};
     use crate::domain::request::Trigger;
