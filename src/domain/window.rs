@@ -173,6 +173,40 @@ impl Window {
         }
     }
 
+    /// The window a claim found already holding this very claim (the same run, claimed at
+    /// the same instant, to the same expiry): DynamoDB committed the first attempt of the
+    /// conditional write and its answer was lost (a 5xx, a reset), so the SDK's retry failed
+    /// the condition on the lease it had just written. The claim is this run's: `Some` with
+    /// the window as it was before, as far as it can be known; `None` for anyone else's lease.
+    ///
+    /// The lost answer carried the window before the claim, so whether that claim took over
+    /// the lease of a run that died is not known. The reading that fails loudly is that it
+    /// may have: the report such a run may have made is looked for in the bucket, from the
+    /// last recorded request on (no report the ledger lacks is older than that), before any
+    /// new one is requested.
+    pub fn own_claim_answer_lost(
+        &self,
+        run_id: &str,
+        claimed_at: Timestamp,
+        expires_at: Timestamp,
+    ) -> Option<Window> {
+        let lease = self.lease.as_ref()?;
+        let ours = lease.run_id == run_id
+            && lease.expires_at == expires_at
+            && lease.claimed_at == Some(claimed_at);
+        if !ours {
+            return None;
+        }
+        let since = self
+            .last_requested_at
+            .unwrap_or(Timestamp::from_epoch_seconds(0));
+        Some(Window {
+            lease: None,
+            orphan_since: Some(self.orphan_since.map_or(since, |o| o.min(since))),
+            ..self.clone()
+        })
+    }
+
     /// Why the CA may not be claimed at `now`, or `None` if it may.
     pub fn blocked(&self, now: Timestamp) -> Option<Outcome> {
         // A lease is live until its expiry instant (the claim condition is `lease_expires_at < :now`).
@@ -251,6 +285,54 @@ mod tests {
         );
         assert_eq!(reopen(ReportStatus::Success), None);
         assert_eq!(reopen(ReportStatus::Creating), None);
+    }
+
+    #[test]
+    fn a_claim_whose_answer_was_lost_is_recognised_as_the_runs_own_and_nobody_elses() {
+        let (now, expiry) = (
+            Timestamp::from_epoch_seconds(5_000),
+            Timestamp::from_epoch_seconds(5_900),
+        );
+        let held = |run: &str, claimed: u64, expires: Timestamp| Window {
+            last_requested_at: Some(Timestamp::from_epoch_seconds(1_000)),
+            last_report_id: Some("r-1".into()),
+            lease: Some(Lease {
+                run_id: run.into(),
+                expires_at: expires,
+                claimed_at: Some(Timestamp::from_epoch_seconds(claimed)),
+            }),
+            ..Window::default()
+        };
+        let mine = held("run-a", 5_000, expiry)
+            .own_claim_answer_lost("run-a", now, expiry)
+            .expect("the lease this run wrote");
+        assert_eq!(mine.lease, None, "the window as it was before the claim");
+        assert_eq!(
+            mine.unrecorded_since(now),
+            Some(Timestamp::from_epoch_seconds(1_000)),
+            "a run that died may have been taken over: the bucket is searched from the last \
+             recorded request"
+        );
+        assert_eq!(mine.last_report_id.as_deref(), Some("r-1"));
+        assert_eq!(
+            held("run-b", 5_000, expiry).own_claim_answer_lost("run-a", now, expiry),
+            None,
+            "another run's lease"
+        );
+        assert_eq!(
+            held("run-a", 4_000, expiry).own_claim_answer_lost("run-a", now, expiry),
+            None,
+            "an earlier claim of the same run id is not this one"
+        );
+        let other_expiry = Timestamp::from_epoch_seconds(5_899);
+        assert_eq!(
+            held("run-a", 5_000, other_expiry).own_claim_answer_lost("run-a", now, expiry),
+            None
+        );
+        assert_eq!(
+            Window::default().own_claim_answer_lost("run-a", now, expiry),
+            None
+        );
     }
 
     #[test]

@@ -179,6 +179,44 @@ async fn a_run_killed_after_claiming_does_not_lock_its_cas_past_the_lease() {
     assert_eq!(world.accepted_creates().len(), 2);
 }
 
+/// DynamoDB commits a claim and its answer is lost (a 5xx, a dropped connection): the SDK
+/// sends the same conditional write again, which fails its condition on the lease the first
+/// attempt wrote. That lease is the run's own: the claim is won, not skipped as "claimed by
+/// another run" for a whole schedule period; a claim of any other run still loses.
+#[tokio::test]
+async fn a_claim_whose_answer_was_lost_is_won_when_its_retry_meets_its_own_lease() {
+    use pca_audit_scheduler::aws::ledger::ClaimResult;
+    let world = World::new().await;
+    world.fast();
+    let arn = world.seeded_arns(&[("ACTIVE", 1)]).remove(0);
+    let arn = pca_audit_scheduler::domain::arn::CaArn::parse(&arn).unwrap();
+    let services = world.fast_services();
+    let now = clock().now();
+    let expiry = now.plus(Duration::from_secs(900));
+    let ledger = &services.ledger;
+
+    let first = ledger.claim(&arn, "run-x", now, expiry).await.unwrap();
+    assert!(matches!(first, ClaimResult::Won(_)));
+    // The SDK's retry: the very same request.
+    match ledger.claim(&arn, "run-x", now, expiry).await.unwrap() {
+        ClaimResult::Won(claim) => {
+            assert_eq!(claim.run_id, "run-x");
+            assert_eq!(claim.expires_at, expiry);
+            assert_eq!(claim.previous.lease, None, "{claim:?}");
+            assert!(
+                claim.previous.unrecorded_since(now).is_some(),
+                "whether a dead run's claim was taken over is unknown: the bucket is searched"
+            );
+        }
+        ClaimResult::Lost(w) => panic!("the run's own lease taken for another's: {w:?}"),
+    }
+    let other = ledger.claim(&arn, "run-y", now, expiry).await.unwrap();
+    assert!(
+        matches!(&other, ClaimResult::Lost(w) if w.lease.as_ref().is_some_and(|l| l.run_id == "run-x")),
+        "{other:?}"
+    );
+}
+
 #[tokio::test]
 async fn pending_ca_and_unknown_arn_get_their_own_outcomes_and_the_rest_are_served() {
     let world = World::new().await;

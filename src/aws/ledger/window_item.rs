@@ -126,7 +126,17 @@ impl Ledger {
                         }
                         _ => None,
                     };
-                    Ok(ClaimResult::Lost(old.unwrap_or_default()))
+                    let old = old.unwrap_or_default();
+                    // The SDK's retry of a claim whose answer was lost finds this very claim.
+                    match old.own_claim_answer_lost(run_id, now, expires_at) {
+                        Some(previous) => Ok(ClaimResult::Won(Claim {
+                            arn: arn.clone(),
+                            run_id: run_id.to_owned(),
+                            expires_at,
+                            previous,
+                        })),
+                        None => Ok(ClaimResult::Lost(old)),
+                    }
                 }
                 _ => Err(self.error(&e)),
             },
