@@ -91,20 +91,26 @@ pub struct CoverageRequest {
 }
 
 impl CoverageRequest {
-    /// History older than the retention is gone (TTL), so such a period cannot be answered.
+    /// History older than the retention is gone or going (TTL), so a period that needs it
+    /// cannot be answered the same way twice. A period's start is covered by a report up to
+    /// `lookback` (the coverage threshold) before it, so the period must start at least that
+    /// long after the retention's edge: refused otherwise, never answered with a gap that is
+    /// only the TTL's doing.
     pub fn check_retention(
         &self,
         now: Timestamp,
         retention: Duration,
+        lookback: Duration,
     ) -> Result<(), CoverageRequestError> {
         if self.from >= now {
             return Err(CoverageRequestError::NotPast { from: self.from });
         }
-        let oldest = now.minus(retention);
+        let oldest = now.minus(retention).plus(lookback);
         if self.from < oldest {
             return Err(CoverageRequestError::BeyondRetention {
                 from: self.from,
                 days: retention.as_secs() / 86_400,
+                lookback_minutes: lookback.as_secs() / 60,
                 oldest,
             });
         }
@@ -131,11 +137,12 @@ pub enum CoverageRequestError {
     #[error("coverage.from ({from}) is not in the past: there is nothing to answer yet")]
     NotPast { from: Timestamp },
     #[error(
-        "coverage.from ({from}) is older than the history's retention allows ({days} days: from {oldest} on)"
+        "coverage.from ({from}) is too early: the history is kept {days} days (HISTORY_RETENTION_DAYS; DynamoDB's TTL then deletes it) and a report up to {lookback_minutes} minutes before coverage.from counts for the period's start, so the earliest coverage.from answerable now is {oldest}"
     )]
     BeyondRetention {
         from: Timestamp,
         days: u64,
+        lookback_minutes: u64,
         oldest: Timestamp,
     },
 }

@@ -155,14 +155,33 @@ mod tests {
         )
         .unwrap();
         let now = at("2027-07-02T00:00:00Z");
-        let e = r.check_retention(now, 365 * DAY).unwrap_err().to_string();
+        let hour = Duration::from_secs(3_600);
+        let e = r
+            .check_retention(now, 365 * DAY, hour)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("coverage.from") && e.contains("365 days"), "{e}");
         assert!(
-            r.check_retention(at("2027-06-30T00:00:00Z"), 365 * DAY)
+            r.check_retention(at("2027-06-30T00:00:00Z"), 365 * DAY, hour)
+                .is_ok()
+        );
+        // 2026-07-01 is 365 days before 2027-07-01: its first report may be 25 h older, and
+        // that history is the TTL's to delete any time now.
+        let edge = at("2027-07-01T00:00:00Z");
+        let e = r
+            .check_retention(edge, 365 * DAY, 25 * hour)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("2026-07-02T01:00:00Z"),
+            "the earliest answerable start: {e}"
+        );
+        assert!(
+            r.check_retention(edge.minus(25 * hour), 365 * DAY, 25 * hour)
                 .is_ok()
         );
         let e = r
-            .check_retention(at("2026-06-30T00:00:00Z"), 365 * DAY)
+            .check_retention(at("2026-06-30T00:00:00Z"), 365 * DAY, hour)
             .unwrap_err()
             .to_string();
         assert!(

@@ -120,8 +120,10 @@ async fn answer_coverage(
     invocation: &Invocation,
 ) -> Result<Response, RunError> {
     let now = services.clock.now();
+    let settings = &services.settings;
+    let lookback = settings.min_interval.duration() + settings.coverage_slack;
     period
-        .check_retention(now, services.settings.history_retention)
+        .check_retention(now, settings.history_retention, lookback)
         .map_err(RequestError::InvalidCoverage)
         .inspect_err(|e| tracing::error!(run_id = invocation.run_id, "refused the event: {e}"))?;
     tracing::info!(run_id = invocation.run_id, from = %period.from, to = %period.to, "coverage started");

@@ -117,7 +117,11 @@ async fn read_one(
     since: Timestamp,
 ) -> Result<(Vec<HistoryReport>, HashMap<String, EvidenceChange>, usize), CoverageError> {
     let request = judging.request;
-    let history = services.ledger.history(arn, since, judging.end).await;
+    let now = services.clock.now();
+    let history = services
+        .ledger
+        .history(arn, (since, judging.end), now)
+        .await;
     let reports = history.map_err(CoverageError::Ledger)?;
     if !request.verify_objects {
         return Ok((reports, HashMap::new(), 0));

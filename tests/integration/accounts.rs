@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use lambda_runtime::LambdaEvent;
+use pca_audit_scheduler::aws::ledger::{PARTITION_KEY, SORT_KEY};
 use pca_audit_scheduler::domain::arn::CaArn;
 use pca_audit_scheduler::domain::outcome::{Outcome, SkipReason};
 use pca_audit_scheduler::domain::report::ReportStatus;
@@ -279,6 +280,61 @@ async fn a_report_still_creating_is_followed_up_first_thing_next_run() {
     let window = world.window_item(&arn).await.unwrap();
     assert_eq!(attr(&window, "last_report_status"), Some("SUCCESS"));
     assert_eq!(world.accepted_creates()[&arn], 1);
+}
+
+/// A report still CREATING whose history item is gone before its follow-up (DynamoDB's TTL
+/// removes an expired item at a time of its own): the window is written alone, and the report
+/// is not followed up again on every run.
+#[tokio::test]
+async fn a_report_whose_history_item_expired_does_not_stay_creating_forever() {
+    let world = World::new().await;
+    world.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 600}));
+    let arn = world.seeded_arns(&[("ACTIVE", 1)]).remove(0);
+    let services = world.fast_services();
+    let mut short = invocation("short", Duration::from_secs(14));
+    short.home_account = Some(world.account_id.clone());
+    let first = run::run(&services, &scheduled(), &short).await;
+    assert_eq!(first.counts.reports_pending, 1, "{first:#?}");
+    // As TTL would: the history item goes, the window stays.
+    for item in world.history(&arn).await {
+        let key = [PARTITION_KEY, SORT_KEY].map(|k| (k.to_owned(), item[k].clone()));
+        world
+            .dynamodb
+            .delete_item()
+            .table_name(&world.table)
+            .set_key(Some(key.into_iter().collect()))
+            .send()
+            .await
+            .unwrap();
+    }
+    assert!(world.history(&arn).await.is_empty());
+
+    world.configure_emulator(json!({"report_delay_seconds": 0}));
+    control(
+        "POST",
+        "/finish-reports",
+        Some(json!({"account_id": world.account_id})),
+    );
+    let second = run_as(&services, &world, "next").await;
+    assert_eq!(
+        second.certificate_authorities[0]
+            .report
+            .as_ref()
+            .map(|r| r.status),
+        Some(ReportStatus::Success),
+        "{second:#?}"
+    );
+    let window = world.window_item(&arn).await.unwrap();
+    assert_eq!(attr(&window, "last_report_status"), Some("SUCCESS"));
+    assert!(
+        world.history(&arn).await.is_empty(),
+        "no history item made out of nothing"
+    );
+    let third = run_as(&services, &world, "after").await;
+    assert_eq!(
+        third.certificate_authorities[0].report, None,
+        "not followed up again: {third:#?}"
+    );
 }
 
 #[tokio::test]

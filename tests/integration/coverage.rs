@@ -287,7 +287,7 @@ async fn bad_coverage_requests_are_refused_naming_the_field_and_write_nothing() 
     let cases = [
         (
             json!({"coverage": {"from": date(old), "to": date(midnight_days_ago(1))}}),
-            "older than the history's retention",
+            "the history is kept",
         ),
         (
             json!({"coverage": {"from": "2026-09-30", "to": "2026-07-01"}}),

@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::{
 };
 use serde::Serialize;
 
-use super::{Ledger, LedgerError, PARTITION_KEY, SORT_KEY, s, text};
+use super::{Ledger, LedgerError, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE, s, text};
 use crate::domain::arn::CaArn;
 use crate::domain::report::{ObjectPin, ReportStatus};
 use crate::domain::time::Timestamp;
@@ -92,12 +92,16 @@ fn history_report(item: &HashMap<String, AttributeValue>) -> Option<HistoryRepor
 
 impl Ledger {
     /// A CA's history items from `since` to `until`, oldest first: one Query, all pages,
-    /// strongly consistent so a report recorded a moment ago is counted.
+    /// strongly consistent so a report recorded a moment ago is counted. Items past their
+    /// TTL at `now` are left out: DynamoDB deletes them at a time of its own, and until then
+    /// "they'll continue to show in read and write operations" (DynamoDB developer guide,
+    /// "Working with expired items"), so counting them would make one period's answer change
+    /// from one day to the next.
     pub async fn history(
         &self,
         arn: &CaArn,
-        since: Timestamp,
-        until: Timestamp,
+        (since, until): (Timestamp, Timestamp),
+        now: Timestamp,
     ) -> Result<Vec<HistoryReport>, LedgerError> {
         let mut pages = self
             .client
@@ -105,8 +109,11 @@ impl Ledger {
             .table_name(&self.table)
             .consistent_read(true)
             .key_condition_expression("#pk = :arn AND #record BETWEEN :lo AND :hi")
+            .filter_expression("attribute_not_exists(#ttl) OR #ttl > :now")
             .expression_attribute_names("#pk", PARTITION_KEY)
             .expression_attribute_names("#record", SORT_KEY)
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":now", AttributeValue::N(now.epoch_seconds().to_string()))
             .expression_attribute_values(":arn", s(arn.as_str()))
             .expression_attribute_values(":lo", s(format!("report#{since}")))
             // `$` sorts after `#`, so every report id of the last second is in.

@@ -41,6 +41,8 @@ pub mod history;
 pub const PARTITION_KEY: &str = "certificate_authority_arn";
 pub const SORT_KEY: &str = "record";
 pub const WINDOW_RECORD: &str = "window";
+/// The history item's expiry (epoch seconds), the table's TTL attribute (`template.yaml`).
+pub const TTL_ATTRIBUTE: &str = "expires_at";
 
 /// BatchGetItem's limit on keys per request.
 const BATCH_GET_LIMIT: usize = 100;

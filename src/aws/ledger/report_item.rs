@@ -166,7 +166,7 @@ pub fn history_item(
         ("run_id".to_owned(), s(run_id)),
         ("region".to_owned(), s(arn.region())),
         (
-            "expires_at".to_owned(),
+            super::TTL_ATTRIBUTE.to_owned(),
             AttributeValue::N(expires_at.to_string()),
         ),
         ("status".to_owned(), s(report.status.as_str())),

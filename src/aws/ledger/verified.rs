@@ -1,5 +1,6 @@
 //! What the follow-up of a report found, written on the window and the history item.
 
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 
 use super::{Ledger, LedgerError, PARTITION_KEY, SORT_KEY, pin_attributes, s};
@@ -54,20 +55,61 @@ impl Ledger {
             .verified_history(arn, report, check, now)
             .build()
             .map_err(invalid)?;
-        match self
+        let written = self
             .client
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(window).build())
+            .transact_items(TransactWriteItem::builder().update(window.clone()).build())
             .transact_items(TransactWriteItem::builder().update(history).build())
             .send()
-            .await
-        {
+            .await;
+        let Err(e) = written else {
+            return Ok(());
+        };
+        let Some(canceled) = e.as_service_error().and_then(|s| match s {
+            TransactWriteItemsError::TransactionCanceledException(c) => Some(c),
+            _ => None,
+        }) else {
+            return Err(self.error(&e));
+        };
+        // The reasons come in the order of the items: the window, then the history item.
+        let failed = |i: usize| {
+            canceled
+                .cancellation_reasons()
+                .get(i)
+                .and_then(|r| r.code())
+                .is_some_and(|c| c == "ConditionalCheckFailed")
+        };
+        if failed(0) || !failed(1) {
+            // A newer report became the CA's last meanwhile: nothing of this follow-up is
+            // left to write.
+            return Ok(());
+        }
+        // The history item is gone (TTL deletes an item some time after it expires: DynamoDB
+        // developer guide, "Working with expired items") while the window still names the
+        // report: the window is written alone, so that it does not stay CREATING and get
+        // followed up again on every run.
+        self.window_alone(&window).await
+    }
+
+    /// The window's part of a follow-up, written on its own (its condition still holds it to
+    /// the report followed up).
+    async fn window_alone(&self, window: &Update) -> Result<(), LedgerError> {
+        let mut alone = self
+            .client
+            .update_item()
+            .table_name(window.table_name())
+            .set_key(Some(window.key().clone()))
+            .update_expression(window.update_expression())
+            .set_condition_expression(window.condition_expression().map(str::to_owned))
+            .set_expression_attribute_values(window.expression_attribute_values().cloned());
+        if let Some(names) = window.expression_attribute_names() {
+            alone = alone.set_expression_attribute_names(Some(names.clone()));
+        }
+        match alone.send().await {
             Ok(_) => Ok(()),
-            // A newer report became the CA's last meanwhile, or the history item is gone:
-            // nothing of this follow-up is left to write.
             Err(e)
                 if e.as_service_error()
-                    .is_some_and(|s| s.is_transaction_canceled_exception()) =>
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
             {
                 Ok(())
             }
