@@ -222,11 +222,20 @@ pub async fn list_versions(
     }
 }
 
-/// Every object under `prefix`, all pages: its key, when it was written and its size.
+/// Pages of one prefix a listing reads at most: 100,000 keys, eleven years of hourly reports
+/// of one CA. Past it the listing fails, naming the prefix, rather than holding the CA up.
+const MOST_PAGES: usize = 100;
+
+/// The objects under `prefix` written at or after `written_since`, all pages: key, when it
+/// was written, size. S3 lists keys in UTF-8 order ("List results are always returned in
+/// UTF-8 binary order", S3 API reference, ListObjectsV2) and a report's key ends in its id,
+/// which is not ordered by time: no `StartAfter` skips the older reports, so every page is
+/// read, and only the objects since the instant are kept.
 pub async fn list_objects(
     store: &Store,
     bucket: &str,
     prefix: &str,
+    written_since: Timestamp,
 ) -> Result<Vec<ListedObject>, ServiceError> {
     let mut pages = store
         .client
@@ -237,15 +246,31 @@ pub async fn list_objects(
         .into_paginator()
         .send();
     let mut objects = Vec::new();
+    let mut read = 0;
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| ServiceError::from_sdk(&e))?;
+        read += 1;
+        if read > MOST_PAGES {
+            return Err(ServiceError {
+                code: Code::InvalidRequest.into(),
+                message: format!(
+                    "s3://{bucket}/{prefix} holds more than {} objects: not searched further",
+                    MOST_PAGES * 1_000
+                ),
+                ambiguous: false,
+            });
+        }
         for object in page.contents() {
             let (Some(key), Some(modified)) = (object.key(), object.last_modified()) else {
                 continue;
             };
+            let written_at = Timestamp::from_epoch_seconds(modified.secs().max(0) as u64);
+            if written_at < written_since {
+                continue;
+            }
             objects.push(ListedObject {
                 key: key.to_owned(),
-                written_at: Timestamp::from_epoch_seconds(modified.secs().max(0) as u64),
+                written_at,
                 size_bytes: object.size().unwrap_or(0).max(0) as u64,
             });
         }

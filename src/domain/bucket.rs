@@ -159,6 +159,12 @@ pub struct FoundReport {
 /// How far the bucket's clock may be behind ours when comparing an object's time with a claim's.
 const CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// The oldest write time of an object that can be the report of an attempt at `since`: S3's
+/// clock and ours may differ a little.
+pub fn written_not_before(since: Timestamp) -> Timestamp {
+    since.minus(CLOCK_SKEW)
+}
+
 /// The reports of the CA among `objects` written since `since`, other than `known_key` (the
 /// last one recorded), not empty, and named as the service names reports: newest first.
 /// Candidates only: an object is a report once the service vouches for it (`provenance`).
@@ -169,7 +175,7 @@ pub fn unrecorded(
     known_key: Option<&str>,
 ) -> Vec<FoundReport> {
     let prefix = report_prefix(arn);
-    let not_before = since.minus(CLOCK_SKEW);
+    let not_before = written_not_before(since);
     let mut found: Vec<FoundReport> = objects
         .iter()
         .filter(|o| o.written_at >= not_before && Some(o.key.as_str()) != known_key)

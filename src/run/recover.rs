@@ -11,6 +11,7 @@ use crate::aws::ledger::{Claim, ReportRecord};
 use crate::aws::s3;
 use crate::domain::bucket::{
     FoundReport, Provenance, RejectedObject, provenance, report_prefix, unrecorded,
+    written_not_before,
 };
 use crate::domain::outcome::{CaOutcome, Outcome, SkipReason, failed, outcome};
 use crate::domain::report::ReportStatus;
@@ -81,7 +82,8 @@ impl RunContext<'_> {
         let bucket = &self.services.settings.report_bucket;
         let known = claim.previous.last_s3_key.as_deref();
         let prefix = report_prefix(&claim.arn);
-        let objects = s3::list_objects(&self.services.s3, bucket, &prefix).await?;
+        let not_before = written_not_before(since);
+        let objects = s3::list_objects(&self.services.s3, bucket, &prefix, not_before).await?;
         // An object already refused (an earlier look of this search) is not asked about again.
         let mut candidates = unrecorded(&claim.arn, &objects, since, known);
         candidates.retain(|f| !rejected.iter().any(|r| r.s3_key == f.s3_key));
