@@ -110,12 +110,19 @@ impl fmt::Display for Account {
 
 /// Error messages quote what they were given, but never more than a screenful of it.
 pub(crate) fn shorten(text: &str) -> String {
-    const MAX: usize = 120;
-    if text.chars().count() <= MAX {
+    bounded(text, 120)
+}
+
+/// `text` cut to at most `max` characters, marked with `…` and the length it had when cut:
+/// a value from outside (an event, a report's row, a service's message) never grows an
+/// error, a log line or a ledger item past what it is read for.
+pub fn bounded(text: &str, max: usize) -> String {
+    let count = text.chars().count();
+    if count <= max {
         text.to_owned()
     } else {
-        let head: String = text.chars().take(MAX).collect();
-        format!("{head}…")
+        let head: String = text.chars().take(max).collect();
+        format!("{head}… ({count} characters)")
     }
 }
 

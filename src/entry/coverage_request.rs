@@ -12,6 +12,9 @@ use crate::domain::time::Timestamp;
 
 const DAY: Duration = Duration::from_secs(86_400);
 
+/// The longest instant text taken: nanoseconds, `Z`.
+const INSTANT_MAX: usize = 30;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
@@ -31,6 +34,14 @@ struct RawPeriod {
 /// A date (`2026-07-01`, its midnight UTC) or an RFC 3339 instant.
 fn instant(field: &'static str, text: &str, end: bool) -> Result<Timestamp, CoverageRequestError> {
     let t = text.trim();
+    // `YYYY-MM-DDThh:mm:ss.sssssssssZ` is 30 characters: anything longer is no instant the
+    // request means, and the text goes into the manifest's key (S3 allows 1,024 bytes).
+    if t.len() > INSTANT_MAX {
+        return Err(CoverageRequestError::NotAnInstant {
+            field,
+            text: shorten(t),
+        });
+    }
     let date = t.len() == 10 && t.as_bytes()[4] == b'-' && t.as_bytes()[7] == b'-';
     let parsed = if date {
         Timestamp::parse(&format!("{t}T00:00:00Z")).map(|d| if end { d.plus(DAY) } else { d })
@@ -49,8 +60,10 @@ impl CoverageRequest {
     pub fn from_value(event: Value) -> Result<Self, CoverageRequestError> {
         let raw: Raw = serde_path_to_error::deserialize(event).map_err(|e| {
             CoverageRequestError::Malformed {
-                path: e.path().to_string(),
-                message: e.into_inner().to_string(),
+                path: shorten(&e.path().to_string()),
+                // serde quotes the value it refused: cut, so a field of any size cannot grow
+                // the answer or the log line.
+                message: shorten(&e.into_inner().to_string()),
             }
         })?;
         let from = instant("from", &raw.coverage.from, false)?;
@@ -146,6 +159,26 @@ mod tests {
             json!({"coverage": {"from": "2026-07-01", "to": "2026-07-02", "verify_objects": true}}),
         );
         assert!(e.contains("verify_objects"), "{e}");
+    }
+
+    #[test]
+    fn a_field_of_any_size_is_refused_in_a_few_words() {
+        let long = format!("2026-07-01T00:00:00.{}Z", "1".repeat(5_000));
+        let e =
+            CoverageRequest::from_value(json!({"coverage": {"from": long, "to": "2026-07-02"}}))
+                .unwrap_err()
+                .to_string();
+        assert!(e.starts_with("coverage.from"), "{e}");
+        assert!(e.len() < 400, "{} bytes: {e}", e.len());
+        let e =
+            CoverageRequest::from_value(json!({"coverage": {"from": 7, "to": "x".repeat(9_000)}}))
+                .unwrap_err()
+                .to_string();
+        assert!(e.len() < 400, "{} bytes", e.len());
+        let ok = CoverageRequest::from_value(
+            json!({"coverage": {"from": "2026-07-01T00:00:00.123456789Z", "to": "2026-07-02"}}),
+        );
+        assert!(ok.is_ok(), "nanoseconds are an instant: {ok:?}");
     }
 
     #[test]

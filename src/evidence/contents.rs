@@ -16,12 +16,17 @@ use std::io::{BufReader, Read};
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, Error as _, SeqAccess, Visitor};
 
+use crate::domain::ids::bounded;
 use crate::domain::report::{ReportContents, ReportFormat};
 use crate::domain::time::Timestamp;
 
 /// How many ARNs of the issued (and of the revoked) certificates are kept: enough to start
 /// looking, few enough for a DynamoDB item and a log line whatever the report's size.
 pub const FIRST_ARNS: usize = 5;
+
+/// A certificate's ARN is about 150 characters (`arn:aws:acm-pca:<region>:<account>:
+/// certificate-authority/<uuid>/certificate/<32 hex>`); a longer value is kept cut.
+const CERTIFICATE_ARN_MAX: usize = 256;
 
 /// The documented CSV header, in the guide's order.
 pub const CSV_COLUMNS: [&str; 11] = [
@@ -129,13 +134,15 @@ impl Tally {
         if new(issued) {
             c.issued_since += 1;
             if c.first_issued.len() < FIRST_ARNS {
-                c.first_issued.push(row.certificate_arn.clone());
+                c.first_issued
+                    .push(bounded(&row.certificate_arn, CERTIFICATE_ARN_MAX));
             }
         }
         if revoked.is_some_and(new) {
             c.revoked_since += 1;
             if c.first_revoked.len() < FIRST_ARNS {
-                c.first_revoked.push(row.certificate_arn);
+                c.first_revoked
+                    .push(bounded(&row.certificate_arn, CERTIFICATE_ARN_MAX));
             }
         }
         Ok(())
@@ -146,7 +153,9 @@ fn bad_instant(row: u64, column: &'static str, value: &str) -> ParseError {
     ParseError::BadInstant {
         row,
         column,
-        value: value.to_owned(),
+        // The value goes into the ledger's detail: a row of any length must not push the
+        // item past DynamoDB's 400 KB, which would leave the report CREATING.
+        value: bounded(value, 64),
     }
 }
 
@@ -204,7 +213,7 @@ pub fn read_csv(r: impl Read, since: Option<Timestamp>) -> Result<ReportContents
         .collect();
     if !missing.is_empty() {
         return Err(ParseError::MissingColumns {
-            header: header.iter().collect::<Vec<_>>().join(","),
+            header: bounded(&header.iter().collect::<Vec<_>>().join(","), 300),
             missing: missing.join(", "),
         });
     }
@@ -274,6 +283,21 @@ mod tests {
 
     fn at(t: &str) -> Option<Timestamp> {
         Timestamp::parse(t)
+    }
+
+    #[test]
+    fn a_row_of_any_size_makes_an_error_of_a_few_words_and_arns_stay_bounded() {
+        let huge = "9".repeat(1_000_000);
+        let rows = format!(r#"[{{"certificateArn":"a","issuedAt":"{huge}"}}]"#);
+        let e = read_json(rows.as_bytes(), None).unwrap_err().to_string();
+        assert!(e.contains("issuedAt"), "{e}");
+        assert!(e.len() < 300, "{} bytes", e.len());
+        let arn = "x".repeat(100_000);
+        let rows =
+            format!(r#"[{{"certificateArn":"{arn}","issuedAt":"2020-03-02T21:43:57+0000"}}]"#);
+        let c = read_json(rows.as_bytes(), None).unwrap();
+        assert_eq!(c.first_issued.len(), 1);
+        assert!(c.first_issued[0].len() < 300, "{}", c.first_issued[0].len());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use super::{Ledger, LedgerError, PARTITION_KEY, SORT_KEY, pin_attributes, s};
 use crate::domain::arn::CaArn;
 use crate::domain::code::Code;
+use crate::domain::ids::bounded;
 use crate::domain::report::ReportCheck;
 use crate::domain::time::Timestamp;
 use crate::domain::window::PendingReport;
@@ -22,6 +23,10 @@ const PIN_SET_ON_HISTORY: [&str; 3] = [
     "etag = :etag",
     "checksum = :checksum",
 ];
+
+/// A follow-up's detail as the ledger keeps it: what it says fits a few lines; a value quoted
+/// from outside is cut before an item nears DynamoDB's 400 KB item limit.
+const DETAIL_MAX: usize = 2_000;
 
 fn pin_index(name: &str) -> usize {
     super::PIN_ATTRIBUTES
@@ -152,7 +157,10 @@ impl Ledger {
                 .expression_attribute_values(":code", s(Code::AuditReportFailed.as_str()))
                 .expression_attribute_values(
                     ":detail",
-                    s(check.detail.clone().unwrap_or_default()),
+                    s(bounded(
+                        check.detail.as_deref().unwrap_or_default(),
+                        DETAIL_MAX,
+                    )),
                 );
         }
         window.update_expression(format!("SET {}", set.join(", ")))
@@ -190,7 +198,8 @@ impl Ledger {
         }
         if let Some(detail) = &check.detail {
             set.push("detail = :detail");
-            history = history.expression_attribute_values(":detail", s(detail));
+            history =
+                history.expression_attribute_values(":detail", s(bounded(detail, DETAIL_MAX)));
         }
         if let Some(c) = &check.contents {
             set.push(
