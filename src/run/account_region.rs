@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
+use super::follow_up::ToRead;
 use super::log;
 use super::plan::plan;
 use super::{RunContext, ledger_failed};
@@ -54,13 +55,13 @@ impl RunContext<'_> {
                 return (outcomes, None);
             }
         };
-        let mut checks = self
+        let (mut checks, to_read) = self
             .follow_up_earlier(client, &candidates, &mut windows)
             .await;
         let (eligible, skipped) = plan(candidates, windows, self.services.clock.now());
         log::outcome_lines(&skipped);
         outcomes.extend(skipped);
-        let (served, followed) = self.execute(client, eligible).await;
+        let (served, followed) = self.execute(client, eligible, to_read).await;
         outcomes.extend(served);
         checks.extend(followed);
         for o in &mut outcomes {
@@ -75,6 +76,7 @@ impl RunContext<'_> {
         &self,
         client: &TargetClient,
         eligible: Vec<CaArn>,
+        to_read: Vec<ToRead>,
     ) -> (Vec<CaOutcome>, HashMap<String, ReportCheck>) {
         if self.request.dry_run {
             let would: Vec<CaOutcome> = (eligible.iter())
@@ -105,6 +107,7 @@ impl RunContext<'_> {
             drop(reports);
             served
         };
-        futures::future::join(requesting, self.follow_up(client, accepted)).await
+        let following = self.follow_up(client, accepted, to_read);
+        futures::future::join(requesting, following).await
     }
 }

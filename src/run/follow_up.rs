@@ -11,10 +11,8 @@ use tokio::time::Instant;
 use super::{RunContext, log};
 use crate::aws::{ServiceError, acm_pca, s3};
 use crate::domain::arn::CaArn;
-use crate::domain::bucket::format_of_key;
 use crate::domain::report::{CheckLimit, ReportCheck, ReportStatus, check_of, still_creating};
 use crate::domain::window::{PendingReport, Window, reopen_after};
-use crate::evidence::contents;
 use crate::services::TargetClient;
 
 /// The first look at a new report: the service usually writes it within seconds.
@@ -25,8 +23,13 @@ const CHECK_INTERVAL: Duration = Duration::from_secs(3);
 /// first thing next run.
 const FOLLOW_UP_LIMIT: Duration = Duration::from_secs(300);
 
-/// A report this run's follow-up is waiting to look at.
-type Waiting = (Instant, CaArn, PendingReport);
+/// A report this run's follow-up is waiting to look at (or, seen SUCCESS by the look of
+/// an earlier run's reports, to read and record: its check is known).
+type Waiting = (Instant, CaArn, PendingReport, Option<ReportCheck>);
+
+/// An earlier run's report seen SUCCESS, left for the follow-up to read and record beside
+/// the creates (READ_REPORTS): its reading never holds the account-region's creates up.
+pub(super) type ToRead = (CaArn, PendingReport, ReportCheck);
 
 /// Where one report stands: CREATING, or SUCCESS with the object there and not empty (and
 /// pinned: its version, ETag and checksum), or FAILED with the likely cause.
@@ -55,37 +58,20 @@ async fn look(
     Ok(ReportCheck { pin, ..check })
 }
 
-/// A SUCCESS report left unread, and why: it is not read again.
-fn unread(check: &ReportCheck, reason: String) -> ReportCheck {
-    ReportCheck {
-        detail: Some(format!("{}: {reason}", contents::UNREAD)),
-        limit: CheckLimit::Unreadable,
-        ..check.clone()
-    }
-}
-
-/// Why a report is too large to read within the budget, if it is.
-fn over_size(check: &ReportCheck, budget: &crate::config::ReadBudget) -> Option<String> {
-    let size = check.size_bytes.filter(|size| *size > budget.max_bytes)?;
-    Some(format!(
-        "{} MiB is over READ_REPORTS_MAX_MIB ({}); the report itself is in the bucket",
-        size / 1_048_576,
-        budget.max_bytes / 1_048_576
-    ))
-}
-
 impl RunContext<'_> {
     /// Reports of earlier runs not yet seen to end are followed up first: a FAILED one
-    /// reopens its CA's window, which may make the CA due again in this very run.
+    /// reopens its CA's window, which may make the CA due again in this very run. A SUCCESS
+    /// one to be read (READ_REPORTS) is read and recorded by the follow-up beside the creates,
+    /// not here, before them.
     pub(super) async fn follow_up_earlier(
         &self,
         client: &TargetClient,
         candidates: &[CaArn],
         windows: &mut HashMap<String, Window>,
-    ) -> HashMap<String, ReportCheck> {
-        let mut checks = HashMap::new();
+    ) -> (HashMap<String, ReportCheck>, Vec<ToRead>) {
+        let (mut checks, mut to_read) = (HashMap::new(), Vec::new());
         if self.request.dry_run {
-            return checks;
+            return (checks, to_read);
         }
         let interval = self.services.settings.min_interval;
         for arn in candidates {
@@ -95,14 +81,22 @@ impl RunContext<'_> {
             let Some(pending) = w.pending_report() else {
                 continue;
             };
-            let check = self.follow_up_once(client, arn, &pending).await;
+            let check = self.look_at(client, arn, &pending).await;
+            if self.services.settings.read_reports
+                && check.status == ReportStatus::Success
+                && check.limit == CheckLimit::None
+            {
+                to_read.push((arn.clone(), pending, check));
+                continue;
+            }
+            let check = self.settle(arn, &pending, check).await;
             if let Some(reopen) = reopen_after(check.status, pending.requested_at, interval) {
                 w.next_eligible_at = Some(reopen);
             }
             log::report_line(arn, &check);
             checks.insert(arn.to_string(), check);
         }
-        checks
+        (checks, to_read)
     }
 
     /// One look at a report: what it came to is written to the ledger once it has ended.
@@ -112,16 +106,35 @@ impl RunContext<'_> {
         arn: &CaArn,
         pending: &PendingReport,
     ) -> ReportCheck {
+        let check = self.look_at(client, arn, pending).await;
+        self.settle(arn, pending, check).await
+    }
+
+    /// Where the report stands, by the service and the bucket, within the read quota.
+    async fn look_at(
+        &self,
+        client: &TargetClient,
+        arn: &CaArn,
+        pending: &PendingReport,
+    ) -> ReportCheck {
         if !client.reads.wait_turn(self.invocation.cutoff()).await {
             let why = "not looked at: too little time left in this invocation; the next run looks";
             return still_creating(pending, Some(why.into()));
         }
-        let check = match look(client, &self.services.s3, arn, pending).await {
+        match look(client, &self.services.s3, arn, pending).await {
             Ok(check) => check,
-            Err(e) => {
-                return still_creating(pending, Some(format!("could not follow it up: {e}")));
-            }
-        };
+            Err(e) => still_creating(pending, Some(format!("could not follow it up: {e}"))),
+        }
+    }
+
+    /// A report seen to end: read (READ_REPORTS) and written to the ledger. One still
+    /// CREATING, or not seen, is left as it is.
+    async fn settle(
+        &self,
+        arn: &CaArn,
+        pending: &PendingReport,
+        check: ReportCheck,
+    ) -> ReportCheck {
         if check.status == ReportStatus::Creating {
             return check;
         }
@@ -150,81 +163,28 @@ impl RunContext<'_> {
         }
     }
 
-    /// The reading of a SUCCESS report (READ_REPORTS): counted since the CA's previous
-    /// SUCCESS report (the ledger's history), and put on the check. A report that cannot be
-    /// read or parsed stays SUCCESS (the service made it; the object is there): the failure
-    /// is the check's detail, for the summary, the log and the history item.
-    async fn read_contents(
-        &self,
-        arn: &CaArn,
-        pending: &PendingReport,
-        check: ReportCheck,
-    ) -> ReportCheck {
-        if check.status != ReportStatus::Success {
-            return check;
-        }
-        let services = self.services;
-        let budget = services.settings.read_budget;
-        let unread = |reason: String| unread(&check, reason);
-        if let Some(reason) = over_size(&check, &budget) {
-            return unread(reason);
-        }
-        let read = async {
-            let Some(format) = format_of_key(&pending.s3_key) else {
-                return Err(format!(
-                    "s3://{}/{} is named neither .json nor .csv",
-                    pending.s3_bucket, pending.s3_key
-                ));
-            };
-            let since = (services.ledger)
-                .previous_report_at(arn, pending.requested_at)
-                .await
-                .map_err(|e| format!("finding the previous report: {e}"))?;
-            let (bucket, key) = (&pending.s3_bucket, &pending.s3_key);
-            // The version just pinned is the one read.
-            let version = check.pin.as_ref().and_then(|p| p.version_id.as_deref());
-            contents::read(&services.s3, (bucket, key, version), format, since)
-                .await
-                .map_err(|e| e.to_string())
-        };
-        let read = tokio::time::timeout(budget.max_time, read);
-        let Ok(read) = read.await else {
-            return unread(format!(
-                "reading took longer than READ_REPORTS_MAX_SECONDS ({} s)",
-                budget.max_time.as_secs()
-            ));
-        };
-        match read {
-            Ok(contents) => ReportCheck {
-                contents: Some(contents),
-                ..check
-            },
-            Err(reason) => ReportCheck {
-                detail: Some(format!("{}: {reason}", contents::UNREADABLE)),
-                limit: CheckLimit::Unreadable,
-                ..check
-            },
-        }
-    }
-
     /// Follows up the reports requested in this run as they come, until each has ended, or
     /// the invocation is short of time, or FOLLOW_UP_LIMIT has passed since the last create.
     pub(super) async fn follow_up(
         &self,
         client: &TargetClient,
         mut accepted: mpsc::UnboundedReceiver<(CaArn, PendingReport)>,
+        to_read: Vec<ToRead>,
     ) -> HashMap<String, ReportCheck> {
-        let mut waiting: VecDeque<Waiting> = VecDeque::new();
+        let now = Instant::now();
+        let mut waiting: VecDeque<Waiting> = (to_read.into_iter())
+            .map(|(arn, report, check)| (now, arn, report, Some(check)))
+            .collect();
         let mut done = HashMap::new();
         let mut open = true;
         let mut give_up = self.invocation.cutoff();
         let far = Instant::now() + Duration::from_secs(86_400);
         while open || !waiting.is_empty() {
-            let next_due = waiting.front().map_or(far, |(due, _, _)| *due);
+            let next_due = waiting.front().map_or(far, |(due, ..)| *due);
             tokio::select! {
                 message = accepted.recv(), if open => match message {
                     Some((arn, report)) => {
-                        waiting.push_back((Instant::now() + FIRST_CHECK, arn, report));
+                        waiting.push_back((Instant::now() + FIRST_CHECK, arn, report, None));
                     }
                     None => {
                         open = false;
@@ -249,19 +209,22 @@ impl RunContext<'_> {
         give_up: Instant,
     ) {
         if Instant::now() >= give_up {
-            for (_, arn, report) in waiting.drain(..) {
+            for (_, arn, report, _) in waiting.drain(..) {
                 let check = still_creating(&report, None);
                 log::report_line(&arn, &check);
                 done.insert(arn.to_string(), check);
             }
             return;
         }
-        let Some((_, arn, report)) = waiting.pop_front() else {
+        let Some((_, arn, report, known)) = waiting.pop_front() else {
             return;
         };
-        let check = self.follow_up_once(client, &arn, &report).await;
+        let check = match known {
+            Some(seen) => self.settle(&arn, &report, seen).await,
+            None => self.follow_up_once(client, &arn, &report).await,
+        };
         if check.status == ReportStatus::Creating && check.limit == CheckLimit::None {
-            waiting.push_back((Instant::now() + CHECK_INTERVAL, arn, report));
+            waiting.push_back((Instant::now() + CHECK_INTERVAL, arn, report, None));
         } else {
             log::report_line(&arn, &check);
             done.insert(arn.to_string(), check);

@@ -5,7 +5,8 @@
 //! CAs, follow up earlier reports (`follow_up`), decide which are due (`plan`), then one CA
 //! at a time in quota order (`ca`): `claim` its window, look for a lost report (`recover`),
 //! `create` the report in a pacer slot, `record` it, or carry out what a refusal means
-//! (`verdict`). The new reports are followed up as they come; `summary` is what returns.
+//! (`verdict`). The new reports are followed up as they come, and those to be read (`read`)
+//! are read beside the creates; `summary` is what returns.
 
 pub mod account_region;
 pub mod ca;
@@ -15,6 +16,7 @@ pub mod fan_out;
 pub mod follow_up;
 pub mod log;
 pub mod plan;
+pub mod read;
 pub mod record;
 pub mod recover;
 pub mod summary;

@@ -240,3 +240,58 @@ async fn a_report_over_the_reading_budget_stays_success_unread_and_says_why() {
         "no counts of an unread report"
     );
 }
+
+/// An earlier run's report seen SUCCESS is read beside this run's creates, not before them: a
+/// report slow to read (S3 slow to give its body) holds up no CA of its account-region.
+#[tokio::test]
+async fn reading_an_earlier_report_never_holds_up_the_creates() {
+    let world = World::new().await;
+    world.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 600}));
+    let earlier = ca_with_certificates(&world, 2, 0);
+    let earlier = earlier["arn"].as_str().unwrap();
+    let services = reading(&world, "JSON", Arc::new(SystemClock::default()));
+    // Too little time to wait for the report: it stays CREATING, for the next run.
+    let mut short = invocation("short", Duration::from_secs(14));
+    short.home_account = Some(world.account_id.clone());
+    let first = run::run(&services, &scheduled(), &short).await;
+    assert_eq!(first.counts.reports_pending, 1, "{first:#?}");
+    world.configure_emulator(json!({"report_delay_seconds": 0}));
+    control(
+        "POST",
+        "/finish-reports",
+        Some(json!({"account_id": world.account_id})),
+    );
+    let due = ca_with_certificates(&world, 1, 0);
+    let due = due["arn"].as_str().unwrap();
+    // GetObject is S3's only GET in a run that finds nothing to recover.
+    let slow = support::fault(
+        json!({"service": "s3", "account_id": world.account_id, "operation": "GET",
+        "kind": "slow", "delay_ms": 3000, "rate": 1}),
+    );
+    let second = run(&services, &scheduled(), "second").await;
+    support::clear_fault(&slow);
+
+    assert_eq!(
+        outcome_of(&second, due)["outcome"],
+        "requested",
+        "{second:#?}"
+    );
+    let read = &outcome_of(&second, earlier)["report"];
+    assert_eq!(read["status"], "SUCCESS", "{read:#}");
+    assert_eq!(
+        read["contents"]["certificates"], 2,
+        "read in this run: {read:#}"
+    );
+    let instant = |item: &std::collections::HashMap<_, _>, name| {
+        pca_audit_scheduler::domain::time::Timestamp::parse(attr(item, name).unwrap()).unwrap()
+    };
+    let requested = instant(&world.window_item(due).await.unwrap(), "last_requested_at");
+    let recorded = instant(
+        &world.window_item(earlier).await.unwrap(),
+        "last_verified_at",
+    );
+    assert!(
+        requested < recorded,
+        "the due CA was requested ({requested}) before the slow read was recorded ({recorded})"
+    );
+}
