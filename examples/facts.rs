@@ -33,6 +33,7 @@ fn metrics() -> Value {
         rejected_objects: Vec::new(),
     };
     let summary = RunSummary {
+        version: Default::default(),
         run_id: "r".into(),
         trigger: Trigger::Manual,
         dry_run: false,

@@ -238,6 +238,7 @@ mod tests {
     #[test]
     fn metrics_document_counts_region_errors_as_failures() {
         let s = RunSummary {
+            version: Default::default(),
             run_id: "r".into(),
             trigger: Trigger::Manual,
             dry_run: false,
@@ -300,6 +301,7 @@ mod tests {
             rejected_objects: Vec::new(),
         };
         let s = RunSummary {
+            version: Default::default(),
             run_id: "r".into(),
             trigger: Trigger::Manual,
             dry_run: false,

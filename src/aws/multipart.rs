@@ -64,6 +64,9 @@ impl<'a> EvidenceObject<'a> {
             .key(key)
             .content_type(content_type)
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            // Which release wrote the evidence, on the object itself (user-defined metadata,
+            // `x-amz-meta-tool-version`: S3 user guide, "Working with object metadata").
+            .metadata("tool-version", crate::domain::version::VERSION)
             .set_expected_bucket_owner(s3.owner());
         if let Some(kms_key) = kms_key {
             create = create

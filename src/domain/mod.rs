@@ -10,4 +10,5 @@ pub mod report;
 pub mod request;
 pub mod scope;
 pub mod time;
+pub mod version;
 pub mod window;

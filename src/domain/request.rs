@@ -82,9 +82,6 @@ pub struct CoverageRequest {
     pub from: Timestamp,
     /// Exclusive end.
     pub to: Timestamp,
-    /// As written, for the manifest's key.
-    pub from_text: String,
-    pub to_text: String,
     /// `verifyObjects`: each SUCCESS report of the period is looked at in the bucket, at the
     /// version the follow-up pinned.
     pub verify_objects: bool,
@@ -117,9 +114,30 @@ impl CoverageRequest {
         Ok(())
     }
 
-    /// `evidence/coverage-<from>-<to>` without its extension.
-    pub fn manifest_stem(&self) -> String {
-        format!("evidence/coverage-{}-{}", self.from_text, self.to_text)
+    /// `evidence/coverage/<from>_<to>/<generated at>_<run id>`, without its extension: one
+    /// folder per period, and in it one manifest per request, so that a second request for
+    /// the same period never overwrites the evidence of the first. Instants in their compact
+    /// form (`20260701T000000Z`) and the run id cut to S3's safe characters: no `:` or other
+    /// character that "might require special handling" (S3 user guide, "Naming Amazon S3
+    /// objects", safe characters), and far under the key's 1,024 bytes.
+    pub fn manifest_stem(&self, generated_at: Timestamp, run_id: &str) -> String {
+        let run: String = run_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .take(64)
+            .collect();
+        format!(
+            "evidence/coverage/{}_{}/{}_{run}",
+            self.from.compact(),
+            self.to.compact(),
+            generated_at.compact()
+        )
     }
 }
 

@@ -37,6 +37,11 @@ impl Timestamp {
             .map(Self::from_system_time)
     }
 
+    /// `20260701T000000Z`: RFC 3339's basic form, for object keys (no `:`).
+    pub fn compact(self) -> String {
+        self.to_string().replace(['-', ':'], "")
+    }
+
     pub fn plus(self, d: Duration) -> Self {
         Self::from_epoch_seconds(self.0.saturating_add(d.as_secs()))
     }

@@ -74,8 +74,6 @@ impl CoverageRequest {
         Ok(Self {
             from,
             to,
-            from_text: raw.coverage.from.trim().to_owned(),
-            to_text: raw.coverage.to.trim().to_owned(),
             verify_objects: raw.coverage.verify_objects,
         })
     }
@@ -102,7 +100,16 @@ mod tests {
             at("2026-10-01T00:00:00Z"),
             "the `to` date is included whole"
         );
-        assert_eq!(r.manifest_stem(), "evidence/coverage-2026-07-01-2026-09-30");
+        let generated = at("2026-10-02T08:30:00Z");
+        assert_eq!(
+            r.manifest_stem(generated, "8f3c-run/1:x"),
+            "evidence/coverage/20260701T000000Z_20261001T000000Z/20261002T083000Z_8f3c-run-1-x"
+        );
+        assert_ne!(
+            r.manifest_stem(generated, "a"),
+            r.manifest_stem(generated, "b"),
+            "two requests for one period: two manifests"
+        );
         let r = CoverageRequest::from_value(
             json!({"coverage": {"from": "2026-07-01T06:00:00Z", "to": "2026-07-02T06:00:00Z"}}),
         )

@@ -1,6 +1,7 @@
 //! Coverage of a period: was every CA audited in every window of it? Answered from the
 //! ledger's history and today's listing, without claiming or requesting anything, and written
-//! as a manifest (`evidence/coverage-<from>-<to>.csv` and `.json`) into the report bucket.
+//! as a manifest (`evidence/coverage/<from>_<to>/<generated at>_<run id>.csv` and `.json`)
+//! into the report bucket.
 //! Here, the answer: the walk of accounts × regions, each CA's history read and judged
 //! (`gaps`) and written (`manifest`) as it comes.
 //!
@@ -150,8 +151,9 @@ fn empty_summary(
     now: Timestamp,
     threshold: std::time::Duration,
 ) -> CoverageSummary {
-    let stem = request.manifest_stem();
+    let stem = request.manifest_stem(now, &invocation.run_id);
     CoverageSummary {
+        version: Default::default(),
         run_id: invocation.run_id.clone(),
         from: request.from,
         to: request.to,
@@ -191,6 +193,7 @@ pub async fn answer(
     let all: BTreeSet<CaArn> = listed_now.iter().cloned().chain(known).collect();
     let mut summary = empty_summary(services, request, invocation, now, threshold);
     let head = ManifestHead {
+        version: Default::default(),
         from: summary.from,
         generated_at: summary.generated_at,
         threshold_minutes: summary.threshold_minutes,

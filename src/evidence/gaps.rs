@@ -460,8 +460,6 @@ mod tests {
         let request = CoverageRequest {
             from: at("2026-07-01T00:00:00Z"),
             to: at("2026-07-04T00:00:00Z"),
-            from_text: "2026-07-01".into(),
-            to_text: "2026-07-03".into(),
             verify_objects: false,
         };
         let listed_now = BTreeSet::new();

@@ -1,5 +1,5 @@
-//! The coverage manifest: `evidence/coverage-<from>-<to>.csv` and `.json` in the report
-//! bucket, one row per report of the period, then one per gap. The CSV is written by
+//! The coverage manifest: `evidence/coverage/<from>_<to>/<generated at>_<run id>.csv` and
+//! `.json` in the report bucket, one row per report of the period, then one per gap. The CSV is written by
 //! `csv::Writer` (RFC 4180 quoting), the JSON rows by serde.
 
 use serde::Serialize;
@@ -8,12 +8,15 @@ use super::rows::{csv_gap_rows, csv_header, csv_report_rows, json_gap_rows, json
 use super::{CaCoverage, CoverageError, CoverageSummary, HistoryReport, Manifest};
 use crate::aws::multipart::{EvidenceError, EvidenceObject};
 use crate::domain::time::Timestamp;
+use crate::domain::version::ToolVersion;
 use crate::services::Services;
 
 /// The JSON manifest's fields before its rows.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ManifestHead {
+    /// The tool's version that wrote the manifest.
+    pub version: ToolVersion,
     pub from: Timestamp,
     pub generated_at: Timestamp,
     pub threshold_minutes: u64,

@@ -17,6 +17,7 @@ pub use crate::aws::ledger::history::HistoryReport;
 use crate::domain::outcome::{AccountError, RegionError};
 use crate::domain::report::ReportStatus;
 use crate::domain::time::Timestamp;
+use crate::domain::version::ToolVersion;
 use gaps::{Gap, GapKind};
 
 /// One CA's coverage, as the summary gives it.
@@ -148,6 +149,8 @@ pub struct Manifest {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CoverageSummary {
+    /// The tool's version (`Cargo.toml`).
+    pub version: ToolVersion,
     pub run_id: String,
     pub from: Timestamp,
     pub to: Timestamp,
@@ -207,6 +210,7 @@ mod tests {
     fn summary_of(cas: Vec<CaCoverage>) -> CoverageSummary {
         let at = Timestamp::from_epoch_seconds(0);
         CoverageSummary {
+            version: Default::default(),
             run_id: "r".into(),
             from: at,
             to: at,

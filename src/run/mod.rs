@@ -86,6 +86,7 @@ pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocat
     outcomes.append(&mut audited);
     region_errors.extend(errors);
     RunSummary {
+        version: Default::default(),
         run_id: invocation.run_id.clone(),
         trigger: request.trigger.clone(),
         dry_run: request.dry_run,

@@ -7,6 +7,7 @@ use crate::domain::outcome::{AccountError, CaOutcome, Outcome, RegionError};
 use crate::domain::report::ReportStatus;
 use crate::domain::request::{Trigger, WorkItem};
 use crate::domain::time::Timestamp;
+use crate::domain::version::ToolVersion;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -31,6 +32,8 @@ pub struct Counts {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunSummary {
+    /// The tool's version (`Cargo.toml`).
+    pub version: ToolVersion,
     pub run_id: String,
     pub trigger: Trigger,
     pub dry_run: bool,
@@ -200,6 +203,7 @@ mod tests {
     /// A manual run's summary of these outcomes and account errors.
     fn summary(cas: Vec<CaOutcome>, account_errors: Vec<AccountError>) -> RunSummary {
         RunSummary {
+            version: Default::default(),
             run_id: "r".into(),
             trigger: Trigger::Manual,
             dry_run: false,

@@ -207,8 +207,17 @@ async fn coverage_of_a_period_names_every_gap_and_writes_the_manifest() {
     );
 
     // The manifest: one row per report, then one per gap, in CSV and JSON.
-    let stem = format!("evidence/coverage-{}-{}", date(from), date(to_day));
-    assert_eq!(summary["manifest"]["csvKey"], format!("{stem}.csv"));
+    let csv_key = summary["manifest"]["csvKey"].as_str().unwrap();
+    let stem = csv_key.strip_suffix(".csv").unwrap().to_owned();
+    let period = format!(
+        "evidence/coverage/{}_{}/",
+        Timestamp::from_epoch_seconds(from).compact(),
+        Timestamp::from_epoch_seconds(to_day + DAY).compact()
+    );
+    assert!(stem.starts_with(&period), "{stem}");
+    assert!(!stem.contains(':'), "a safe key: {stem}");
+    assert_eq!(summary["manifest"]["jsonKey"], format!("{stem}.json"));
+    assert_eq!(summary["version"], env!("CARGO_PKG_VERSION"));
     let csv = object(&world, &format!("{stem}.csv")).await;
     let lines: Vec<&str> = csv.lines().collect();
     assert!(lines[0].starts_with(
@@ -244,6 +253,11 @@ async fn coverage_of_a_period_names_every_gap_and_writes_the_manifest() {
     );
     assert_eq!(json["rows"][reports]["row"], "gap");
     assert_eq!(json["counts"], summary["counts"]);
+    assert_eq!(
+        json["version"],
+        env!("CARGO_PKG_VERSION"),
+        "the release that wrote it"
+    );
 
     // Nothing claimed or requested.
     assert_eq!(world.create_calls().len(), creates_before);
@@ -257,7 +271,9 @@ async fn the_sample_coverage_request_is_answered_with_its_manifest() {
     let services = world.services(Arc::new(SystemClock::default()));
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/events/coverage.json");
     let sample: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let summary = coverage(&services, sample).await.expect("sample answered");
+    let summary = coverage(&services, sample.clone())
+        .await
+        .expect("sample answered");
     assert_eq!(
         ca(&summary, &arns[0])["gaps"][0]["kind"],
         "neverAudited",
@@ -269,13 +285,27 @@ async fn the_sample_coverage_request_is_answered_with_its_manifest() {
         .into_iter()
         .map(|o| o.0)
         .collect();
+    let folder = "evidence/coverage/20260701T000000Z_20261001T000000Z/";
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys.iter().all(|k| k.starts_with(folder)), "{keys:?}");
     assert_eq!(
-        keys,
-        [
-            "evidence/coverage-2026-07-01-2026-09-30.csv",
-            "evidence/coverage-2026-07-01-2026-09-30.json"
-        ]
+        keys[0].strip_suffix(".csv"),
+        keys[1].strip_suffix(".json"),
+        "{keys:?}"
     );
+
+    // The same request again: a second manifest beside the first, which stays as it was.
+    let first = object(&world, &keys[0]).await;
+    coverage(&services, sample).await.expect("answered again");
+    let again: Vec<String> = world
+        .objects("evidence/")
+        .await
+        .into_iter()
+        .map(|o| o.0)
+        .collect();
+    assert_eq!(again.len(), 4, "nothing overwritten: {again:?}");
+    assert!(again.iter().all(|k| k.starts_with(folder)), "{again:?}");
+    assert_eq!(object(&world, &keys[0]).await, first);
 }
 
 #[tokio::test]
