@@ -27,6 +27,9 @@ impl RunSummary {
             reports_failed = c.reports_failed,
             reports_pending = c.reports_pending,
             rejected_objects = c.rejected_objects,
+            overdue = c.overdue,
+            events_sent = c.events_sent,
+            events_not_sent = c.events_not_sent,
             account_errors = self.account_errors.len(),
             region_errors = self.region_errors.len(),
             fanned_out = self.fanned_out.len(),
@@ -40,6 +43,9 @@ impl RunSummary {
     /// turns into metrics (namespace `PcaAuditScheduler`) without a PutMetricData call.
     pub fn metrics_document(&self, function_name: &str) -> serde_json::Value {
         let c = self.counts;
+        let outside = (self.account_errors.iter())
+            .filter(|a| crate::domain::code::Code::is_out_of_scope(&a.error_code))
+            .count();
         let mut doc = serde_json::json!({
             "_aws": {
                 "Timestamp": self.finished_at.epoch_seconds() * 1000,
@@ -52,7 +58,10 @@ impl RunSummary {
                         {"Name": "Deferred", "Unit": "Count"},
                         {"Name": "Failed", "Unit": "Count"},
                         {"Name": "RejectedObjects", "Unit": "Count"},
-                        {"Name": "OutOfScope", "Unit": "Count"}
+                        {"Name": "OutOfScope", "Unit": "Count"},
+                        {"Name": "AccountsNotEntered", "Unit": "Count"},
+                        {"Name": "OverdueCertificateAuthorities", "Unit": "Count"},
+                        {"Name": "EventsNotSent", "Unit": "Count"}
                     ]
                 }]
             },
@@ -60,9 +69,14 @@ impl RunSummary {
             "Requested": c.requested,
             "Skipped": c.skipped,
             "Deferred": c.deferred,
-            // An account or region that could not be listed hides its CAs: count it as a
-            // failure too. A CA whose report ended FAILED is in `failed`.
-            "Failed": c.failed + self.region_errors.len() + self.account_errors.len(),
+            // A region that could not be listed hides its CAs: count it as a failure too. A
+            // CA whose report ended FAILED is in `failed`. An account not entered has its own
+            // metric: a missing member role would otherwise keep this alarm on for good.
+            "Failed": c.failed + self.region_errors.len() + outside,
+            "AccountsNotEntered": self.account_errors.len() - outside,
+            // Audited CAs without a SUCCESS report for longer than the coverage threshold.
+            "OverdueCertificateAuthorities": c.overdue,
+            "EventsNotSent": c.events_not_sent,
             // Objects someone put where the service writes reports: each one an alarm's worth.
             "RejectedObjects": c.rejected_objects,
             // A work item or a CA asked for outside AUDIT_ACCOUNTS or AUDIT_REGIONS: a bug or
@@ -175,6 +189,7 @@ mod tests {
             certificate_authorities: vec![],
             certificate_authorities_omitted: 0,
             outcomes_key: None,
+            alerts: vec![],
         };
         let m = s.metrics_document("fn");
         assert_eq!(m["Failed"], 2);
@@ -228,6 +243,7 @@ mod tests {
             certificate_authorities: vec![read(3, 1), read(4, 0)],
             certificate_authorities_omitted: 0,
             outcomes_key: None,
+            alerts: vec![],
         };
         let m = s.metrics_document("fn");
         assert_eq!(

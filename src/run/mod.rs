@@ -8,12 +8,14 @@
 //! (`verdict`). The new reports are followed up as they come; `summary` is what returns.
 
 pub mod account_region;
+pub mod alerts;
 pub mod ca;
 pub mod claim;
 pub mod create;
 pub mod fan_out;
 pub mod follow_up;
 pub mod log;
+pub mod notify;
 pub mod plan;
 pub mod record;
 pub mod recover;
@@ -21,6 +23,7 @@ pub mod summary;
 pub mod verdict;
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use aws_config::SdkConfig;
 
@@ -79,11 +82,13 @@ pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocat
         invocation,
         format,
         bucket_error,
+        found: Mutex::default(),
     };
     let (mut audited, errors) = ctx.audit_targets(&to_audit, &entered).await;
     outcomes.append(&mut audited);
     region_errors.extend(errors);
-    RunSummary {
+    let found = ctx.found.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut summary = RunSummary {
         run_id: invocation.run_id.clone(),
         trigger: request.trigger.clone(),
         dry_run: request.dry_run,
@@ -98,7 +103,31 @@ pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocat
         certificate_authorities: outcomes,
         certificate_authorities_omitted: 0,
         outcomes_key: None,
+        alerts: found.alerts,
+    };
+    summary.counts.overdue = found.overdue;
+    Box::pin(notify_all(services, request, invocation, &mut summary)).await;
+    summary
+}
+
+/// The run's alerts (the CAs', then the accounts' and regions') sent at its end; a dry run
+/// sends none.
+async fn notify_all(
+    services: &Services,
+    request: &RunRequest,
+    invocation: &Invocation,
+    summary: &mut RunSummary,
+) {
+    if request.dry_run {
+        summary.alerts.clear();
+        return;
     }
+    let (accounts, regions) = (&summary.account_errors, &summary.region_errors);
+    let run_id = &invocation.run_id;
+    (summary.alerts).extend(notify::account_alerts(accounts, regions, run_id));
+    let (sent, not_sent) = notify::send(services, invocation, &summary.alerts).await;
+    summary.counts.events_sent = sent;
+    summary.counts.events_not_sent = not_sent;
 }
 
 /// The bucket is checked once, up front: a missing bucket fails every CA without claiming a
@@ -146,6 +175,8 @@ struct RunContext<'a> {
     invocation: &'a Invocation,
     format: ReportFormat,
     bucket_error: Option<ServiceError>,
+    /// The alerts the account-regions raised, and how many CAs were overdue.
+    found: Mutex<alerts::Found>,
 }
 
 /// A CA failed because the ledger could not be read or written: no window can be claimed.
