@@ -86,7 +86,7 @@ impl AlertKind {
             }
             (Self::AuditedAgain, _) => "Nothing: the CA has a SUCCESS report again.",
             (Self::AccountNotEntered, _) => {
-                "Deploy the member role (template-member.yaml) in this account, or fix its \
+                "Deploy the member role (member-role.yaml) in this account, or fix its \
                  trust policy or external id: none of the account's CAs is audited until then."
             }
             (Self::RegionNotListed, _) => {

@@ -87,8 +87,7 @@ pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocat
     let (mut audited, errors) = ctx.audit_targets(&to_audit, &entered).await;
     outcomes.append(&mut audited);
     region_errors.extend(errors);
-    let found = ctx.found.into_inner().unwrap_or_else(|p| p.into_inner());
-    let mut summary = RunSummary {
+    let summary = RunSummary {
         run_id: invocation.run_id.clone(),
         trigger: request.trigger.clone(),
         dry_run: request.dry_run,
@@ -103,31 +102,36 @@ pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocat
         certificate_authorities: outcomes,
         certificate_authorities_omitted: 0,
         outcomes_key: None,
-        alerts: found.alerts,
+        alerts: Vec::new(),
     };
-    summary.counts.overdue = found.overdue;
-    Box::pin(notify_all(services, request, invocation, &mut summary)).await;
-    summary
+    Box::pin(notify_all(
+        services, request, invocation, summary, ctx.found,
+    ))
+    .await
 }
 
-/// The run's alerts (the CAs', then the accounts' and regions') sent at its end; a dry run
-/// sends none.
+/// The run's overdue count and alerts (the CAs', then the accounts' and regions'), sent at
+/// its end; a dry run counts, but sends none.
 async fn notify_all(
     services: &Services,
     request: &RunRequest,
     invocation: &Invocation,
-    summary: &mut RunSummary,
-) {
+    mut summary: RunSummary,
+    found: Mutex<alerts::Found>,
+) -> RunSummary {
+    let found = found.into_inner().unwrap_or_else(|p| p.into_inner());
+    summary.counts.overdue = found.overdue;
     if request.dry_run {
-        summary.alerts.clear();
-        return;
+        return summary;
     }
+    summary.alerts = found.alerts;
     let (accounts, regions) = (&summary.account_errors, &summary.region_errors);
     let run_id = &invocation.run_id;
     (summary.alerts).extend(notify::account_alerts(accounts, regions, run_id));
     let (sent, not_sent) = notify::send(services, invocation, &summary.alerts).await;
     summary.counts.events_sent = sent;
     summary.counts.events_not_sent = not_sent;
+    summary
 }
 
 /// The bucket is checked once, up front: a missing bucket fails every CA without claiming a
