@@ -206,6 +206,49 @@ mod tests {
     }
 
     #[test]
+    fn an_account_not_entered_has_its_own_metric_and_leaves_failed_alone() {
+        let error = |code: &str| AccountError {
+            account_id: "222222222222".into(),
+            error_code: code.into(),
+            error_message: "m".into(),
+        };
+        let s = RunSummary {
+            run_id: "r".into(),
+            trigger: Trigger::Manual,
+            dry_run: false,
+            started_at: Timestamp::from_epoch_seconds(10),
+            finished_at: Timestamp::from_epoch_seconds(20),
+            accounts: vec![],
+            regions: vec![],
+            counts: Counts {
+                overdue: 3,
+                events_not_sent: 2,
+                ..Counts::default()
+            },
+            account_errors: vec![error("AssumeRoleFailed"), error("AccountNotAudited")],
+            fanned_out: vec![],
+            region_errors: vec![],
+            certificate_authorities: vec![],
+            certificate_authorities_omitted: 0,
+            outcomes_key: None,
+            alerts: vec![],
+        };
+        let m = s.metrics_document("fn");
+        assert_eq!(m["AccountsNotEntered"], 1);
+        assert_eq!(m["Failed"], 1, "only the work item refused as out of scope");
+        assert_eq!(m["OverdueCertificateAuthorities"], 3);
+        assert_eq!(m["EventsNotSent"], 2);
+        let names = m["_aws"]["CloudWatchMetrics"][0]["Metrics"].to_string();
+        for name in [
+            "AccountsNotEntered",
+            "OverdueCertificateAuthorities",
+            "EventsNotSent",
+        ] {
+            assert!(names.contains(name), "{name}");
+        }
+    }
+
+    #[test]
     fn metrics_document_totals_certificates_of_the_reports_read() {
         let read = |issued, revoked| CaOutcome {
             certificate_authority_arn: "arn:x".into(),
