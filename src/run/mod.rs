@@ -75,13 +75,12 @@ pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocat
     account_errors.extend(not_entered);
     to_audit.retain(|t| entered.contains_key(&t.account));
 
-    let bucket_error = bucket_error(services, &to_audit).await;
     let ctx = RunContext {
         services,
         request,
         invocation,
         format,
-        bucket_error,
+        bucket_error: bucket_error(services, &to_audit).await,
         found: Mutex::default(),
     };
     let (mut audited, errors) = ctx.audit_targets(&to_audit, &entered).await;
@@ -104,34 +103,27 @@ pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocat
         outcomes_key: None,
         alerts: Vec::new(),
     };
-    Box::pin(notify_all(
-        services, request, invocation, summary, ctx.found,
-    ))
-    .await
+    Box::pin(ctx.notify_all(summary)).await
 }
 
-/// The run's overdue count and alerts (the CAs', then the accounts' and regions'), sent at
-/// its end; a dry run counts, but sends none.
-async fn notify_all(
-    services: &Services,
-    request: &RunRequest,
-    invocation: &Invocation,
-    mut summary: RunSummary,
-    found: Mutex<alerts::Found>,
-) -> RunSummary {
-    let found = found.into_inner().unwrap_or_else(|p| p.into_inner());
-    summary.counts.overdue = found.overdue;
-    if request.dry_run {
-        return summary;
+impl RunContext<'_> {
+    /// The run's overdue count and alerts (the CAs', then the accounts' and regions'), sent
+    /// at its end; a dry run counts, but sends none.
+    async fn notify_all(self, mut summary: RunSummary) -> RunSummary {
+        let found = self.found.into_inner().unwrap_or_else(|p| p.into_inner());
+        summary.counts.overdue = found.overdue;
+        if self.request.dry_run {
+            return summary;
+        }
+        summary.alerts = found.alerts;
+        let (accounts, regions) = (&summary.account_errors, &summary.region_errors);
+        let run_id = &self.invocation.run_id;
+        (summary.alerts).extend(notify::account_alerts(accounts, regions, run_id));
+        let (sent, not_sent) = notify::send(self.services, self.invocation, &summary.alerts).await;
+        summary.counts.events_sent = sent;
+        summary.counts.events_not_sent = not_sent;
+        summary
     }
-    summary.alerts = found.alerts;
-    let (accounts, regions) = (&summary.account_errors, &summary.region_errors);
-    let run_id = &invocation.run_id;
-    (summary.alerts).extend(notify::account_alerts(accounts, regions, run_id));
-    let (sent, not_sent) = notify::send(services, invocation, &summary.alerts).await;
-    summary.counts.events_sent = sent;
-    summary.counts.events_not_sent = not_sent;
-    summary
 }
 
 /// The bucket is checked once, up front: a missing bucket fails every CA without claiming a
