@@ -48,6 +48,7 @@ fn metrics() -> Value {
         certificate_authorities: vec![read],
         certificate_authorities_omitted: 0,
         outcomes_key: None,
+        alerts: vec![],
     };
     let doc = summary.metrics_document("f");
     let directive = &doc["_aws"]["CloudWatchMetrics"][0];

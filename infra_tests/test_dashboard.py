@@ -209,7 +209,7 @@ def test_log_query_shows_latest_failures_and_gaps_by_fields_the_function_logs(de
     source = rust_sources()
     # The outcomes the query filters on are ones the code logs.
     outcomes = set(re.findall(r'"(\w+)"', re.search(r"in \[(.*?)\]", query).group(1)))
-    assert outcomes == {"failed", "gap"}
+    assert outcomes == {"failed", "gap", "overdue"}
     for outcome in outcomes:
         assert f'outcome = "{outcome}"' in source, f"no log line with outcome {outcome}"
     # Every field it reads: the event's under fields., the CA's span's under span.

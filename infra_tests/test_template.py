@@ -46,6 +46,7 @@ SDK_CRATES = {
     "aws-sdk-s3": "s3",
     "aws-sdk-organizations": "organizations",
     "aws-sdk-sqs": "sqs",
+    "aws-sdk-eventbridge": "events",
 }
 
 # Credentials providers of aws-config that call AWS with the role's own credentials, named in
@@ -127,6 +128,7 @@ EVENT_SOURCE_ACTIONS = {
 }
 
 ENV_VARS = {
+    "EVENT_BUS",
     "LEDGER_TABLE",
     "REPORT_BUCKET",
     "REPORT_BUCKET_OWNER",
@@ -152,6 +154,7 @@ ENV_VARS = {
 
 # Environment variable -> the template parameter it is set from, as it is.
 ENV_FROM_PARAMETER = {
+    "EVENT_BUS": "EventBus",
     "REPORT_FORMAT": "ReportFormat",
     "MIN_INTERVAL_MINUTES": "MinIntervalMinutes",
     "AUDIT_REGIONS": "AuditRegions",
@@ -1778,3 +1781,65 @@ def test_readme_lists_every_sample_event():
     section = readme.split("## Sample events", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"^\| `([\w-]+\.json)` \|", section, re.MULTILINE))
     assert listed == {p.name for p in (ROOT / "events").glob("*.json")}
+
+
+def test_events_go_to_the_configured_bus_only_and_none_without_one(template, rendered):
+    """PutEvents on the EventBus parameter's bus alone; with EventBus empty, no grant."""
+    assert template["Parameters"]["EventBus"]["Default"] == "default"
+    for name, r in rendered.items():
+        audit = role_policy_documents(r["Resources"])["audit-calls"]
+        put = [s for s in statements(audit) if "events:PutEvents" in as_list(s["Action"])]
+        assert len(put) == 1, name
+        assert put[0]["Resource"] == {
+            "Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBus}"
+        }, name
+    off = render(template, {"EventBus": ""})
+    audit = role_policy_documents(off["Resources"])["audit-calls"]
+    assert not [s for s in statements(audit) if "events:PutEvents" in as_list(s["Action"])]
+    assert "CaAlertsRule" not in off["Resources"]
+
+
+@pytest.mark.parametrize(
+    ("alarm", "metric"),
+    [
+        ("OverdueCertificateAuthoritiesAlarm", "OverdueCertificateAuthorities"),
+        ("AccountsNotEnteredAlarm", "AccountsNotEntered"),
+    ],
+)
+def test_overdue_and_accounts_alarms_match_the_functions_emf(resources, alarm, metric):
+    props = resources[alarm]["Properties"]
+    assert (props["Namespace"], props["MetricName"]) == ("PcaAuditScheduler", metric)
+    assert props["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "AuditFunction"}}]
+    assert (props["Threshold"], props["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    emf = (ROOT / "src" / "telemetry.rs").read_text()
+    assert f'{{"Name": "{metric}", "Unit": "Count"}}' in emf
+
+
+def test_ca_alerts_reach_the_alarm_topic_as_one_message_naming_the_ca(template):
+    """With AlarmEmail, the rule sends the failed and overdue events to the stack's topic
+    through an input transformer naming the CA, its account and region and what to do; the
+    topic's policy lets this rule (and CloudWatch) publish."""
+    r = render(template, {"AlarmEmail": "ops@example.com"})["Resources"]
+    rule = r["CaAlertsRule"]["Properties"]
+    assert rule["EventPattern"]["source"] == ["pca-audit-scheduler"]
+    assert set(rule["EventPattern"]["detail-type"]) == {
+        "Certificate Authority Audit Failed",
+        "Certificate Authority Audit Overdue",
+    }
+    [target] = rule["Targets"]
+    assert target["Arn"] == {"Ref": "AlarmTopic"}
+    paths = target["InputTransformer"]["InputPathsMap"]
+    assert paths["ca"] == "$.detail.certificateAuthorityArn"
+    assert {"account", "region", "reason", "todo"} <= set(paths)
+    text = target["InputTransformer"]["InputTemplate"]
+    for name in paths:
+        assert f"<{name}>" in text, name
+    policy = r["AlarmTopicPolicy"]["Properties"]["PolicyDocument"]
+    events = statement_by_sid(policy, "CaAlertsRulePublishes")
+    assert events["Principal"] == {"Service": "events.amazonaws.com"}
+    assert events["Condition"]["ArnEquals"]["aws:SourceArn"] == {"Fn::GetAtt": ["CaAlertsRule", "Arn"]}
+    assert statement_by_sid(policy, "CloudWatchAlarmsPublish")["Principal"] == {
+        "Service": "cloudwatch.amazonaws.com"
+    }
+    # Without any alarm topic, no rule.
+    assert "CaAlertsRule" not in render(template, {})["Resources"]

@@ -26,7 +26,7 @@ from . import audit_reports, settings, trust
 from . import seed as seeding
 
 PREFIX = "/_pca_local"
-SERVICES = ("dynamodb", "s3", "acm-pca", "sts", "iam", "organizations", "sqs", "kms")
+SERVICES = ("dynamodb", "s3", "acm-pca", "sts", "iam", "organizations", "sqs", "kms", "events", "securityhub")
 # Services speaking the query protocol: errors are XML documents.
 QUERY_SERVICES = ("sts", "iam")
 KINDS = ("throttle", "500", "slow", "reset", "accept-then-500", "accept-then-reset", "hang")

@@ -22,6 +22,9 @@ pub struct Invocation {
 
 impl Invocation {
     pub const DEFAULT_RESERVE: Duration = Duration::from_secs(10);
+    /// Kept back too, in Lambda, for the run's events at its end (`run::notify`): a few
+    /// PutEvents calls, each ended within the operation timeout.
+    pub const ALERTS_RESERVE: Duration = Duration::from_secs(10);
 
     pub(crate) fn cutoff(&self) -> Instant {
         self.deadline

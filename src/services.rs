@@ -36,6 +36,8 @@ pub struct Services {
     pub ledger: Ledger,
     pub(crate) s3: crate::aws::s3::Store,
     pub(crate) sqs: aws_sdk_sqs::Client,
+    /// EventBridge, for the run's events (`EVENT_BUS`).
+    pub(crate) events: aws_sdk_eventbridge::Client,
     pub(crate) sdk: SdkConfig,
     /// Member accounts entered, kept across invocations: their clients cache the role's
     /// credentials and renew them when they run out.
@@ -61,6 +63,7 @@ impl Services {
                 settings.report_bucket_owner.clone(),
             ),
             sqs: aws_sdk_sqs::Client::new(sdk),
+            events: aws_sdk_eventbridge::Client::new(sdk),
             sdk: sdk.clone(),
             members: tokio::sync::Mutex::new(HashMap::new()),
             targets: Mutex::new(HashMap::new()),

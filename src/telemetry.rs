@@ -70,6 +70,9 @@ impl RunSummary {
             reports_failed = c.reports_failed,
             reports_pending = c.reports_pending,
             rejected_objects = c.rejected_objects,
+            overdue = c.overdue,
+            events_sent = c.events_sent,
+            events_not_sent = c.events_not_sent,
             account_errors = self.account_errors.len(),
             region_errors = self.region_errors.len(),
             fanned_out = self.fanned_out.len(),
@@ -83,6 +86,9 @@ impl RunSummary {
     /// turns into metrics (namespace `PcaAuditScheduler`) without a PutMetricData call.
     pub fn metrics_document(&self, function_name: &str) -> serde_json::Value {
         let c = self.counts;
+        let outside = (self.account_errors.iter())
+            .filter(|a| crate::domain::code::Code::is_out_of_scope(&a.error_code))
+            .count();
         let mut doc = serde_json::json!({
             "_aws": {
                 "Timestamp": self.finished_at.epoch_seconds() * 1000,
@@ -95,7 +101,10 @@ impl RunSummary {
                         {"Name": "Deferred", "Unit": "Count"},
                         {"Name": "Failed", "Unit": "Count"},
                         {"Name": "RejectedObjects", "Unit": "Count"},
-                        {"Name": "OutOfScope", "Unit": "Count"}
+                        {"Name": "OutOfScope", "Unit": "Count"},
+                        {"Name": "AccountsNotEntered", "Unit": "Count"},
+                        {"Name": "OverdueCertificateAuthorities", "Unit": "Count"},
+                        {"Name": "EventsNotSent", "Unit": "Count"}
                     ]
                 }]
             },
@@ -103,9 +112,14 @@ impl RunSummary {
             "Requested": c.requested,
             "Skipped": c.skipped,
             "Deferred": c.deferred,
-            // An account or region that could not be listed hides its CAs: count it as a
-            // failure too. A CA whose report ended FAILED is in `failed`.
-            "Failed": c.failed + self.region_errors.len() + self.account_errors.len(),
+            // A region that could not be listed hides its CAs: count it as a failure too. A
+            // CA whose report ended FAILED is in `failed`. An account not entered has its own
+            // metric: a missing member role would otherwise keep this alarm on for good.
+            "Failed": c.failed + self.region_errors.len() + outside,
+            "AccountsNotEntered": self.account_errors.len() - outside,
+            // Audited CAs without a SUCCESS report for longer than the coverage threshold.
+            "OverdueCertificateAuthorities": c.overdue,
+            "EventsNotSent": c.events_not_sent,
             // Objects someone put where the service writes reports: each one an alarm's worth.
             "RejectedObjects": c.rejected_objects,
             // A work item or a CA asked for outside AUDIT_ACCOUNTS or AUDIT_REGIONS: a bug or
@@ -262,6 +276,7 @@ mod tests {
             certificate_authorities: vec![],
             certificate_authorities_omitted: 0,
             outcomes_key: None,
+            alerts: vec![],
         };
         let m = s.metrics_document("fn");
         assert_eq!(m["Failed"], 2);
@@ -275,6 +290,50 @@ mod tests {
         assert!(m.get("CertificatesIssued").is_none());
         let metrics = m["_aws"]["CloudWatchMetrics"][0]["Metrics"].to_string();
         assert!(!metrics.contains("Certificates"), "{metrics}");
+    }
+
+    #[test]
+    fn an_account_not_entered_has_its_own_metric_and_leaves_failed_alone() {
+        let error = |code: &str| AccountError {
+            account_id: "222222222222".into(),
+            error_code: code.into(),
+            error_message: "m".into(),
+        };
+        let s = RunSummary {
+            version: Default::default(),
+            run_id: "r".into(),
+            trigger: Trigger::Manual,
+            dry_run: false,
+            started_at: Timestamp::from_epoch_seconds(10),
+            finished_at: Timestamp::from_epoch_seconds(20),
+            accounts: vec![],
+            regions: vec![],
+            counts: Counts {
+                overdue: 3,
+                events_not_sent: 2,
+                ..Counts::default()
+            },
+            account_errors: vec![error("AssumeRoleFailed"), error("AccountNotAudited")],
+            fanned_out: vec![],
+            region_errors: vec![],
+            certificate_authorities: vec![],
+            certificate_authorities_omitted: 0,
+            outcomes_key: None,
+            alerts: vec![],
+        };
+        let m = s.metrics_document("fn");
+        assert_eq!(m["AccountsNotEntered"], 1);
+        assert_eq!(m["Failed"], 1, "only the work item refused as out of scope");
+        assert_eq!(m["OverdueCertificateAuthorities"], 3);
+        assert_eq!(m["EventsNotSent"], 2);
+        let names = m["_aws"]["CloudWatchMetrics"][0]["Metrics"].to_string();
+        for name in [
+            "AccountsNotEntered",
+            "OverdueCertificateAuthorities",
+            "EventsNotSent",
+        ] {
+            assert!(names.contains(name), "{name}");
+        }
     }
 
     #[test]
@@ -316,6 +375,7 @@ mod tests {
             certificate_authorities: vec![read(3, 1), read(4, 0)],
             certificate_authorities_omitted: 0,
             outcomes_key: None,
+            alerts: vec![],
         };
         let m = s.metrics_document("fn");
         assert_eq!(

@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod acm_pca;
+pub mod events;
 pub mod ledger;
 pub mod multipart;
 pub mod s3;

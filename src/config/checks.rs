@@ -195,3 +195,47 @@ pub(super) fn kms_key_arn(arn: &str) -> Check<String> {
         _ => Err("not a KMS key ARN (arn:<partition>:kms:<region>:<account>:key/<id>)".into()),
     }
 }
+
+/// `EVENT_BUS` as the environment holds it (not trimmed to unset: set empty, it turns the
+/// events off): unset, the account's default bus (`Some("default")`); empty, none; else a
+/// bus name or ARN as PutEventsRequestEntry's `EventBusName` takes it (EventBridge API
+/// reference: 1-1600 characters, `(arn:aws[\w-]*:events:<region>:<account>:event-bus/)?`
+/// then `[/.\-_A-Za-z0-9]+`).
+pub(super) fn event_bus(raw: Option<String>) -> Result<Option<String>, super::ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Some("default".to_owned()));
+    };
+    let bus = raw.trim();
+    if bus.is_empty() {
+        return Ok(None);
+    }
+    let name = match bus.strip_prefix("arn:") {
+        Some(rest) => match rest.splitn(5, ':').collect::<Vec<_>>()[..] {
+            [partition, "events", region, account, resource]
+                if partition.starts_with("aws")
+                    && Region::is_valid(region)
+                    && AccountId::is_valid(account) =>
+            {
+                resource.strip_prefix("event-bus/").unwrap_or("")
+            }
+            _ => "",
+        },
+        None => bus,
+    };
+    let valid = (1..=1600).contains(&bus.len())
+        && !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/.-_".contains(&b));
+    if valid {
+        Ok(Some(bus.to_owned()))
+    } else {
+        Err(super::lookup::invalid(
+            "EVENT_BUS",
+            bus,
+            "not an event bus name or ARN (letters, digits and /.-_, or \
+             arn:<partition>:events:<region>:<account>:event-bus/<name>); empty turns events off"
+                .into(),
+        ))
+    }
+}

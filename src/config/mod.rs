@@ -77,6 +77,8 @@ pub struct Settings {
     /// condition), so a mistyped or re-created bucket of someone else is refused, not written
     /// to. Unset: the function's own account.
     pub report_bucket_owner: Option<String>,
+    /// `EVENT_BUS`: where a run's events go; unset, the default bus; set empty, nowhere.
+    pub event_bus: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +100,12 @@ pub const DEFAULT_MEMBER_ROLE: &str = "PcaAuditSchedulerMember";
 pub const DEFAULT_FANOUT_THRESHOLD: usize = 8;
 
 impl Settings {
+    /// Interval plus slack: a longer stretch without a SUCCESS report is a coverage gap, and a
+    /// CA in one now is overdue.
+    pub fn coverage_threshold(&self) -> Duration {
+        self.min_interval.duration() + self.coverage_slack
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -159,6 +167,7 @@ impl Settings {
                     AccountId::parse(v).map_err(|e| Reason(e.to_string()))
                 })?
                 .map(|a| a.as_str().to_owned()),
+            event_bus: event_bus((l.0)("EVENT_BUS"))?,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! The domain: the vocabulary every other folder shares, and the decisions that need no I/O.
 //! Nothing here awaits, reads a clock or reads the environment.
 
+pub mod alerts;
 pub mod arn;
 pub mod bucket;
 pub mod code;

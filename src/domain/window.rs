@@ -133,6 +133,8 @@ pub struct Window {
     /// A dead run's claim that was taken over without finding its report: the report may
     /// still turn up in the bucket, written after this instant.
     pub orphan_since: Option<Timestamp>,
+    /// An alert raised about the CA (FAILED or overdue), kept until it is audited again.
+    pub alert: Option<crate::domain::alerts::RaisedAlert>,
 }
 
 /// The last report of a CA, still to be followed up.

@@ -72,7 +72,7 @@ pub async fn handle(services: &Services, event: LambdaEvent<Value>) -> Result<Re
     let invocation = Invocation {
         run_id: context.request_id.clone(),
         deadline: Instant::now() + std::time::Duration::from_millis(remaining_ms),
-        reserve: Invocation::DEFAULT_RESERVE,
+        reserve: Invocation::DEFAULT_RESERVE + Invocation::ALERTS_RESERVE,
         home_account: home_account(&context.invoked_function_arn),
         partition: home_partition(&context.invoked_function_arn),
     };

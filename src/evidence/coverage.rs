@@ -180,7 +180,7 @@ pub async fn answer(
     request: &CoverageRequest,
     invocation: &Invocation,
 ) -> Result<CoverageSummary, CoverageError> {
-    let threshold = services.settings.min_interval.duration() + services.settings.coverage_slack;
+    let threshold = services.settings.coverage_threshold();
     let now = services.clock.now();
     let (listed_now, account_errors, region_errors) = listed(services, invocation).await;
     // Each account-region's calls end within their timeouts, side by side; an organisation

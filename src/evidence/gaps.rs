@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{CaCoverage, HistoryReport, ReportCounts};
+use crate::domain::alerts::longer_than;
 use crate::domain::arn::CaArn;
 use crate::domain::bucket::EvidenceChange;
 use crate::domain::outcome::{AccountError, RegionError};
@@ -117,8 +118,8 @@ pub fn gaps_after_checks(
             .max()
             .map_or(end, |last| last.clamp(from, end))
     };
-    let longer =
-        |a: Timestamp, b: Timestamp| b.epoch_seconds() > a.epoch_seconds() + threshold.as_secs();
+    // The rule a run's overdue check follows too: one home.
+    let longer = |a: Timestamp, b: Timestamp| longer_than(a, b, threshold);
     // The stretch runs from the last SUCCESS (or the period's start) to the next one.
     let mut since = from;
     // The FAILED reports since the last SUCCESS: one gap (`failed_in_a_row`).
@@ -295,6 +296,41 @@ mod tests {
 
     fn gap(kind: GapKind, from: &str, to: &str) -> (GapKind, String, String) {
         (kind, from.into(), to.into())
+    }
+
+    /// Coverage and a run's overdue check give one answer for one ledger: a coverage request
+    /// of the threshold up to now ends in an open `noSuccess` (or `neverAudited`) gap exactly
+    /// when the run calls the CA overdue.
+    #[test]
+    fn coverage_to_now_ends_in_a_gap_exactly_when_the_run_calls_the_ca_overdue() {
+        use crate::domain::alerts::is_overdue;
+        let threshold = 24 * HOUR + HOUR;
+        let now = at("2026-07-10T12:00:00Z");
+        let histories: [&[(&str, &str)]; 6] = [
+            &[],
+            &[("2026-07-09T11:00:00Z", "SUCCESS")],
+            &[("2026-07-09T10:59:59Z", "SUCCESS")],
+            &[
+                ("2026-07-09T12:00:00Z", "SUCCESS"),
+                ("2026-07-10T11:00:00Z", "FAILED"),
+            ],
+            &[
+                ("2026-07-08T12:00:00Z", "SUCCESS"),
+                ("2026-07-10T11:00:00Z", "FAILED"),
+            ],
+            &[("2026-07-10T11:00:00Z", "FAILED")],
+        ];
+        for h in histories {
+            let reports: Vec<HistoryReport> = h.iter().map(|(w, st)| report(w, st)).collect();
+            let from = now.minus(threshold * 2);
+            let open_gap = gaps(&reports, from, now, threshold, true).iter().any(|g| {
+                g.to == now && matches!(g.kind, GapKind::NoSuccess | GapKind::NeverAudited)
+            });
+            let last_success = (reports.iter().rev())
+                .find(|r| r.status == ReportStatus::Success)
+                .map(|r| r.requested_at);
+            assert_eq!(open_gap, is_overdue(last_success, now, threshold), "{h:?}");
+        }
     }
 
     #[test]

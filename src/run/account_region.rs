@@ -58,6 +58,7 @@ impl RunContext<'_> {
         let (mut checks, to_read) = self
             .follow_up_earlier(client, &candidates, &mut windows)
             .await;
+        let standing = super::alerts::standing_of(&candidates, &windows);
         let (eligible, skipped) = plan(candidates, windows, self.services.clock.now());
         log::outcome_lines(&skipped);
         outcomes.extend(skipped);
@@ -67,6 +68,11 @@ impl RunContext<'_> {
         for o in &mut outcomes {
             o.report = checks.remove(&o.certificate_authority_arn);
         }
+        let found = self.judge_alerts(&standing, &outcomes).await;
+        let mut all = self.found.lock().unwrap_or_else(|p| p.into_inner());
+        all.alerts.extend(found.alerts);
+        all.overdue += found.overdue;
+        drop(all);
         (outcomes, None)
     }
 

@@ -9,12 +9,14 @@
 //! are read beside the creates; `summary` is what returns.
 
 pub mod account_region;
+pub mod alerts;
 pub mod ca;
 pub mod claim;
 pub mod create;
 pub mod fan_out;
 pub mod follow_up;
 pub mod log;
+pub mod notify;
 pub mod plan;
 pub mod read;
 pub mod record;
@@ -23,6 +25,7 @@ pub mod summary;
 pub mod verdict;
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use aws_config::SdkConfig;
 
@@ -74,18 +77,18 @@ pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocat
     account_errors.extend(not_entered);
     to_audit.retain(|t| entered.contains_key(&t.account));
 
-    let bucket_error = bucket_error(services, &to_audit).await;
     let ctx = RunContext {
         services,
         request,
         invocation,
         format,
-        bucket_error,
+        bucket_error: bucket_error(services, &to_audit).await,
+        found: Mutex::default(),
     };
     let (mut audited, errors) = ctx.audit_targets(&to_audit, &entered).await;
     outcomes.append(&mut audited);
     region_errors.extend(errors);
-    RunSummary {
+    let summary = RunSummary {
         version: Default::default(),
         run_id: invocation.run_id.clone(),
         trigger: request.trigger.clone(),
@@ -101,6 +104,28 @@ pub async fn run(services: &Services, request: &RunRequest, invocation: &Invocat
         certificate_authorities: outcomes,
         certificate_authorities_omitted: 0,
         outcomes_key: None,
+        alerts: Vec::new(),
+    };
+    Box::pin(ctx.notify_all(summary)).await
+}
+
+impl RunContext<'_> {
+    /// The run's overdue count and alerts (the CAs', then the accounts' and regions'), sent
+    /// at its end; a dry run counts, but sends none.
+    async fn notify_all(self, mut summary: RunSummary) -> RunSummary {
+        let found = self.found.into_inner().unwrap_or_else(|p| p.into_inner());
+        summary.counts.overdue = found.overdue;
+        if self.request.dry_run {
+            return summary;
+        }
+        summary.alerts = found.alerts;
+        let (accounts, regions) = (&summary.account_errors, &summary.region_errors);
+        let run_id = &self.invocation.run_id;
+        (summary.alerts).extend(notify::account_alerts(accounts, regions, run_id));
+        let (sent, not_sent) = notify::send(self.services, self.invocation, &summary.alerts).await;
+        summary.counts.events_sent = sent;
+        summary.counts.events_not_sent = not_sent;
+        summary
     }
 }
 
@@ -149,6 +174,8 @@ struct RunContext<'a> {
     invocation: &'a Invocation,
     format: ReportFormat,
     bucket_error: Option<ServiceError>,
+    /// The alerts the account-regions raised, and how many CAs were overdue.
+    found: Mutex<alerts::Found>,
 }
 
 /// A CA failed because the ledger could not be read or written: no window can be claimed.

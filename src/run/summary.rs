@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::domain::alerts::Alert;
 use crate::domain::code::Code;
 use crate::domain::outcome::{AccountError, CaOutcome, Outcome, RegionError};
 use crate::domain::report::ReportStatus;
@@ -27,6 +28,11 @@ pub struct Counts {
     pub rejected_objects: usize,
     /// CAs and work items refused as outside the configured accounts or regions.
     pub out_of_scope: usize,
+    /// Audited CAs without a SUCCESS report for longer than the coverage threshold.
+    pub overdue: usize,
+    /// The run's events EventBridge took, and those it did not (or that had no time left).
+    pub events_sent: usize,
+    pub events_not_sent: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -60,6 +66,9 @@ pub struct RunSummary {
     /// `evidence/runs/<run id>.json` in the report bucket.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcomes_key: Option<String>,
+    /// The alerts the run raised, sent as events (`run::notify`); not in the answer.
+    #[serde(skip)]
+    pub alerts: Vec<Alert>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -218,6 +227,7 @@ mod tests {
             certificate_authorities: cas,
             certificate_authorities_omitted: 0,
             outcomes_key: None,
+            alerts: vec![],
         }
     }
 

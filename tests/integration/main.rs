@@ -7,6 +7,7 @@
 mod support;
 
 mod accounts;
+mod alerts;
 mod bad_input;
 mod coverage;
 mod crashes;

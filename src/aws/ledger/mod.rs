@@ -18,6 +18,7 @@
 //!
 //! Instants are RFC 3339 UTC strings (see `time`), compared in condition expressions.
 
+pub mod alerts;
 pub mod quota;
 pub mod report_item;
 pub mod verified;
@@ -150,6 +151,7 @@ pub fn window_from_item(item: &HashMap<String, AttributeValue>) -> Window {
         next_eligible_at: instant(item, "next_eligible_at"),
         lease,
         orphan_since: instant(item, "orphan_since"),
+        alert: alerts::raised(item),
     }
 }
 
