@@ -250,6 +250,70 @@ pub fn is_overdue(last_success: Option<Timestamp>, now: Timestamp, threshold: Du
 mod tests {
     use super::*;
 
+    /// Each kind's sample in `events/alerts/` (the README's and docs/alerts.md's) is an event as
+    /// the function sends it: its detail-type and source, and the detail's fields exactly.
+    #[test]
+    fn every_kind_has_a_sample_in_events_alerts_shaped_as_sent() {
+        let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/events/alerts");
+        let mut seen = Vec::new();
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            let sample: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let kind = AlertKind::ALL
+                .into_iter()
+                .find(|k| sample["detail-type"] == k.detail_type())
+                .unwrap_or_else(|| panic!("{path:?}: no kind has its detail-type"));
+            assert_eq!(sample["source"], SOURCE, "{path:?}");
+            let at = Timestamp::from_epoch_seconds(1_000);
+            let last = LastSuccess {
+                report_id: Some("r".into()),
+                s3_key: Some("k".into()),
+                requested_at: at,
+            };
+            let arn = "arn:aws:acm-pca:us-east-1:111111111111:certificate-authority/x";
+            let mut sent = match kind {
+                AlertKind::AccountNotEntered => Alert::of_account(kind, "2", None),
+                AlertKind::RegionNotListed => Alert::of_account(kind, "2", Some("eu-west-1")),
+                _ => Alert::of_ca(kind, arn, "1", "us-east-1"),
+            }
+            .because("Code", "why");
+            match kind {
+                AlertKind::AuditFailed => {
+                    sent.report_id = Some("f".into());
+                    sent.last_success = Some(Some(last));
+                }
+                AlertKind::Overdue => {
+                    sent.threshold_minutes = Some(90);
+                    sent.last_success = Some(Some(last));
+                }
+                AlertKind::AuditedAgain => {
+                    sent.report_id = Some("s".into());
+                    sent.last_success = Some(Some(last));
+                    sent.closes = Some(RaisedAlert {
+                        kind: AlertKind::Overdue,
+                        raised_at: at,
+                    });
+                }
+                _ => {}
+            }
+            let sent: serde_json::Value = serde_json::from_str(&sent.detail()).unwrap();
+            let keys = |v: &serde_json::Value| {
+                let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+                k.sort();
+                k
+            };
+            assert_eq!(keys(&sample["detail"]), keys(&sent), "{path:?}");
+            seen.push(kind);
+        }
+        for kind in AlertKind::ALL {
+            assert!(
+                seen.contains(&kind),
+                "no sample of {kind:?} in events/alerts"
+            );
+        }
+    }
+
     #[test]
     fn events_go_ten_a_call_and_under_256_kb_in_order() {
         let ranges = batches(&[100; 23]);

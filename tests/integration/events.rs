@@ -29,7 +29,10 @@ async fn invoke(services: &Services, payload: Value) -> Result<RunSummary, Diagn
 fn every_sample_event_is_covered_here() {
     let mut names: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/events"))
         .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .map(|e| e.unwrap().path())
+        // events/alerts/: the events the function sends (checked in domain::alerts' tests).
+        .filter(|p| p.is_file())
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     names.sort();
     assert_eq!(
