@@ -1,5 +1,5 @@
 """The report bucket's policy for tests and the demo: one definition (`bucket_policy.json`,
-read by the Rust harness too), the policy the README gives for an existing bucket. Statement 0
+read by the Rust harness too), the policy docs/deploying.md gives for an existing bucket. Statement 0
 is Private CA's Allow (its account condition is set here); statement 1 the Deny that keeps
 every other principal from writing, overwriting or deleting under audit-report/ (template.yaml's
 OnlyPrivateCaWritesReports, without its exception for the callers)."""

@@ -165,7 +165,7 @@ pub fn caller_write_hint(bucket: &str) -> String {
          two permission-test objects (acm-pca-permission-test-key, \
          acm-pca-permission-test-key-private) only; if AWS checks more, deploy template.yaml and \
          member-role.yaml with CallerWriteGrant=AuditReports, which widens the grant to \
-         audit-report/* (README, \"Who can write the evidence, and Object Lock\")"
+         audit-report/* (docs/deploying.md, \"Who can write the evidence, and Object Lock\")"
     )
 }
 

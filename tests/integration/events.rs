@@ -1,5 +1,5 @@
 //! Every sample event in `events/` goes through the Lambda handler against the local stack,
-//! and is accepted or refused as the README says.
+//! and is accepted or refused as docs/requests.md says.
 
 use crate::support;
 
