@@ -31,6 +31,22 @@ pub fn behavior_version() -> aws_config::BehaviorVersion {
     aws_config::BehaviorVersion::v2026_01_12()
 }
 
+/// The name every SDK call carries in its user agent (`app/pca-audit-scheduler`), so that
+/// CloudTrail's `userAgent` attributes each call to this tool ("Set an app name", AWS SDKs and
+/// Tools reference guide, `sdk_ua_app_id`).
+pub fn app_name() -> aws_config::AppName {
+    // A constant of the characters an app name allows: it cannot fail.
+    aws_config::AppName::new("pca-audit-scheduler").expect("a valid app name")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_call_names_the_tool() {
+        assert_eq!(super::app_name().as_ref(), "pca-audit-scheduler");
+    }
+}
+
 pub mod aws;
 pub mod config;
 pub mod domain;

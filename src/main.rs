@@ -19,6 +19,7 @@ async fn main() -> Result<(), Error> {
     // ledger). Creates are the exception: they run with the SDK's retries off and are retried
     // in the shared pacer's next slot (`acm_pca::request_report`, `quota`).
     let sdk = aws_config::defaults(pca_audit_scheduler::behavior_version())
+        .app_name(pca_audit_scheduler::app_name())
         .retry_config(RetryConfig::adaptive().with_max_attempts(5))
         .load()
         .await;
