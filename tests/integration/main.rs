@@ -16,3 +16,4 @@ mod reliability;
 mod reports;
 mod scheduler;
 mod scope;
+mod work_items;
