@@ -186,9 +186,6 @@ async fn write_outcomes(
     }
 }
 
-/// Runs each work item of an SQS batch, one after the other, and reports the ones that
-/// failed (a malformed item, an account or region not reached, a CA failed) as batch item
-/// failures: SQS gives those again later, and to the dead-letter queue in the end, while the
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,11 @@
 //! Work items: a batch from the fan-out queue, each record one account-region run on its
-//! own, and the batch item failures SQS reads for those that failed.
+//! own, side by side, and the batch item failures SQS reads for those that failed.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::FutureExt;
 use serde_json::Value;
 
 use super::{run_and_report, verdict};
@@ -22,18 +26,61 @@ pub(super) fn is_sqs_batch(event: &Value) -> bool {
         == Some("aws:sqs")
 }
 
-/// ledger makes a retry touch only what is left.
+/// Runs the work items of an SQS batch side by side and reports the ones that failed (a
+/// malformed item, an account or region not reached, a CA failed) as batch item failures: SQS
+/// gives those again later, and to the dead-letter queue in the end, while the ledger makes a
+/// retry touch only what is left.
+///
+/// Side by side, not one after the other: each item is its own account-region, with its own
+/// create quota (one a second per account and region) and its own pacer, so one item's wait
+/// for its reports (the follow-up, seconds after its last create) overlaps the others' creates,
+/// and the batch takes about as long as its longest item, not the sum of them. That is what
+/// lets the event source hand out batches of ten within the function's 900 s: ten
+/// account-regions of the default 200 CAs take about 200 s together, where one after the other
+/// they would take 2,000. Two items of the same account-region (a message delivered twice)
+/// still share its pacer and its claims through the ledger: one create a second, each CA once.
 pub async fn work_items(
     services: &Services,
     batch: SqsEvent,
     invocation: &Invocation,
 ) -> SqsBatchResponse {
+    side_by_side(&batch.records, |message, id| {
+        done(services, message, id, invocation)
+    })
+    .await
+}
+
+/// Each record's work, all at once; the records whose work did not end done are the batch
+/// item failures, in the batch's order. A record whose work panics is a failure of its own
+/// (logged), not of the invocation: the other items' answers stand, and only it is given back
+/// to the queue (a failed invocation would give back the whole batch, and a record that always
+/// panics would take the other nine with it to the dead-letter queue).
+async fn side_by_side<'a, F, Fut>(records: &'a [SqsMessage], work: F) -> SqsBatchResponse
+where
+    F: Fn(&'a SqsMessage, &'a str) -> Fut,
+    Fut: Future<Output = bool> + 'a,
+{
+    let ends = futures::future::join_all(records.iter().map(|message| {
+        let id = message.message_id.as_deref().unwrap_or_default();
+        AssertUnwindSafe(work(message, id))
+            .catch_unwind()
+            .map(move |end| {
+                let done = end.unwrap_or_else(|_| {
+                    tracing::error!(
+                        message_id = id,
+                        "the work item panicked; given back to its queue"
+                    );
+                    false
+                });
+                (id, done)
+            })
+    }))
+    .await;
     let mut response = SqsBatchResponse::default();
-    for message in batch.records {
-        let id = message.message_id.clone().unwrap_or_default();
-        if !done(services, &message, &id, invocation).await {
+    for (id, done) in ends {
+        if !done {
             let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
+            failure.item_identifier = id.to_owned();
             response.batch_item_failures.push(failure);
         }
     }
@@ -145,6 +192,43 @@ mod tests {
         let mut m = SqsMessage::default();
         m.event_source_arn = arn.map(str::to_owned);
         m
+    }
+
+    fn message(id: &str) -> SqsMessage {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(id.to_owned());
+        m
+    }
+
+    fn failures(response: &SqsBatchResponse) -> Vec<&str> {
+        (response.batch_item_failures.iter())
+            .map(|f| f.item_identifier.as_str())
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_s_items_run_side_by_side_and_each_fails_alone() {
+        let records: Vec<SqsMessage> = ["a", "b", "c", "d"].map(message).to_vec();
+        let started = tokio::time::Instant::now();
+        let response = side_by_side(&records, |_, id| async move {
+            // Each item waits as a run waits for its creates' slots and its reports.
+            let secs = match id {
+                "a" => 30,
+                "b" => 10,
+                _ => 20,
+            };
+            tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+            match id {
+                "b" => false,
+                "c" => panic!("a bug in one work item"),
+                _ => true,
+            }
+        })
+        .await;
+        // The batch took as long as its longest item (30 s), not the sum (80 s).
+        assert_eq!(started.elapsed(), std::time::Duration::from_secs(30));
+        // The item that failed and the one that panicked are given back, alone, in order.
+        assert_eq!(failures(&response), vec!["b", "c"]);
     }
 
     #[test]

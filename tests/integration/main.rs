@@ -17,3 +17,4 @@ mod reliability;
 mod reports;
 mod scheduler;
 mod scope;
+mod work_items;
