@@ -87,6 +87,13 @@ where
     response
 }
 
+/// An SQS message id: SQS's are UUIDs (`MessageId`, "a unique identifier for the message",
+/// SQS API reference, Message; the length and alphabet are not documented, so assumed from
+/// every id SQS hands out): letters, digits and hyphens, at most 128 characters.
+fn is_message_id(id: &str) -> bool {
+    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
 /// One record: whether it is done with (run, or refused for good), or goes back to its queue.
 async fn done(
     services: &Services,
@@ -104,6 +111,15 @@ async fn done(
             message_id = id,
             error_code = code,
             "refused the SQS record: {why}"
+        );
+        return false;
+    }
+    if !is_message_id(id) {
+        // The id becomes the item's run id, in the ledger and the logs: nothing SQS did not
+        // make gets there.
+        tracing::error!(
+            run_id,
+            "refused the SQS record: its messageId is not one SQS makes"
         );
         return false;
     }
@@ -229,6 +245,20 @@ mod tests {
         assert_eq!(started.elapsed(), std::time::Duration::from_secs(30));
         // The item that failed and the one that panicked are given back, alone, in order.
         assert_eq!(failures(&response), vec!["b", "c"]);
+    }
+
+    #[test]
+    fn only_an_id_sqs_makes_becomes_a_run_id() {
+        assert!(is_message_id("059f36b4-87a3-44ab-83d2-661975830a7d"));
+        for foreign in [
+            "",
+            "a/b",
+            "x y",
+            "run\n{\"level\":\"ERROR\"}",
+            &"a".repeat(129),
+        ] {
+            assert!(!is_message_id(foreign), "{foreign:?}");
+        }
     }
 
     #[test]
