@@ -129,6 +129,7 @@ EVENT_SOURCE_ACTIONS = {
 
 ENV_VARS = {
     "EVENT_BUS",
+    "SECURITY_HUB_FINDINGS",
     "LEDGER_TABLE",
     "REPORT_BUCKET",
     "REPORT_BUCKET_OWNER",
@@ -155,6 +156,7 @@ ENV_VARS = {
 # Environment variable -> the template parameter it is set from, as it is.
 ENV_FROM_PARAMETER = {
     "EVENT_BUS": "EventBus",
+    "SECURITY_HUB_FINDINGS": "SecurityHubFindings",
     "REPORT_FORMAT": "ReportFormat",
     "MIN_INTERVAL_MINUTES": "MinIntervalMinutes",
     "AUDIT_REGIONS": "AuditRegions",
@@ -1804,6 +1806,33 @@ def test_events_go_to_the_configured_bus_only_and_none_without_one(template, ren
     audit = role_policy_documents(off["Resources"])["audit-calls"]
     assert not [s for s in statements(audit) if "events:PutEvents" in as_list(s["Action"])]
     assert "CaAlertsRule" not in off["Resources"]
+
+
+def test_security_hub_grants_only_with_findings_on_and_only_this_accounts_own(template, rendered):
+    """Off by default: no Security Hub action at all. On: BatchImportFindings on this account's
+    default product for findings of this account, and BatchUpdateFindings on its hub, only to
+    set a workflow to RESOLVED."""
+    assert template["Parameters"]["SecurityHubFindings"]["Default"] == "false"
+    for name, r in rendered.items():
+        audit = role_policy_documents(r["Resources"])["audit-calls"]
+        hub = [s for s in statements(audit) if any(a.startswith("securityhub:") for a in as_list(s["Action"]))]
+        assert hub == [], name
+    on = render(template, {"SecurityHubFindings": "true"})
+    audit = role_policy_documents(on["Resources"])["audit-calls"]
+    hub = {a: s for s in statements(audit) for a in as_list(s["Action"]) if a.startswith("securityhub:")}
+    assert set(hub) == {"securityhub:BatchImportFindings", "securityhub:BatchUpdateFindings"}
+    imports = hub["securityhub:BatchImportFindings"]
+    assert imports["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:securityhub:${AWS::Region}:${AWS::AccountId}:product/${AWS::AccountId}/default"
+    }
+    assert imports["Condition"] == {"StringEquals": {"securityhub:TargetAccount": {"Ref": "AWS::AccountId"}}}
+    updates = hub["securityhub:BatchUpdateFindings"]
+    assert updates["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:securityhub:${AWS::Region}:${AWS::AccountId}:hub/default"
+    }
+    assert updates["Condition"] == {"StringEquals": {"securityhub:ASFFSyntaxPath/Workflow.Status": "RESOLVED"}}
+    for s in (imports, updates):
+        assert as_list(s["Action"]) == [a for a in as_list(s["Action"]) if a in hub], "one action a statement"
 
 
 @pytest.mark.parametrize(

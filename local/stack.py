@@ -22,7 +22,7 @@ from urllib.parse import parse_qs
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import make_server
 
-from . import audit_reports, settings, trust
+from . import audit_reports, security_hub, settings, trust
 from . import seed as seeding
 
 PREFIX = "/_pca_local"
@@ -554,6 +554,7 @@ def main() -> None:
     # One log line per request would bury the stack's own messages.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     audit_reports.install()
+    security_hub.install()
     trust.install()
     proxy = dynamodb_proxy(args.dynamodb_port, args.dynamodb_upstream)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()

@@ -38,6 +38,8 @@ pub struct Services {
     pub(crate) sqs: aws_sdk_sqs::Client,
     /// EventBridge, for the run's events (`EVENT_BUS`).
     pub(crate) events: aws_sdk_eventbridge::Client,
+    /// Security Hub, for the run's findings (`SECURITY_HUB_FINDINGS`).
+    pub(crate) security_hub: aws_sdk_securityhub::Client,
     pub(crate) sdk: SdkConfig,
     /// Member accounts entered, kept across invocations: their clients cache the role's
     /// credentials and renew them when they run out.
@@ -64,6 +66,7 @@ impl Services {
             ),
             sqs: aws_sdk_sqs::Client::new(sdk),
             events: aws_sdk_eventbridge::Client::new(sdk),
+            security_hub: aws_sdk_securityhub::Client::new(sdk),
             sdk: sdk.clone(),
             members: tokio::sync::Mutex::new(HashMap::new()),
             targets: Mutex::new(HashMap::new()),

@@ -73,6 +73,8 @@ impl RunSummary {
             overdue = c.overdue,
             events_sent = c.events_sent,
             events_not_sent = c.events_not_sent,
+            findings_imported = c.findings_imported,
+            findings_not_imported = c.findings_not_imported,
             account_errors = self.account_errors.len(),
             region_errors = self.region_errors.len(),
             fanned_out = self.fanned_out.len(),
@@ -104,7 +106,8 @@ impl RunSummary {
                         {"Name": "OutOfScope", "Unit": "Count"},
                         {"Name": "AccountsNotEntered", "Unit": "Count"},
                         {"Name": "OverdueCertificateAuthorities", "Unit": "Count"},
-                        {"Name": "EventsNotSent", "Unit": "Count"}
+                        {"Name": "EventsNotSent", "Unit": "Count"},
+                        {"Name": "FindingsNotImported", "Unit": "Count"}
                     ]
                 }]
             },
@@ -120,6 +123,7 @@ impl RunSummary {
             // Audited CAs without a SUCCESS report for longer than the coverage threshold.
             "OverdueCertificateAuthorities": c.overdue,
             "EventsNotSent": c.events_not_sent,
+            "FindingsNotImported": c.findings_not_imported,
             // Objects someone put where the service writes reports: each one an alarm's worth.
             "RejectedObjects": c.rejected_objects,
             // A work item or a CA asked for outside AUDIT_ACCOUNTS or AUDIT_REGIONS: a bug or
@@ -311,6 +315,7 @@ mod tests {
             counts: Counts {
                 overdue: 3,
                 events_not_sent: 2,
+                findings_not_imported: 4,
                 ..Counts::default()
             },
             account_errors: vec![error("AssumeRoleFailed"), error("AccountNotAudited")],
@@ -326,11 +331,13 @@ mod tests {
         assert_eq!(m["Failed"], 1, "only the work item refused as out of scope");
         assert_eq!(m["OverdueCertificateAuthorities"], 3);
         assert_eq!(m["EventsNotSent"], 2);
+        assert_eq!(m["FindingsNotImported"], 4);
         let names = m["_aws"]["CloudWatchMetrics"][0]["Metrics"].to_string();
         for name in [
             "AccountsNotEntered",
             "OverdueCertificateAuthorities",
             "EventsNotSent",
+            "FindingsNotImported",
         ] {
             assert!(names.contains(name), "{name}");
         }

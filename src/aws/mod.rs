@@ -11,6 +11,7 @@ pub mod events;
 pub mod ledger;
 pub mod multipart;
 pub mod s3;
+pub mod security_hub;
 pub mod sqs;
 pub mod timeouts;
 

@@ -79,6 +79,9 @@ pub struct Settings {
     pub report_bucket_owner: Option<String>,
     /// `EVENT_BUS`: where a run's events go; unset, the default bus; set empty, nowhere.
     pub event_bus: Option<String>,
+    /// `SECURITY_HUB_FINDINGS` (true or false, default false): each failed or overdue CA a
+    /// Security Hub finding of the function's own account, resolved when it is audited again.
+    pub security_hub_findings: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +171,7 @@ impl Settings {
                 })?
                 .map(|a| a.as_str().to_owned()),
             event_bus: event_bus((l.0)("EVENT_BUS"))?,
+            security_hub_findings: l.parsed("SECURITY_HUB_FINDINGS", false, boolean)?,
         })
     }
 }

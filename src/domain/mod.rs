@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod arn;
 pub mod bucket;
 pub mod code;
+pub mod findings;
 pub mod ids;
 pub mod outcome;
 pub mod report;

@@ -125,6 +125,15 @@ impl RunContext<'_> {
         let (sent, not_sent) = notify::send(self.services, self.invocation, &summary.alerts).await;
         summary.counts.events_sent = sent;
         summary.counts.events_not_sent = not_sent;
+        // Boxed: the run's future stays small enough for a thread's stack in a debug build.
+        let (imported, not_imported) = Box::pin(notify::import_findings(
+            self.services,
+            self.invocation,
+            &summary.alerts,
+        ))
+        .await;
+        summary.counts.findings_imported = imported;
+        summary.counts.findings_not_imported = not_imported;
         summary
     }
 }

@@ -1,15 +1,18 @@
 //! Notify: the run's alerts sent as EventBridge events at its end, in the batches PutEvents
-//! takes, while a call can still end before the invocation's deadline. An event that cannot
-//! be sent is logged whole (its detail) and counted; it never fails the run.
+//! takes, and (opt-in) the CAs' alerts as Security Hub findings, while a call can still end
+//! before the invocation's deadline. An event or a finding that cannot be sent is logged whole
+//! and counted; it never fails the run.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::aws::events;
+use crate::aws::security_hub::{self, Answers};
 use crate::aws::timeouts::OPERATION_TIMEOUT;
+use crate::aws::{ServiceError, events};
 use crate::domain::alerts::{Alert, AlertKind, batches};
 use crate::domain::code::Code;
+use crate::domain::findings::{Finding, Home, MAX_FINDINGS_PER_CALL, State, of_alerts};
 use crate::domain::outcome::{AccountError, RegionError};
 use crate::invocation::Invocation;
 use crate::services::Services;
@@ -86,4 +89,94 @@ pub(crate) async fn send(
         }
     }
     (sent, not_sent)
+}
+
+/// A call's answers, per item: the call's own when it can still end before the deadline,
+/// else each item "timed out" without a call; a call refused whole refuses each item.
+async fn within_time(
+    invocation: &Invocation,
+    items: usize,
+    call: impl Future<Output = Result<Answers, ServiceError>>,
+) -> Answers {
+    if !may_call(invocation) {
+        let why = "the invocation's time ran out before it could be sent";
+        return vec![Some((Code::Timeout.as_str().to_owned(), why.to_owned())); items];
+    }
+    call.await
+        .unwrap_or_else(|e| vec![Some((e.code, e.message)); items])
+}
+
+/// Where the findings go: the function's own account (known from its ARN in Lambda), its
+/// partition and its region.
+fn home(services: &Services, invocation: &Invocation) -> Option<Home> {
+    Some(Home {
+        partition: (invocation.partition.clone()).unwrap_or_else(|| "aws".to_owned()),
+        region: services.sdk.region()?.to_string(),
+        account: invocation.home_account.clone()?,
+    })
+}
+
+/// With `SECURITY_HUB_FINDINGS` on, imports the CAs' alerts as findings, at most 100 a call,
+/// and sets the workflow of those audited again to RESOLVED; how many were imported (and,
+/// for one audited again, resolved), and how many not.
+pub(crate) async fn import_findings(
+    services: &Services,
+    invocation: &Invocation,
+    alerts: &[Alert],
+) -> (usize, usize) {
+    if !services.settings.security_hub_findings {
+        return (0, 0);
+    }
+    let Some(home) = home(services, invocation) else {
+        let n = (alerts.iter())
+            .filter(|a| a.certificate_authority_arn.is_some())
+            .count();
+        if n > 0 {
+            tracing::error!(
+                findings = n,
+                "findings not imported: the function's own account is not known"
+            );
+        }
+        return (0, n);
+    };
+    let now = services.clock.now();
+    let findings = of_alerts(alerts, &home, now);
+    let (mut imported, mut not_imported) = (0, 0);
+    let mut failed = |f: &Finding, (code, message): (String, String), what: &str| {
+        not_imported += 1;
+        tracing::error!(
+            error_code = code,
+            finding_id = f.id,
+            ca_arn = f.resource.id,
+            "{what}: {message}"
+        );
+    };
+    for batch in findings.chunks(MAX_FINDINGS_PER_CALL) {
+        let call = security_hub::import(&services.security_hub, batch);
+        let mut resolved = Vec::new();
+        for (f, answer) in batch
+            .iter()
+            .zip(within_time(invocation, batch.len(), call).await)
+        {
+            match answer {
+                Some(error) => failed(f, error, "finding not imported"),
+                None if f.state == State::Resolved => resolved.push(f.clone()),
+                None => imported += 1,
+            }
+        }
+        if resolved.is_empty() {
+            continue;
+        }
+        let call = security_hub::resolve(&services.security_hub, &resolved);
+        for (f, answer) in resolved
+            .iter()
+            .zip(within_time(invocation, resolved.len(), call).await)
+        {
+            match answer {
+                Some(error) => failed(f, error, "finding archived, workflow not set to RESOLVED"),
+                None => imported += 1,
+            }
+        }
+    }
+    (imported, not_imported)
 }

@@ -33,6 +33,10 @@ pub struct Counts {
     /// The run's events EventBridge took, and those it did not (or that had no time left).
     pub events_sent: usize,
     pub events_not_sent: usize,
+    /// The run's Security Hub findings imported (and, for a CA audited again, resolved), and
+    /// those that were not (`SECURITY_HUB_FINDINGS`).
+    pub findings_imported: usize,
+    pub findings_not_imported: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

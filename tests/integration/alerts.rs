@@ -252,3 +252,117 @@ async fn events_off_send_nothing_and_a_missing_bus_is_counted_not_failed() {
         missing["counts"]["eventsNotSent"]
     );
 }
+
+/// A run with events off and Security Hub findings `on` or off.
+async fn run_with_findings(world: &World, on: bool, offset: Duration, run_id: &str) -> Value {
+    let on = if on { "true" } else { "false" };
+    let settings = world.settings_with(&[("EVENT_BUS", ""), ("SECURITY_HUB_FINDINGS", on)]);
+    let services =
+        Services::new(settings, &world.sdk, clock_at(offset)).with_create_period(Duration::ZERO);
+    let mut inv = invocation(run_id, Duration::from_secs(600));
+    inv.home_account = Some(world.account_id.clone());
+    let summary = pca_audit_scheduler::run::run(&services, &scheduled(), &inv).await;
+    json!({"counts": summary.counts, "metrics": summary.metrics_document("fn")})
+}
+
+/// The findings Security Hub holds about the CA, as a user filters them (`ResourceId`).
+async fn findings_about(hub: &aws_sdk_securityhub::Client, arn: &str) -> Vec<Value> {
+    use aws_sdk_securityhub::types::{
+        AwsSecurityFindingFilters, StringFilter, StringFilterComparison,
+    };
+    let resource = StringFilter::builder()
+        .value(arn)
+        .comparison(StringFilterComparison::Equals)
+        .build();
+    let filters = AwsSecurityFindingFilters::builder()
+        .resource_id(resource)
+        .build();
+    let out = (hub.get_findings().filters(filters).send().await).expect("findings");
+    (out.findings().iter())
+        .map(|f| {
+            let r = &f.resources()[0];
+            json!({
+                "id": f.id(),
+                "awsAccountId": f.aws_account_id(),
+                "productArn": f.product_arn(),
+                "recordState": f.record_state().map(|s| s.as_str()),
+                "compliance": f.compliance().and_then(|c| c.status()).map(|s| s.as_str()),
+                "workflow": f.workflow().and_then(|w| w.status()).map(|s| s.as_str()),
+                "resourceId": r.id(),
+                "resourceType": r.r#type(),
+                "remediation": f.remediation().and_then(|r| r.recommendation()).and_then(|r| r.text()),
+                "title": f.title(),
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn with_findings_on_a_failed_ca_is_one_active_finding_until_its_next_success_resolves_it() {
+    let (world, arn) = world_with_a_ca().await;
+    let hub = aws_sdk_securityhub::Client::new(&world.sdk);
+    hub.enable_security_hub().send().await.expect("enable");
+    world.delete_bucket_policy().await;
+    let first = run_with_findings(&world, true, Duration::ZERO, "failing").await;
+    assert_eq!(first["counts"]["failed"], 1, "{first}");
+    assert_eq!(first["counts"]["findingsImported"], 1, "{first}");
+    assert_eq!(first["counts"]["findingsNotImported"], 0, "{first}");
+
+    let found = findings_about(&hub, &arn).await;
+    assert_eq!(found.len(), 1, "one finding for the CA: {found:#?}");
+    let f = &found[0];
+    assert_eq!(f["id"], format!("pca-audit-scheduler/{arn}"));
+    assert_eq!(f["awsAccountId"], world.account_id.as_str());
+    let product = format!(
+        "arn:aws:securityhub:us-east-1:{0}:product/{0}/default",
+        world.account_id
+    );
+    assert_eq!(f["productArn"], product);
+    assert_eq!(f["resourceId"], arn.as_str());
+    assert_eq!(f["resourceType"], "Other");
+    assert_eq!(
+        (&f["recordState"], &f["compliance"], &f["workflow"]),
+        (&json!("ACTIVE"), &json!("FAILED"), &json!("NEW"))
+    );
+    assert!(
+        f["remediation"]
+            .as_str()
+            .unwrap()
+            .contains("bucket's policy"),
+        "{f}"
+    );
+    assert!(f["title"].as_str().unwrap().contains("failed"), "{f}");
+
+    // The bucket mended: the next run audits the CA again, and its finding is resolved.
+    world.allow_reports_from(&[&world.account_id]).await;
+    let second = run_with_findings(&world, true, MINUTES_31, "mended").await;
+    assert_eq!(second["counts"]["reportsSucceeded"], 1, "{second}");
+    assert_eq!(second["counts"]["findingsImported"], 1, "{second}");
+    let found = findings_about(&hub, &arn).await;
+    assert_eq!(found.len(), 1, "the same finding: {found:#?}");
+    let f = &found[0];
+    assert_eq!(
+        (&f["recordState"], &f["compliance"], &f["workflow"]),
+        (&json!("ARCHIVED"), &json!("PASSED"), &json!("RESOLVED"))
+    );
+}
+
+#[tokio::test]
+async fn findings_off_import_nothing_and_a_hub_not_enabled_is_counted_not_failed() {
+    let (world, arn) = world_with_a_ca().await;
+    world.delete_bucket_policy().await;
+    // Security Hub not enabled in the account: the findings are refused, the run goes on.
+    let refused = run_with_findings(&world, true, Duration::ZERO, "no-hub").await;
+    assert_eq!(refused["counts"]["failed"], 1, "{refused}");
+    assert_eq!(refused["counts"]["findingsImported"], 0, "{refused}");
+    assert_eq!(refused["counts"]["findingsNotImported"], 1, "{refused}");
+    assert_eq!(refused["metrics"]["FindingsNotImported"], 1, "{refused}");
+
+    let hub = aws_sdk_securityhub::Client::new(&world.sdk);
+    hub.enable_security_hub().send().await.expect("enable");
+    let off = run_with_findings(&world, false, MINUTES_31, "off").await;
+    assert_eq!(off["counts"]["failed"], 1, "{off}");
+    assert_eq!(off["counts"]["findingsImported"], 0, "{off}");
+    assert_eq!(off["counts"]["findingsNotImported"], 0, "{off}");
+    assert_eq!(findings_about(&hub, &arn).await, Vec::<Value>::new());
+}
