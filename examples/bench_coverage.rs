@@ -6,11 +6,21 @@
 //! bucket, so at full scale it would measure moto); its calls are extrapolated to 1,000 CAs and
 //! priced.
 //!
+//! With BENCH_LAMBDA_CPU=1 (`scripts/bench-coverage --lambda-cpu`) it measures instead the rows
+//! of "At Lambda's CPU share": the function's release binary (BENCH_FUNCTION), cold, at a
+//! 128 MB function's CPU (`scripts/lambda-cpu`) answers a month of 60 CAs whose every report
+//! FAILED (row L10: the answer's size against Lambda's 6 MB) and the year of row 9 (row L9),
+//! the latter also at each memory size of BENCH_LAMBDA_MEMORY_SIZES (MB, comma-separated;
+//! "128" unless set), on the same seeded ledger. BENCH_HOURLY_CAS=N measures only row L9h
+//! instead: a year of hourly reports (the template's default schedule) for N CAs.
+//!
 //! Settings: BENCH_OUT (the markdown written), BENCH_SCALE (divides row 9's CA count, to try the
 //! bench quickly; its figures are then marked as scaled), BENCH_VERIFY_SCALE (divides row 9b's
 //! CA count; default 20).
 #![warn(clippy::too_many_lines)]
 
+#[path = "support/lambda_cpu.rs"]
+mod lambda_cpu;
 #[path = "support/settings.rs"]
 mod settings;
 // The tests' helpers are held to their own limits, not to this file's.
@@ -595,6 +605,10 @@ fn machine() -> String {
 
 #[tokio::main]
 async fn main() {
+    if std::env::var("BENCH_LAMBDA_CPU").is_ok_and(|v| v == "1") {
+        at_lambda_cpu::rows().await;
+        return;
+    }
     let now = Timestamp::from_system_time(std::time::SystemTime::now()).epoch_seconds();
     let today = now - now % DAY;
     let first_day = today - DAYS * DAY;
@@ -629,4 +643,341 @@ async fn main() {
     };
     std::fs::write(&out, text).expect("write the results");
     println!("wrote {out}");
+}
+
+/// The coverage rows at a Lambda memory size's CPU share (BENCH_LAMBDA_CPU=1): the release
+/// binary, cold, under `scripts/lambda-cpu`, answering the request as Lambda would hand it.
+mod at_lambda_cpu {
+    use super::{
+        CAS, CaArn, DAY, DAYS, DEADLINE, MEMORY_MIB, ReportStatus, World, WriteRequest, history,
+        put, report_item, seed, success, write_all,
+    };
+    use crate::lambda_cpu;
+    use futures::StreamExt;
+    use serde_json::json;
+    use std::time::Instant;
+
+    const BEGIN: &str = "<!-- figures of scripts/bench-coverage --lambda-cpu: begin -->";
+    const END: &str = "<!-- figures of scripts/bench-coverage --lambda-cpu: end -->";
+    const HOURLY_BEGIN: &str =
+        "<!-- figures of scripts/bench-coverage --lambda-cpu, hourly: begin -->";
+    const HOURLY_END: &str = "<!-- figures of scripts/bench-coverage --lambda-cpu, hourly: end -->";
+    const HOUR: u64 = 3600;
+    /// Row L10: CAs, days, and a report every 30 minutes (the interval's floor): 1,488 a CA.
+    const FAILED_CAS: usize = 60;
+    const FAILED_DAYS: u64 = 31;
+    const HALF_HOUR: u64 = 1800;
+    /// Lambda's response payload, synchronous: "6 MB each for request and response"
+    /// (Lambda quotas, https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html),
+    /// taken here as 6,000,000 bytes, the smaller reading of "MB".
+    const RESPONSE_LIMIT: usize = 6_000_000;
+
+    /// A CA's window item and a FAILED report every half hour of the period.
+    fn failed_items(world: &World, i: usize, arn: &str, first_day: u64) -> Vec<WriteRequest> {
+        let arn = CaArn::parse(arn).expect("a CA ARN");
+        let mut writes = vec![put(report_item::window_item(&arn))];
+        for n in 0..FAILED_DAYS * DAY / HALF_HOUR {
+            let id = format!("{i:08}-{:04x}-4000-8000-{n:012}", n >> 16);
+            let key = format!("audit-report/{i}/{id}.json");
+            let mut report = success(world, id, key, first_day + n * HALF_HOUR + 60, 0);
+            report.status = ReportStatus::Failed;
+            report.size_bytes = None;
+            writes.push(history(&arn, &report));
+        }
+        writes
+    }
+
+    fn request(first_day: u64, days: u64) -> String {
+        let date = |s: u64| {
+            pca_audit_scheduler::domain::time::Timestamp::from_epoch_seconds(s).to_string()[..10]
+                .to_owned()
+        };
+        json!({"coverage": {"from": date(first_day), "to": date(first_day + (days - 1) * DAY)}})
+            .to_string()
+    }
+
+    fn log(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/bench")
+            .join(format!("coverage-{name}.log"))
+    }
+
+    /// The answer's counts, or what the invocation said instead.
+    fn said(a: &lambda_cpu::Answered) -> String {
+        let v = a.json();
+        if a.kind == "response" && v.get("counts").is_some() {
+            let c = &v["counts"];
+            format!(
+                "{} CAs answered ({} listed in the answer, {} omitted), {} with gaps ({} gaps, {} failedReport), {} reports",
+                c["certificateAuthorities"],
+                v["certificateAuthorities"].as_array().map_or(0, Vec::len),
+                v["certificateAuthoritiesOmitted"].as_u64().unwrap_or(0),
+                c["withGaps"],
+                c["gaps"],
+                c["failedReports"],
+                c["reports"]
+            )
+        } else {
+            let body: String = a.body.chars().take(300).collect();
+            format!("**{}**: {body}", a.kind)
+        }
+    }
+
+    async fn failed_month(today: u64) -> (String, String) {
+        let world = World::new().await;
+        let arns = world.seeded_arns(&[("ACTIVE", FAILED_CAS)]);
+        let first_day = today - FAILED_DAYS * DAY;
+        let started = Instant::now();
+        let written: usize = futures::stream::iter(arns.iter().enumerate().map(|(i, arn)| {
+            let world = &world;
+            async move {
+                let writes = failed_items(world, i, arn, first_day);
+                write_all(world, &writes).await;
+                writes.len() - 1
+            }
+        }))
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await
+        .iter()
+        .sum();
+        let seeding = started.elapsed().as_secs_f64();
+        let memory = lambda_cpu::memory_mb();
+        let a = lambda_cpu::invoke_at(
+            memory,
+            &world.function_env(&[("MIN_INTERVAL_MINUTES", "30")]),
+            &super::support::function_arn(&world.account_id),
+            &request(first_day, FAILED_DAYS),
+            DEADLINE,
+            &log("failed-month"),
+        );
+        let bytes = a.body.len();
+        let met = a.kind == "response"
+            && bytes < RESPONSE_LIMIT
+            && a.took < DEADLINE
+            && a.peak_rss_mib < MEMORY_MIB;
+        let row = format!(
+            "| L10. Coverage of a month of FAILED reports: {FAILED_CAS} CAs × {FAILED_DAYS} days, a report every 30 min ({written} reports), at {memory} MB's CPU | answer {bytes} bytes ({:.1}% of 6 MB), {:.1} s, peak RSS {:.1} MiB | answer < 6 MB (Lambda's synchronous response), < 900 s, < 128 MiB | {} |",
+            bytes as f64 / RESPONSE_LIMIT as f64 * 100.0,
+            a.took.as_secs_f64(),
+            a.peak_rss_mib,
+            if met { "yes" } else { "**no**" }
+        );
+        let details = format!(
+            "- **L10. Coverage of a month of FAILED reports**: {}; CPU time {:.1} s of the function process; seeded {written} FAILED history items in {seeding:.0} s (not timed)",
+            said(&a),
+            a.cpu_secs
+        );
+        (row, details)
+    }
+
+    /// Row L9: the year of row 9 at each memory size asked for, on one seeded ledger.
+    async fn year(today: u64) -> (Vec<String>, Vec<String>) {
+        let cas = CAS / super::settings::scale();
+        let first_day = today - DAYS * DAY;
+        let world = World::new().await;
+        let arns = world.seeded_arns(&[("ACTIVE", cas)]);
+        let started = Instant::now();
+        let items = seed(&world, &arns, first_day).await;
+        let seeding = started.elapsed().as_secs_f64();
+        println!("L9: seeded {items} items in {seeding:.0} s");
+        let sizes = memory_sizes();
+        let (mut rows, mut details) = (Vec::new(), Vec::new());
+        for memory in sizes {
+            let load = lambda_cpu::load();
+            let a = lambda_cpu::invoke_at(
+                memory,
+                &world.function_env(&[("MIN_INTERVAL_MINUTES", "1440")]),
+                &super::support::function_arn(&world.account_id),
+                &request(first_day, DAYS),
+                DEADLINE,
+                &log(&format!("year-{memory}")),
+            );
+            let answered = a.kind == "response"
+                && a.json()["counts"]["certificateAuthorities"].as_u64() == Some(cas as u64);
+            let met = answered && a.took < DEADLINE && a.peak_rss_mib < MEMORY_MIB;
+            let took = a.took.as_secs_f64();
+            rows.push(format!(
+                "| L9. Coverage of a year: {cas} CAs × {DAYS} daily reports{}, at {memory} MB's CPU ({:.3} vCPU) | {took:.1} s ({:.1}% of the 900 s invocation), peak RSS {:.1} MiB | < 900 s, every CA answered, < 128 MiB | {} |",
+                scaled(super::settings::scale()),
+                lambda_cpu::vcpu(memory),
+                took / 9.0,
+                a.peak_rss_mib,
+                if met { "yes" } else { "**no**" }
+            ));
+            details.push(format!(
+                "- **L9 at {memory} MB**: {}; answer {} bytes; CPU time {:.1} s of the function process; machine {load} before it",
+                said(&a),
+                a.body.len(),
+                a.cpu_secs
+            ));
+            println!("{}", rows.last().unwrap());
+        }
+        details.push(format!(
+            "- **L9**: the ledger seeded as row 9's ({items} items with BatchWriteItem in {seeding:.0} s, not timed)"
+        ));
+        (rows, details)
+    }
+
+    /// " (scaled by N)" when it is: the function measured is the release build whatever the
+    /// bench's own build.
+    fn scaled(scale: usize) -> String {
+        if scale > 1 {
+            format!(" (scaled by {scale})")
+        } else {
+            String::new()
+        }
+    }
+
+    /// A CA's window item and a SUCCESS report every hour of the year (every 10th CA misses
+    /// one day of them in the middle: a gap to find).
+    fn hourly_items(world: &World, i: usize, arn: &str, first_day: u64) -> Vec<WriteRequest> {
+        let arn = CaArn::parse(arn).expect("a CA ARN");
+        let mut writes = vec![put(report_item::window_item(&arn))];
+        let hours = DAYS * 24;
+        for n in 0..hours {
+            if i.is_multiple_of(10) && (hours / 2..hours / 2 + 24).contains(&n) {
+                continue;
+            }
+            let id = format!("{i:08}-{:04x}-4000-8000-{n:012}", n >> 16);
+            let key = format!("audit-report/{i}/{id}.json");
+            let report = success(world, id, key, first_day + n * HOUR + 60, 2048);
+            writes.push(history(&arn, &report));
+        }
+        writes
+    }
+
+    /// Row L9h: a year of hourly reports (the template's default schedule) for
+    /// BENCH_HOURLY_CAS CAs: what a CA's 8,760 reports cost in time and memory at 128 MB's CPU,
+    /// 16 CAs read at once as for any number of CAs.
+    async fn hourly_year(today: u64, cas: usize) -> String {
+        let first_day = today - DAYS * DAY;
+        let world = World::new().await;
+        let arns = world.seeded_arns(&[("ACTIVE", cas)]);
+        let started = Instant::now();
+        let items: usize = futures::stream::iter(arns.iter().enumerate().map(|(i, arn)| {
+            let world = &world;
+            async move {
+                let writes = hourly_items(world, i, arn, first_day);
+                write_all(world, &writes).await;
+                writes.len() - 1
+            }
+        }))
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await
+        .iter()
+        .sum();
+        let seeding = started.elapsed().as_secs_f64();
+        println!("L9h: seeded {items} items in {seeding:.0} s");
+        let mut rows = String::new();
+        let mut details = String::new();
+        let load_before = lambda_cpu::load();
+        for memory in memory_sizes() {
+            let a = lambda_cpu::invoke_at(
+                memory,
+                &world.function_env(&[("MIN_INTERVAL_MINUTES", "60")]),
+                &super::support::function_arn(&world.account_id),
+                &request(first_day, DAYS),
+                DEADLINE,
+                &log(&format!("year-hourly-{memory}")),
+            );
+            let (row, detail) = hourly_row(cas, memory, &a);
+            rows.push_str(&row);
+            details.push_str(&detail);
+            println!("{rows}");
+        }
+        format!(
+            "Figures of one run of `BENCH_HOURLY_CAS={cas} scripts/bench-coverage --lambda-cpu` on {} (release build; machine {load_before} before the first invocation, {} after the last).\n\n| Benchmark | Measured | Target | Met |\n|---|---|---|---|\n{rows}\n{details}- **L9h**: seeded {items} history items in {seeding:.0} s (not timed)\n",
+            lambda_cpu::today(),
+            lambda_cpu::load(),
+        )
+    }
+
+    /// Row L9h's line and details at one memory size.
+    fn hourly_row(cas: usize, memory: u32, a: &lambda_cpu::Answered) -> (String, String) {
+        let took = a.took.as_secs_f64();
+        let per_1000 = took * CAS as f64 / cas as f64;
+        let met = a.kind == "response" && a.took < DEADLINE && a.peak_rss_mib < MEMORY_MIB;
+        let measured = if a.kind == "response" {
+            format!(
+                "{took:.1} s, peak RSS {:.1} MiB; for 1,000 CAs about {per_1000:.0} s (scaled by {}: the CAs are read 16 at a time, so the time grows with their number, the memory with one CA's history)",
+                a.peak_rss_mib,
+                CAS / cas
+            )
+        } else {
+            format!(
+                "**did not complete**: {} after {took:.1} s (below)",
+                a.json()["errorType"].as_str().unwrap_or(&a.kind)
+            )
+        };
+        let row = format!(
+            "| L9h. Coverage of a year of hourly reports: {cas} CAs × {} reports, at {memory} MB's CPU ({:.3} vCPU) | {measured} | < 900 s, every CA answered, < 128 MiB | {} |\n",
+            DAYS * 24,
+            lambda_cpu::vcpu(memory),
+            if met { "yes (for these CAs)" } else { "**no**" },
+        );
+        let detail = format!(
+            "- **L9h at {memory} MB**: {}; answer {} bytes; CPU time {:.1} s of the function process ({:.1} s for 1,000 CAs, scaled)\n",
+            said(a),
+            a.body.len(),
+            a.cpu_secs,
+            a.cpu_secs * CAS as f64 / cas as f64,
+        );
+        (row, detail)
+    }
+
+    /// BENCH_LAMBDA_MEMORY_SIZES (MB, comma-separated), or LAMBDA_MEMORY_MB alone.
+    fn memory_sizes() -> Vec<u32> {
+        std::env::var("BENCH_LAMBDA_MEMORY_SIZES")
+            .unwrap_or_else(|_| lambda_cpu::memory_mb().to_string())
+            .split(',')
+            .filter_map(|m| m.trim().parse().ok())
+            .collect()
+    }
+
+    pub async fn rows() {
+        if let Some(cas) = std::env::var("BENCH_HOURLY_CAS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            let now = pca_audit_scheduler::domain::time::Timestamp::from_system_time(
+                std::time::SystemTime::now(),
+            )
+            .epoch_seconds();
+            let md = hourly_year(now - now % DAY, cas).await;
+            print!("{md}");
+            let out = std::env::var("BENCH_OUT").unwrap_or_else(|_| "BENCHMARKS.md".into());
+            lambda_cpu::write_block(&out, HOURLY_BEGIN, HOURLY_END, &md);
+            println!("wrote {out}");
+            return;
+        }
+        let now = pca_audit_scheduler::domain::time::Timestamp::from_system_time(
+            std::time::SystemTime::now(),
+        )
+        .epoch_seconds();
+        let today = now - now % DAY;
+        let load_before = lambda_cpu::load();
+        let (failed_row, failed_details) = failed_month(today).await;
+        println!("{failed_row}\n{failed_details}");
+        let (year_rows, year_details) = if std::env::var("BENCH_SKIP_YEAR").is_ok() {
+            (Vec::new(), Vec::new())
+        } else {
+            year(today).await
+        };
+        let md = format!(
+            "Figures of one run of `scripts/bench-coverage --lambda-cpu` on {} (release build; machine {load_before} at the start, {} at the end).\n\n| Benchmark | Measured | Target | Met |\n|---|---|---|---|\n{failed_row}\n{}\n{failed_details}\n{}\n",
+            lambda_cpu::today(),
+            lambda_cpu::load(),
+            year_rows
+                .iter()
+                .map(|r| format!("{r}\n"))
+                .collect::<String>(),
+            year_details.join("\n"),
+        );
+        print!("{md}");
+        let out = std::env::var("BENCH_OUT").unwrap_or_else(|_| "BENCHMARKS.md".into());
+        lambda_cpu::write_block(&out, BEGIN, END, &md);
+        println!("wrote {out}");
+    }
 }
