@@ -16,6 +16,7 @@ use crate::domain::ids::Account;
 use crate::domain::outcome::AccountError;
 use crate::domain::time::Timestamp;
 use crate::pacing::Pacer;
+use crate::pacing::clock::HostClock;
 use crate::pacing::shared::SharedPacer;
 
 /// What one account-region needs: its ACM PCA client and the pacing of its quotas.
@@ -47,6 +48,8 @@ pub struct Services {
     /// Per account-region, kept across invocations so a warm function keeps its pacing.
     pub(crate) targets: Mutex<HashMap<(Account, String), Arc<TargetClient>>>,
     pub(crate) create_period: Duration,
+    /// The wall clock the create pacers read the ledger's slots on.
+    pub(crate) pacer_clock: HostClock,
     pub(crate) clock: Arc<dyn Clock>,
 }
 
@@ -71,6 +74,7 @@ impl Services {
             members: tokio::sync::Mutex::new(HashMap::new()),
             targets: Mutex::new(HashMap::new()),
             create_period: crate::pacing::CREATE_PERIOD,
+            pacer_clock: HostClock::default(),
             clock,
             settings,
         }
@@ -80,6 +84,14 @@ impl Services {
     /// emulator whose quota was raised, never for AWS, whose quota cannot be raised.
     pub fn with_create_period(mut self, period: Duration) -> Self {
         self.create_period = period;
+        self.targets = Mutex::new(HashMap::new());
+        self
+    }
+
+    /// Reads the create slots on a clock `skew_ms` ahead of this machine's (behind, when
+    /// negative): for tests of a host whose clock disagrees with the others'.
+    pub fn with_pacer_clock_skew(mut self, skew_ms: i64) -> Self {
+        self.pacer_clock = HostClock::skewed(skew_ms);
         self.targets = Mutex::new(HashMap::new());
         self
     }
@@ -136,7 +148,8 @@ impl Services {
                         account_id,
                         region,
                         self.create_period,
-                    ),
+                    )
+                    .with_clock(self.pacer_clock),
                     reads: Pacer::new(crate::pacing::READ_PERIOD),
                 })
             })

@@ -2,6 +2,7 @@
 //! an account-region together (`shared`, slots kept in the ledger). The quota's numbers live
 //! here once, for both.
 
+pub mod clock;
 pub mod local;
 pub mod shared;
 
@@ -26,3 +27,11 @@ pub const NARROW: Duration = Duration::from_millis(1);
 /// How far ahead of now a shared queue that had fallen behind starts again (see
 /// `shared::SharedPacer::restart`).
 pub const RESTART_LEAD: Duration = Duration::from_millis(100);
+
+/// The shared pacer reads its slots on the ledger service's clock (`clock`). A host whose
+/// answers show it to be off sends reads only to learn by how much, while that is known to no
+/// better than `PROBED_WIDTH` ms, and at most `PROBES` in a container's life (each halves what
+/// is known: 1 s to about 4 ms in 8, or to the round trip; more find a quick enough answer
+/// when the round trip varies).
+pub const PROBES: u32 = 24;
+pub const PROBED_WIDTH: u64 = 20;

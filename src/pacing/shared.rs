@@ -16,13 +16,16 @@
 //! reservations. A slot reserved by an invocation that then dies is simply not used: one
 //! second lost, nothing held.
 //!
-//! The slots are instants of the wall clock, so invocations on different hosts agree on them
-//! only as far as their clocks do. How closely Lambda's hosts agree is not documented
-//! (**assumed**: synchronised, as EC2 hosts are by the Amazon Time Sync Service); a throttle
-//! that skew causes widens the shared step and is retried in a later slot, so skew costs time,
-//! never a CA.
+//! The slots are instants of the wall clock, written by one host and waited for by another, so
+//! every host reads them on one clock they share: the service's that keeps the ledger, as its
+//! answers tell it (`pacing::clock`). A host's own clock is used as it is while it agrees with
+//! those answers. One seconds off learns by how much before its first slot, so it neither
+//! lands its creates among the others' (ahead) nor waits past its slots into the next ones
+//! (behind). One off by less than a round trip to the ledger cannot be told from the network's
+//! delay until a quicker answer comes; until then the widening step absorbs it, a few
+//! throttles, never a CA (measured: RELIABILITY.md, "Clocks that disagree").
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use tokio::sync::Mutex;
@@ -30,6 +33,7 @@ use tokio::time::Instant;
 
 use crate::aws::ServiceError;
 use crate::aws::ledger::quota::{Attempt, QuotaItem};
+use crate::pacing::clock::{HostClock, ServiceClock};
 use crate::pacing::{MAX_EXTRA, NARROW, Pacer, RESTART_LEAD, WIDEN};
 
 // The shared queue's numbers are the local pacer's (`pacing`), in the milliseconds the
@@ -50,23 +54,26 @@ pub struct SharedPacer {
     /// Used only when the ledger cannot be reached for a slot: the invocation goes on at the
     /// quota's pace on its own rather than stopping (the claim already needed the ledger).
     fallback: Pacer,
-}
-
-/// Milliseconds since the epoch, now.
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    /// The clock the slots are read on.
+    clock: ServiceClock,
 }
 
 impl SharedPacer {
     pub fn new(client: Client, table: &str, account: &str, region: &str, period: Duration) -> Self {
+        let item = QuotaItem::new(client, table, account, region);
         Self {
-            item: QuotaItem::new(client, table, account, region),
+            clock: ServiceClock::new(HostClock::default(), item.clone()),
+            item,
             period,
             seen_step: Mutex::new(None),
             fallback: Pacer::new(period),
         }
+    }
+
+    /// Reads this host's time on `host` (a skewed clock, for tests of hosts that disagree).
+    pub fn with_clock(mut self, host: HostClock) -> Self {
+        self.clock = ServiceClock::new(host, self.item.clone());
+        self
     }
 
     /// Waits for the next shared slot. Returns `false` at once, reserving nothing, if that slot
@@ -74,6 +81,7 @@ impl SharedPacer {
     pub async fn wait_turn(&self, cutoff: Instant) -> bool {
         let slot = {
             let mut seen = self.seen_step.lock().await;
+            self.clock.calibrate(cutoff).await;
             match self.reserve(*seen, cutoff).await {
                 Ok(Some((slot, step))) => {
                     *seen = Some(step);
@@ -90,7 +98,8 @@ impl SharedPacer {
                 }
             }
         };
-        let wait = Duration::from_millis(slot.saturating_sub(now_ms()));
+        self.clock.learn_in_background();
+        let wait = Duration::from_millis(slot.saturating_sub(self.clock.now_ms()));
         tokio::time::sleep(wait).await;
         true
     }
@@ -103,7 +112,7 @@ impl SharedPacer {
     /// (one write; none once it is at its widest).
     pub async fn throttled(&self) {
         let widest = self.period_ms() + MAX_EXTRA_MS;
-        if let Err(e) = self.item.widen(WIDEN_MS, widest).await {
+        if let Err(e) = self.clock.observed(self.item.widen(WIDEN_MS, widest)).await {
             let table = self.item.table();
             tracing::warn!(%table, "could not widen the shared create step: {e}");
         }
@@ -124,14 +133,18 @@ impl SharedPacer {
             if cutoff <= Instant::now() {
                 return Ok(None);
             }
-            let now = now_ms();
+            let now = self.clock.now_ms();
             let latest = now + cutoff.saturating_duration_since(Instant::now()).as_millis() as u64;
             // Narrow the step back towards the period by at most a millisecond a reservation;
             // below the period (two callers narrowed at once), widen it back.
             let narrow = seen.map_or(0, |step| {
                 (step as i64 - self.period_ms() as i64).min(NARROW_MS)
             });
-            match self.item.take_next(now, latest, narrow).await? {
+            match self
+                .clock
+                .observed(self.item.take_next(now, latest, narrow))
+                .await?
+            {
                 Attempt::Slot(slot, step) => return Ok(Some((slot, step))),
                 Attempt::PastCutoff => return Ok(None),
                 Attempt::Raced => continue,
@@ -151,7 +164,9 @@ impl SharedPacer {
     /// write's own round trip cannot make its create go out late, and so closer to the next
     /// slot than a step.
     async fn restart(&self, step: u64) -> Result<Attempt, ServiceError> {
-        let now = now_ms();
-        self.item.restart(now, now + RESTART_LEAD_MS, step).await
+        let now = self.clock.now_ms();
+        self.clock
+            .observed(self.item.restart(now, now + RESTART_LEAD_MS, step))
+            .await
     }
 }

@@ -1,7 +1,10 @@
-//! Reliability under the conditions production brings: overlapping invocations, faults of
-//! every service, outages, a bucket deleted mid-run. Small in the default test command;
-//! `scripts/reliability` runs them at full size (RELIABILITY_FULL=1) and writes the figures
-//! each one measured into RELIABILITY.md (RELIABILITY_FIGURES names the folder for them).
+//! Reliability under the conditions production brings: overlapping invocations, hosts whose
+//! clocks disagree (`clocks`), faults of every service, outages, a bucket deleted mid-run.
+//! Small in the default test command; `scripts/reliability` runs them at full size
+//! (RELIABILITY_FULL=1) and writes the figures each one measured into RELIABILITY.md
+//! (RELIABILITY_FIGURES names the folder for them).
+
+mod clocks;
 
 use crate::support;
 

@@ -24,6 +24,30 @@ pub fn clock_at(offset: Duration) -> Arc<dyn Clock> {
     Arc::new(SystemClock { offset })
 }
 
+/// The machine's clock moved `skew_ms` ahead (behind, when negative): the clock of a host that
+/// disagrees with the others. Its runs read the create slots on the same skew when their
+/// services are made with `Services::with_pacer_clock_skew(skew_ms)`.
+pub fn skewed_clock(skew_ms: i64) -> Arc<dyn Clock> {
+    Arc::new(SkewedClock { skew_ms })
+}
+
+struct SkewedClock {
+    skew_ms: i64,
+}
+
+impl Clock for SkewedClock {
+    fn now(&self) -> pca_audit_scheduler::domain::time::Timestamp {
+        let skew = Duration::from_millis(self.skew_ms.unsigned_abs());
+        let now = std::time::SystemTime::now();
+        let at = if self.skew_ms < 0 {
+            now - skew
+        } else {
+            now + skew
+        };
+        pca_audit_scheduler::domain::time::Timestamp::from_system_time(at)
+    }
+}
+
 pub fn scheduled() -> RunRequest {
     RunRequest {
         trigger: Trigger::Schedule {
