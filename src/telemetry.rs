@@ -249,17 +249,12 @@ mod tests {
     }
     use crate::domain::outcome::{CaOutcome, Outcome};
     use crate::domain::report::{CheckLimit, ReportCheck, ReportContents, ReportStatus};
-    use crate::domain::request::Trigger;
     use crate::domain::time::Timestamp;
     use crate::run::summary::Counts;
 
     #[test]
     fn metrics_document_counts_region_errors_as_failures() {
         let s = RunSummary {
-            version: Default::default(),
-            run_id: "r".into(),
-            trigger: Trigger::Manual,
-            dry_run: false,
             started_at: Timestamp::from_epoch_seconds(10),
             finished_at: Timestamp::from_epoch_seconds(20),
             accounts: vec!["self".into()],
@@ -269,18 +264,13 @@ mod tests {
                 failed: 1,
                 ..Counts::default()
             },
-            account_errors: vec![],
-            fanned_out: vec![],
             region_errors: vec![RegionError {
                 account_id: "123456789012".into(),
                 region: "eu-west-1".into(),
                 error_code: "AccessDenied".into(),
                 error_message: "no".into(),
             }],
-            certificate_authorities: vec![],
-            certificate_authorities_omitted: 0,
-            outcomes_key: None,
-            alerts: vec![],
+            ..RunSummary::empty_for_tests()
         };
         let m = s.metrics_document("fn");
         assert_eq!(m["Failed"], 2);
@@ -304,14 +294,8 @@ mod tests {
             error_message: "m".into(),
         };
         let s = RunSummary {
-            version: Default::default(),
-            run_id: "r".into(),
-            trigger: Trigger::Manual,
-            dry_run: false,
             started_at: Timestamp::from_epoch_seconds(10),
             finished_at: Timestamp::from_epoch_seconds(20),
-            accounts: vec![],
-            regions: vec![],
             counts: Counts {
                 overdue: 3,
                 events_not_sent: 2,
@@ -319,12 +303,7 @@ mod tests {
                 ..Counts::default()
             },
             account_errors: vec![error("AssumeRoleFailed"), error("AccountNotAudited")],
-            fanned_out: vec![],
-            region_errors: vec![],
-            certificate_authorities: vec![],
-            certificate_authorities_omitted: 0,
-            outcomes_key: None,
-            alerts: vec![],
+            ..RunSummary::empty_for_tests()
         };
         let m = s.metrics_document("fn");
         assert_eq!(m["AccountsNotEntered"], 1);
@@ -367,22 +346,10 @@ mod tests {
             rejected_objects: Vec::new(),
         };
         let s = RunSummary {
-            version: Default::default(),
-            run_id: "r".into(),
-            trigger: Trigger::Manual,
-            dry_run: false,
             started_at: Timestamp::from_epoch_seconds(10),
             finished_at: Timestamp::from_epoch_seconds(20),
-            accounts: vec![],
-            regions: vec![],
-            counts: Counts::default(),
-            account_errors: vec![],
-            fanned_out: vec![],
-            region_errors: vec![],
             certificate_authorities: vec![read(3, 1), read(4, 0)],
-            certificate_authorities_omitted: 0,
-            outcomes_key: None,
-            alerts: vec![],
+            ..RunSummary::empty_for_tests()
         };
         let m = s.metrics_document("fn");
         assert_eq!(

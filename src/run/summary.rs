@@ -167,6 +167,31 @@ impl RunSummary {
     }
 }
 
+/// A manual run with nothing in it (started at 1 s, finished at 2 s), for tests to fill in.
+#[cfg(test)]
+impl RunSummary {
+    pub(crate) fn empty_for_tests() -> Self {
+        Self {
+            version: Default::default(),
+            run_id: "r".into(),
+            trigger: Trigger::Manual,
+            dry_run: false,
+            started_at: Timestamp::from_epoch_seconds(1),
+            finished_at: Timestamp::from_epoch_seconds(2),
+            accounts: vec![],
+            regions: vec![],
+            counts: Counts::default(),
+            account_errors: vec![],
+            region_errors: vec![],
+            fanned_out: vec![],
+            certificate_authorities: vec![],
+            certificate_authorities_omitted: 0,
+            outcomes_key: None,
+            alerts: vec![],
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,22 +241,10 @@ mod tests {
     /// A manual run's summary of these outcomes and account errors.
     fn summary(cas: Vec<CaOutcome>, account_errors: Vec<AccountError>) -> RunSummary {
         RunSummary {
-            version: Default::default(),
-            run_id: "r".into(),
-            trigger: Trigger::Manual,
-            dry_run: false,
-            started_at: Timestamp::from_epoch_seconds(1),
-            finished_at: Timestamp::from_epoch_seconds(2),
-            accounts: vec![],
-            regions: vec![],
             counts: RunSummary::counts_of(&cas, &account_errors),
             account_errors,
-            region_errors: vec![],
-            fanned_out: vec![],
             certificate_authorities: cas,
-            certificate_authorities_omitted: 0,
-            outcomes_key: None,
-            alerts: vec![],
+            ..RunSummary::empty_for_tests()
         }
     }
 
