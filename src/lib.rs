@@ -39,14 +39,6 @@ pub fn app_name() -> aws_config::AppName {
     aws_config::AppName::new("pca-audit-scheduler").expect("a valid app name")
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn every_call_names_the_tool() {
-        assert_eq!(super::app_name().as_ref(), "pca-audit-scheduler");
-    }
-}
-
 pub mod aws;
 pub mod config;
 pub mod domain;

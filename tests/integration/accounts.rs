@@ -12,14 +12,13 @@ use pca_audit_scheduler::domain::arn::CaArn;
 use pca_audit_scheduler::domain::outcome::{Outcome, SkipReason};
 use pca_audit_scheduler::domain::report::ReportStatus;
 use pca_audit_scheduler::entry::{self, Response};
-use pca_audit_scheduler::run;
 use pca_audit_scheduler::run::summary::RunSummary;
 use pca_audit_scheduler::services::Services;
 use pca_audit_scheduler::services::{Clock, SystemClock};
 use serde_json::json;
 use support::{
-    Member, Organization, World, accepted_creates_of, attr, clock, control, fast_account,
-    invocation, run_as, scheduled, seed_account,
+    Member, Organization, World, accepted_creates_of, attr, clock, fast_account, run_as,
+    seed_account,
 };
 
 const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
@@ -248,21 +247,14 @@ async fn a_report_still_creating_is_followed_up_first_thing_next_run() {
     let arn = world.seeded_arns(&[("ACTIVE", 1)]).remove(0);
     let services = world.fast_services();
     // Too little time to wait for the report: it stays CREATING.
-    let mut short = invocation("short", Duration::from_secs(14));
-    short.home_account = Some(world.account_id.clone());
-    let first = run::run(&services, &scheduled(), &short).await;
+    let first = world.run_leaving_reports_creating(&services).await;
     assert_eq!(first.counts.requested, 1, "{first:#?}");
     assert_eq!(first.counts.reports_pending, 1, "{first:#?}");
     let window = world.window_item(&arn).await.unwrap();
     assert_eq!(attr(&window, "last_report_status"), Some("CREATING"));
 
     // The service writes it; the next run sees it end and records it.
-    world.configure_emulator(json!({"report_delay_seconds": 0}));
-    control(
-        "POST",
-        "/finish-reports",
-        Some(json!({"account_id": world.account_id})),
-    );
+    world.finish_reports();
     let second = run_as(&services, &world, "next").await;
     let o = &second.certificate_authorities[0];
     assert!(matches!(
@@ -291,9 +283,7 @@ async fn a_report_whose_history_item_expired_does_not_stay_creating_forever() {
     world.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 600}));
     let arn = world.seeded_arns(&[("ACTIVE", 1)]).remove(0);
     let services = world.fast_services();
-    let mut short = invocation("short", Duration::from_secs(14));
-    short.home_account = Some(world.account_id.clone());
-    let first = run::run(&services, &scheduled(), &short).await;
+    let first = world.run_leaving_reports_creating(&services).await;
     assert_eq!(first.counts.reports_pending, 1, "{first:#?}");
     // As TTL would: the history item goes, the window stays.
     for item in world.history(&arn).await {
@@ -309,12 +299,7 @@ async fn a_report_whose_history_item_expired_does_not_stay_creating_forever() {
     }
     assert!(world.history(&arn).await.is_empty());
 
-    world.configure_emulator(json!({"report_delay_seconds": 0}));
-    control(
-        "POST",
-        "/finish-reports",
-        Some(json!({"account_id": world.account_id})),
-    );
+    world.finish_reports();
     let second = run_as(&services, &world, "next").await;
     assert_eq!(
         second.certificate_authorities[0]

@@ -308,16 +308,7 @@ async fn a_bucket_of_another_owner_is_refused_before_anything_is_claimed() {
             message.contains(&world.bucket) && message.contains(&stranger),
             "{message}"
         );
-        // No window consumed: the item may hold only the alert remembered for the CA.
-        let window = world.window_item(arn).await.unwrap_or_default();
-        for consumed in [
-            "lease_run_id",
-            "next_eligible_at",
-            "last_report_id",
-            "last_requested_at",
-        ] {
-            assert!(!window.contains_key(consumed), "{consumed} on {window:?}");
-        }
+        world.assert_no_window_consumed(arn).await;
     }
     assert!(world.create_calls().is_empty(), "nothing requested");
 

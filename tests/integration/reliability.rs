@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use pca_audit_scheduler::domain::outcome::{Outcome, SkipReason};
 use pca_audit_scheduler::run;
-use pca_audit_scheduler::run::summary::RunSummary;
 use pca_audit_scheduler::{invocation::Invocation, services::Services};
 use serde_json::json;
 use support::*;
@@ -90,16 +89,9 @@ async fn overlapping_invocations_serve_every_ca_once_at_the_real_quota() {
         let services: Vec<Services> = (0..invocations)
             .map(|_| world.services(clock_at(offset)))
             .collect();
-        let request = scheduled();
         let ids: Vec<String> = (0..invocations).map(|i| format!("r{round}-i{i}")).collect();
         let started = Instant::now();
-        let summaries: Vec<RunSummary> = futures::future::join_all(
-            services
-                .iter()
-                .zip(&ids)
-                .map(|(s, id)| run(s, &request, id)),
-        )
-        .await;
+        let summaries = runs_together(&services, &ids).await;
         round_times.push(started.elapsed());
         let requested: usize = summaries.iter().map(|s| s.counts.requested).sum();
         assert_eq!(requested, CAS, "round {round}: {summaries:#?}");

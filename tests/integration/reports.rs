@@ -160,12 +160,7 @@ async fn a_report_that_cannot_be_parsed_is_a_clear_error_and_stays_success() {
         .to_owned();
 
     // The service writes it, and something overwrites it with what is not a report.
-    world.configure_emulator(json!({"report_delay_seconds": 0}));
-    control(
-        "POST",
-        "/finish-reports",
-        Some(json!({"account_id": world.account_id})),
-    );
+    world.finish_reports();
     world.lift_the_writers_deny().await;
     world
         .s3
@@ -251,16 +246,9 @@ async fn reading_an_earlier_report_never_holds_up_the_creates() {
     let earlier = earlier["arn"].as_str().unwrap();
     let services = reading(&world, "JSON", Arc::new(SystemClock::default()));
     // Too little time to wait for the report: it stays CREATING, for the next run.
-    let mut short = invocation("short", Duration::from_secs(14));
-    short.home_account = Some(world.account_id.clone());
-    let first = run::run(&services, &scheduled(), &short).await;
+    let first = world.run_leaving_reports_creating(&services).await;
     assert_eq!(first.counts.reports_pending, 1, "{first:#?}");
-    world.configure_emulator(json!({"report_delay_seconds": 0}));
-    control(
-        "POST",
-        "/finish-reports",
-        Some(json!({"account_id": world.account_id})),
-    );
+    world.finish_reports();
     let due = ca_with_certificates(&world, 1, 0);
     let due = due["arn"].as_str().unwrap();
     // GetObject is S3's only GET in a run that finds nothing to recover.

@@ -275,17 +275,7 @@ async fn a_missing_bucket_fails_every_ca_clearly_and_consumes_no_window() {
         let o = outcome_of(&summary, arn);
         assert_eq!(o["errorCode"], "NoSuchBucket");
         assert!(o["errorMessage"].as_str().unwrap().contains(&world.bucket));
-        // No window consumed: nothing claimed, requested or deferred. The item may hold the
-        // alert raised for the CA (remembered so that it is announced once), nothing else.
-        let window = world.window_item(arn).await.unwrap_or_default();
-        for consumed in [
-            "lease_run_id",
-            "next_eligible_at",
-            "last_report_id",
-            "last_requested_at",
-        ] {
-            assert!(!window.contains_key(consumed), "{consumed} on {window:?}");
-        }
+        world.assert_no_window_consumed(arn).await;
     }
     assert!(world.create_calls().is_empty());
     assert!(verdict(summary).is_err());

@@ -85,6 +85,17 @@ pub async fn run(services: &Services, request: &RunRequest, run_id: &str) -> Run
     .await
 }
 
+/// Scheduled runs started together, one per services (each its own clients, as separate
+/// Lambda execution environments would have) and run id, with ten minutes each.
+pub async fn runs_together(services: &[Services], run_ids: &[String]) -> Vec<RunSummary> {
+    let request = scheduled();
+    let runs = services
+        .iter()
+        .zip(run_ids)
+        .map(|(s, id)| run(s, &request, id));
+    futures::future::join_all(runs).await
+}
+
 pub fn outcome_of(summary: &RunSummary, arn: &str) -> Value {
     let o = summary
         .certificate_authorities

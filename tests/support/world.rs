@@ -16,11 +16,12 @@ use pca_audit_scheduler::config::Settings;
 use pca_audit_scheduler::services::{Clock, Services};
 use serde_json::{Value, json};
 
-use super::lambda::clock;
+use super::lambda::{clock, invocation, scheduled};
 use super::stack::{
-    REGION, accepted_creates_of, account_config, arns_of, configure_account, create_calls_of,
-    fast_account, new_account_id, seed_cas, seed_group, unique_suffix,
+    REGION, accepted_creates_of, account_config, arns_of, configure_account, control,
+    create_calls_of, fast_account, new_account_id, seed_cas, seed_group, unique_suffix,
 };
+use pca_audit_scheduler::run::summary::RunSummary;
 
 /// One test's world: an account, a ledger table, a report bucket.
 pub struct World {
@@ -311,6 +312,39 @@ impl World {
 
     pub fn accepted_creates(&self) -> HashMap<String, usize> {
         accepted_creates_of(&self.account_id)
+    }
+
+    /// A run of this account with too little time to wait for its reports (the emulator set
+    /// to write them late): each one requested stays CREATING, for the next run to follow up.
+    pub async fn run_leaving_reports_creating(&self, services: &Services) -> RunSummary {
+        let mut short = invocation("short", Duration::from_secs(14));
+        short.home_account = Some(self.account_id.clone());
+        pca_audit_scheduler::run::run(services, &scheduled(), &short).await
+    }
+
+    /// The emulator writes every report of this account still CREATING, and the next ones at
+    /// once.
+    pub fn finish_reports(&self) {
+        self.configure_emulator(json!({"report_delay_seconds": 0}));
+        control(
+            "POST",
+            "/finish-reports",
+            Some(json!({"account_id": self.account_id})),
+        );
+    }
+
+    /// No window of the CA consumed: nothing claimed, requested or deferred. The item may hold
+    /// the alert remembered for the CA (so that it is announced once), nothing else.
+    pub async fn assert_no_window_consumed(&self, arn: &str) {
+        let window = self.window_item(arn).await.unwrap_or_default();
+        for consumed in [
+            "lease_run_id",
+            "next_eligible_at",
+            "last_report_id",
+            "last_requested_at",
+        ] {
+            assert!(!window.contains_key(consumed), "{consumed} on {window:?}");
+        }
     }
 
     pub async fn window_item(&self, arn: &str) -> Option<HashMap<String, AttributeValue>> {

@@ -6,7 +6,6 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use pca_audit_scheduler::run::summary::RunSummary;
 use pca_audit_scheduler::services::Services;
 use serde_json::json;
 
@@ -78,15 +77,8 @@ async fn overlap_with_one_host_skewed(skew_ms: i64) -> Case {
             })
             .collect();
         let ids: Vec<String> = (0..INVOCATIONS).map(|i| format!("r{round}-i{i}")).collect();
-        let request = scheduled();
         let started = Instant::now();
-        let summaries: Vec<RunSummary> = futures::future::join_all(
-            services
-                .iter()
-                .zip(&ids)
-                .map(|(s, id)| run(s, &request, id)),
-        )
-        .await;
+        let summaries = runs_together(&services, &ids).await;
         case.round_secs.push(started.elapsed().as_secs_f64());
         let requested: usize = summaries.iter().map(|s| s.counts.requested).sum();
         assert_eq!(
