@@ -2,7 +2,6 @@
 bucket, seed CAs, and show what a run left behind. Run by scripts/demo with the stack's
 settings in the environment."""
 
-import datetime
 import json
 import os
 import sys
@@ -15,6 +14,7 @@ import boto3
 # The repository's root, for the local stack's shared test fixtures.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from local.bucket_policy import bucket_policy  # noqa: E402
+from local.ledger_table import create_ledger_table  # noqa: E402
 
 TABLE = "pca-audit-ledger"
 BUCKET = "pca-audit-evidence"
@@ -35,34 +35,7 @@ def control(path, body):
 
 def setup():
     """The table as template.yaml declares it, and a bucket whose policy lets the service write."""
-    dynamodb = boto3.client("dynamodb")
-    dynamodb.create_table(
-        TableName=TABLE,
-        AttributeDefinitions=[
-            {"AttributeName": "certificate_authority_arn", "AttributeType": "S"},
-            {"AttributeName": "record", "AttributeType": "S"},
-            {"AttributeName": "account_id", "AttributeType": "S"},
-        ],
-        KeySchema=[
-            {"AttributeName": "certificate_authority_arn", "KeyType": "HASH"},
-            {"AttributeName": "record", "KeyType": "RANGE"},
-        ],
-        # The sparse index of window items a coverage request scans (template.yaml).
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "ca-windows",
-                "KeySchema": [
-                    {"AttributeName": "account_id", "KeyType": "HASH"},
-                    {"AttributeName": "certificate_authority_arn", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "KEYS_ONLY"},
-            }
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    dynamodb.update_time_to_live(
-        TableName=TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
-    )
+    create_ledger_table(boto3.client("dynamodb"), TABLE)
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=BUCKET)
     s3.put_bucket_policy(Bucket=BUCKET, Policy=bucket_policy(BUCKET, [ACCOUNT]))
@@ -153,15 +126,23 @@ def evidence():
     print(json.dumps(report[:2], indent=2))
 
 
-def coverage_event(path):
-    """A coverage request of today (UTC), as an auditor would send one for a period."""
-    today = datetime.datetime.now(datetime.timezone.utc).date()
+def coverage_event(path, start, end):
+    """A coverage request of the period start..end, as an auditor sends one."""
     with open(path, "w") as f:
-        json.dump({"coverage": {"from": today.isoformat(), "to": today.isoformat()}}, f)
+        json.dump({"coverage": {"from": start, "to": end}}, f)
 
 
-def coverage(path):
-    """The coverage answer's counts, each CA's verdict, and the manifest's first rows."""
+def new_ca():
+    """An ACTIVE CA created after the runs, as someone might create one between two runs."""
+    (ca,) = control(
+        "/seed",
+        {"account_id": ACCOUNT, "region": REGION, "cas": [{"state": "ACTIVE", "count": 1, "issued": 1, "revoked": 0}]},
+    )["certificate_authorities"]
+    print(f"  {ca['state']:<20} {ca['arn']}")
+
+
+def coverage(path, rows=True):
+    """The coverage answer's counts, each CA's verdict, and the manifest (its first rows)."""
     with open(path) as f:
         text = f.read()
     try:
@@ -178,6 +159,9 @@ def coverage(path):
         gaps = ", ".join(f"{g['kind']} {g['from']}..{g['to']}" for g in ca["gaps"])
         print(f"  {ca['coverage']:<8} {ca['certificateAuthorityArn'].rsplit('/', 1)[1]}  {gaps}")
     m = answer["manifest"]
+    if not rows:
+        print(f"manifest s3://{m['bucket']}/{m['csvKey']}")
+        return
     body = boto3.client("s3").get_object(Bucket=m["bucket"], Key=m["csvKey"])["Body"].read().decode()
     print(f"s3://{m['bucket']}/{m['csvKey']}, the first rows:")
     for line in body.splitlines()[:4]:
@@ -189,6 +173,7 @@ if __name__ == "__main__":
         "setup": setup,
         "summary": lambda: summary(sys.argv[2]),
         "evidence": evidence,
-        "coverage-event": lambda: coverage_event(sys.argv[2]),
-        "coverage": lambda: coverage(sys.argv[2]),
+        "coverage-event": lambda: coverage_event(*sys.argv[2:5]),
+        "new-ca": new_ca,
+        "coverage": lambda: coverage(sys.argv[2], rows=sys.argv[3:] != ["brief"]),
     }[sys.argv[1]]()
