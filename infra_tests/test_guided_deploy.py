@@ -15,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,3 +146,17 @@ def test_the_serverless_application_repository_metadata_is_complete_and_versione
     assert all(re.fullmatch(r"[a-zA-Z0-9+\-_:/@]{1,127}", label) for label in app["Labels"])
     for local in ("LicenseUrl", "ReadmeUrl"):
         assert (ROOT / app[local]).is_file(), local
+
+
+@pytest.mark.skipif("RELEASE_DIR" not in os.environ, reason="scripts/release runs it on the folder it writes")
+def test_a_release_folder_deploys_guided_on_enter_with_no_toolchain(tmp_path):
+    """What a user of a release does: `sam deploy --guided` in the downloaded folder, no
+    source and no build, Enter at every question."""
+    release = Path(os.environ["RELEASE_DIR"])
+    folder = tmp_path / release.name
+    shutil.copytree(release, folder)
+    assert not (folder / "Cargo.toml").exists() and not (folder / "src").exists()
+    output, asked = guided_deploy_with_enter(folder)
+    assert GOES_TO_AWS.search(output), f"SAM never got to AWS; it printed:\n{output[-3000:]}"
+    assert asked == template_parameters(), f"asked {asked}"
+    assert "Error" not in output.split("Looking for resources")[0], output[-3000:]
