@@ -42,7 +42,9 @@ use pca_audit_scheduler::domain::arn::CaArn;
 use pca_audit_scheduler::domain::bucket::{
     ListedVersion, listed_change, report_prefix, versions_by_key,
 };
-use pca_audit_scheduler::domain::report::{ObjectPin, ReportFormat, ReportStatus, checksum_text};
+use pca_audit_scheduler::domain::report::{
+    ObjectPin, ReportFormat, ReportStatus, checksum_text, full_object_sha256,
+};
 use pca_audit_scheduler::domain::request::CoverageRequest;
 use pca_audit_scheduler::domain::time::Timestamp;
 use pca_audit_scheduler::evidence::{CoverageSummary, coverage};
@@ -386,6 +388,7 @@ fn pin_of(out: &PutObjectOutput) -> ObjectPin {
     ObjectPin {
         version_id: out.version_id().map(str::to_owned),
         etag: out.e_tag().map(str::to_owned),
+        sha256: checksum.as_deref().and_then(full_object_sha256),
         checksum,
     }
 }
@@ -473,6 +476,7 @@ fn compare_secs(reports: usize) -> f64 {
                 version_id: Some(v.version_id.clone()),
                 etag: v.etag.clone(),
                 checksum: None,
+                sha256: None,
             };
             let of_key = by_key.get(v.key.as_str()).map_or(&[][..], Vec::as_slice);
             listed_change(&pin, of_key).is_some()

@@ -19,7 +19,7 @@ use aws_sdk_s3::types::ChecksumMode;
 use crate::aws::ServiceError;
 use crate::domain::bucket::{ListedObject, ListedVersion};
 use crate::domain::code::Code;
-use crate::domain::report::{ObjectPin, SeenObject, checksum_text};
+use crate::domain::report::{ObjectPin, SeenObject, checksum_text, full_object_sha256};
 use crate::domain::time::Timestamp;
 
 /// The S3 client, and the account every bucket it is pointed at must belong to.
@@ -160,6 +160,7 @@ pub async fn report_object(
         pin: ObjectPin {
             version_id: out.version_id().map(str::to_owned),
             etag: out.e_tag().map(str::to_owned),
+            sha256: checksum.as_deref().and_then(full_object_sha256),
             checksum,
         },
     }))

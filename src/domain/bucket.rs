@@ -388,6 +388,7 @@ mod tests {
             version_id: Some("v1".into()),
             etag: Some("\"e1\"".into()),
             checksum: Some("CRC64NVME:AAAA".into()),
+            sha256: None,
         };
         let v1 = version("v1", "\"e1\"", true, false);
         let change = |versions: &[ListedVersion]| {

@@ -26,11 +26,21 @@ pub struct ReportContents {
     pub first_revoked: Vec<String>,
 }
 
+/// A report read to its end (READ_REPORTS): what it says, and the SHA-256 of all the bytes of
+/// the object (lowercase hex), which goes on its pin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadReport {
+    pub contents: ReportContents,
+    pub sha256: String,
+}
+
 /// What pins one version of a report object, as S3 answered for it when the follow-up (or a
 /// recovery) found it: its version id (absent in a bucket without versioning), its ETag, and
 /// the checksum S3 keeps for it (`ALGORITHM:base64`; S3 computes a full-object CRC64NVME for
-/// an upload that names none, S3 user guide, "Checking object integrity"). An auditor, and
-/// `verifyObjects`, compare the bucket with these.
+/// an upload that names none, S3 user guide, "Checking object integrity"); and its SHA-256 in
+/// lowercase hex where known: S3's own (`full_object_sha256`), or the function's, of the
+/// bytes READ_REPORTS read of that version. An auditor, and `verifyObjects`, compare the
+/// bucket with these; `sha256sum` prints what `sha256` holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectPin {
@@ -40,6 +50,30 @@ pub struct ObjectPin {
     pub etag: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checksum: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+/// The object's SHA-256 in hex, when the checksum S3 keeps for it is one of the whole object:
+/// `SHA256:<base64 of 32 bytes>`. A multipart upload's is a checksum of its parts' checksums,
+/// written with a `-<parts>` suffix (S3 user guide, "Checking object integrity", composite
+/// checksums): not the object's SHA-256, so none.
+pub fn full_object_sha256(checksum: &str) -> Option<String> {
+    let value = checksum.strip_prefix("SHA256:")?;
+    if value.contains('-') {
+        return None;
+    }
+    let digest = aws_smithy_types::base64::decode(value).ok()?;
+    (digest.len() == 32).then(|| sha256_hex(&digest))
+}
+
+/// A digest as `sha256sum` prints it: lowercase hex.
+pub fn sha256_hex(digest: &[u8]) -> String {
+    use std::fmt::Write as _;
+    digest.iter().fold(String::new(), |mut hex, byte| {
+        let _ = write!(hex, "{byte:02x}");
+        hex
+    })
 }
 
 /// The checksum S3 answered for an object, as a pin keeps it (`ALGORITHM:base64`): the first
@@ -258,6 +292,32 @@ mod tests {
             s3_key: format!("audit-report/11111111-2222-3333-4444-555555555555/{ID}.json"),
             requested_at: Timestamp::from_epoch_seconds(1_000),
         }
+    }
+
+    #[test]
+    fn only_a_full_object_sha256_checksum_gives_the_objects_sha256() {
+        // `printf 'hello' | sha256sum`, and the same 32 bytes in base64 as S3 writes them.
+        let hello = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+        let base64 = "LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=";
+        assert_eq!(
+            full_object_sha256(&format!("SHA256:{base64}")).as_deref(),
+            Some(hello)
+        );
+        for not_the_objects in [
+            format!("SHA256:{base64}-3"),
+            "SHA256:AAAAAAAAAAA=".to_owned(),
+            "SHA256:not base64!".to_owned(),
+            format!("CRC64NVME:{base64}"),
+            "CRC64NVME:AAAAAAAAAAA=".to_owned(),
+            base64.to_owned(),
+        ] {
+            assert_eq!(
+                full_object_sha256(&not_the_objects),
+                None,
+                "{not_the_objects}"
+            );
+        }
+        assert_eq!(sha256_hex(&[0, 0xab, 0x0f]), "00ab0f");
     }
 
     #[test]

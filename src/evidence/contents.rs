@@ -1,6 +1,6 @@
 //! What an audit report says (READ_REPORTS): how many certificates it lists, and which of them
 //! the CA issued or revoked since its previous report, read as a stream so that memory does
-//! not grow with the report.
+//! not grow with the report; and the SHA-256 of the object's bytes, hashed as they stream.
 //!
 //! The format is the one the Private CA user guide documents ("Use audit reports with your
 //! private CA", https://docs.aws.amazon.com/privateca/latest/userguide/PcaAuditReport.html):
@@ -15,9 +15,10 @@ use std::io::{BufReader, Read};
 
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, Error as _, SeqAccess, Visitor};
+use sha2::{Digest, Sha256};
 
 use crate::domain::ids::bounded;
-use crate::domain::report::{ReportContents, ReportFormat};
+use crate::domain::report::{ReadReport, ReportContents, ReportFormat, sha256_hex};
 use crate::domain::time::Timestamp;
 
 /// How many ARNs of the issued (and of the revoked) certificates are kept: enough to start
@@ -93,6 +94,8 @@ pub enum ParseError {
     MissingColumns { header: String, missing: String },
     #[error("the reader stopped: {0}")]
     Stopped(#[source] tokio::task::JoinError),
+    #[error("reading the rest of the object: {0}")]
+    Rest(#[source] std::io::Error),
 }
 
 /// One row, only the fields counted. The other documented fields are not read.
@@ -231,6 +234,34 @@ pub fn read_csv(r: impl Read, since: Option<Timestamp>) -> Result<ReportContents
     Ok(tally.contents)
 }
 
+/// Passes bytes on, hashing each one on the way.
+struct Hashing<R>(R, Sha256);
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.read(buf)?;
+        self.1.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// A report parsed and hashed in one pass. What the parser leaves unread is read into the
+/// hash too, so the SHA-256 is the whole object's, what `sha256sum` gives of it downloaded.
+pub fn read_hashed(
+    r: impl Read,
+    format: ReportFormat,
+    since: Option<Timestamp>,
+) -> Result<ReadReport, ParseError> {
+    let mut hashing = Hashing(r, Sha256::new());
+    let contents = match format {
+        ReportFormat::Json => read_json(&mut hashing, since),
+        ReportFormat::Csv => read_csv(&mut hashing, since),
+    }?;
+    std::io::copy(&mut hashing, &mut std::io::sink()).map_err(ParseError::Rest)?;
+    let sha256 = sha256_hex(&hashing.1.finalize());
+    Ok(ReadReport { contents, sha256 })
+}
+
 /// Reads the report at `bucket`/`key` from S3, streaming: the body goes through a bounded
 /// buffer to the parser on a blocking thread, so memory stays flat whatever the report's size.
 pub async fn read(
@@ -238,7 +269,7 @@ pub async fn read(
     (bucket, key, version_id): (&str, &str, Option<&str>),
     format: ReportFormat,
     since: Option<Timestamp>,
-) -> Result<ReportContents, ContentsError> {
+) -> Result<ReadReport, ContentsError> {
     let object = crate::aws::s3::report_body(s3, bucket, key, version_id)
         .await
         .map_err(|e| ContentsError::Get {
@@ -248,12 +279,9 @@ pub async fn read(
             message: e.message,
         })?;
     let body = tokio_util::io::SyncIoBridge::new(object.into_async_read());
-    let parsed = tokio::task::spawn_blocking(move || match format {
-        ReportFormat::Json => read_json(body, since),
-        ReportFormat::Csv => read_csv(body, since),
-    })
-    .await
-    .unwrap_or_else(|e| Err(ParseError::Stopped(e)));
+    let parsed = tokio::task::spawn_blocking(move || read_hashed(body, format, since))
+        .await
+        .unwrap_or_else(|e| Err(ParseError::Stopped(e)));
     parsed.map_err(|source| ContentsError::Parse {
         bucket: bucket.to_owned(),
         key: key.to_owned(),
@@ -397,6 +425,49 @@ mod tests {
         let bad_time = GUIDE_CSV.replacen("2020-03-02T22:43:58+0000", "March 2nd", 1);
         let err = read_csv(bad_time.as_bytes(), None).unwrap_err().to_string();
         assert!(err.contains("row 1: issuedAt `March 2nd`"), "{err}");
+    }
+
+    #[test]
+    fn a_report_read_to_its_end_has_the_sha256_sha256sum_gives() {
+        // `printf '[]' | sha256sum`, and `printf '<CSV_COLUMNS joined by commas>\n' | sha256sum`.
+        let read = read_hashed(&b"[]"[..], ReportFormat::Json, None).unwrap();
+        assert_eq!(
+            read.sha256,
+            "4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945"
+        );
+        assert_eq!(read.contents, ReportContents::default());
+        let header = format!("{}\n", CSV_COLUMNS.join(","));
+        let read = read_hashed(header.as_bytes(), ReportFormat::Csv, None).unwrap();
+        assert_eq!(
+            read.sha256,
+            "f2c86677a9f505370bdc77de5ad1c12153406399c3d2fdcfdb45344a3303e25e"
+        );
+    }
+
+    #[test]
+    fn the_bytes_after_the_json_array_are_hashed_too() {
+        // `printf '[]\n \n' | sha256sum`: not the digest of `[]` alone.
+        let read = read_hashed(&b"[]\n \n"[..], ReportFormat::Json, None).unwrap();
+        assert_eq!(
+            read.sha256,
+            "c4668d15907859e10a2be45f3b3348a556b03511d32929e476a2b7eaf49e2f16"
+        );
+        // Past the parsers' buffer: every piece is hashed once, in order, to the last byte.
+        let row = r#"{"certificateArn":"arn:c","issuedAt":"2026-01-01T00:00:00+0000"}"#;
+        let body = format!("[{}]\n\n", vec![row; 3_000].join(",\n"));
+        assert!(body.len() > 2 * READ_BUFFER);
+        let read = read_hashed(body.as_bytes(), ReportFormat::Json, None).unwrap();
+        assert_eq!(read.contents.certificates, 3_000);
+        assert_eq!(read.sha256, sha256_hex(&Sha256::digest(body.as_bytes())));
+    }
+
+    #[test]
+    fn a_report_that_does_not_parse_has_no_sha256() {
+        let cut = &GUIDE_JSON[..GUIDE_JSON.len() / 2];
+        assert!(read_hashed(cut.as_bytes(), ReportFormat::Json, None).is_err());
+        let read = read_hashed(GUIDE_CSV.as_bytes(), ReportFormat::Csv, None).unwrap();
+        assert_eq!(read.contents.certificates, 2);
+        assert_eq!(read.sha256.len(), 64);
     }
 
     #[test]

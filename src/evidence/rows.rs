@@ -1,6 +1,6 @@
-//! The coverage manifest's rows: one per report of the period (with the version, ETag and
-//! checksum its object was pinned at), then one per gap, as CSV (`csv::Writer`, RFC 4180
-//! quoting) and as the JSON manifest's `rows` (serde).
+//! The coverage manifest's rows: one per report of the period (with the version, ETag,
+//! checksum and SHA-256 its object was pinned at), then one per gap, as CSV (`csv::Writer`,
+//! RFC 4180 quoting) and as the JSON manifest's `rows` (serde).
 
 use serde::Serialize;
 
@@ -9,7 +9,7 @@ use crate::domain::time::Timestamp;
 use crate::evidence::gaps::{Gap, GapKind};
 
 /// The CSV's header row.
-pub const CSV_COLUMNS: &str = "row,account,region,ca_arn,report_id,s3_key,format,requested_at,status,size_bytes,version_id,etag,checksum,gap_kind,gap_from,gap_to,gap_detail";
+pub const CSV_COLUMNS: &str = "row,account,region,ca_arn,report_id,s3_key,format,requested_at,status,size_bytes,version_id,etag,checksum,sha256,gap_kind,gap_from,gap_to,gap_detail";
 
 /// One CSV row, a report's or a gap's, in the order of `CSV_COLUMNS`; `None` is an empty field.
 #[derive(Serialize)]
@@ -27,6 +27,7 @@ struct CsvRow<'a> {
     version_id: Option<&'a str>,
     etag: Option<&'a str>,
     checksum: Option<&'a str>,
+    sha256: Option<&'a str>,
     gap_kind: Option<GapKind>,
     gap_from: Option<Timestamp>,
     gap_to: Option<Timestamp>,
@@ -50,6 +51,7 @@ impl<'a> CsvRow<'a> {
             version_id: None,
             etag: None,
             checksum: None,
+            sha256: None,
             gap_kind: None,
             gap_from: None,
             gap_to: None,
@@ -75,6 +77,7 @@ struct JsonReportRow<'a> {
     requested_at: Timestamp,
     row: &'static str,
     s3_key: &'a str,
+    sha256: Option<&'a str>,
     size_bytes: Option<u64>,
     status: &'a str,
     version_id: Option<&'a str>,
@@ -133,6 +136,7 @@ pub(super) fn csv_report_rows(
         version_id: r.pin.version_id.as_deref(),
         etag: r.pin.etag.as_deref(),
         checksum: r.pin.checksum.as_deref(),
+        sha256: r.pin.sha256.as_deref(),
         ..CsvRow::of("report", ca)
     }))
 }
@@ -183,6 +187,7 @@ pub(super) fn json_report_rows(
                 requested_at: r.requested_at,
                 row: "report",
                 s3_key: &r.s3_key,
+                sha256: r.pin.sha256.as_deref(),
                 size_bytes: r.size_bytes,
                 status: r.status.as_str(),
                 version_id: r.pin.version_id.as_deref(),
@@ -221,6 +226,9 @@ mod tests {
     use crate::evidence::ReportCounts;
     use crate::evidence::gaps::Gap;
 
+    // `printf 'hello' | sha256sum`.
+    const SHA256: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+
     fn at(text: &str) -> Timestamp {
         Timestamp::parse(text).unwrap()
     }
@@ -250,6 +258,7 @@ mod tests {
                 version_id: Some("v1".into()),
                 etag: Some("\"e1\"".into()),
                 checksum: Some("CRC64NVME:AAAAAAAAAAA=".into()),
+                sha256: Some(SHA256.into()),
             },
         }
     }
@@ -280,15 +289,17 @@ mod tests {
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(
             lines[0],
-            "row,account,region,ca_arn,report_id,s3_key,format,requested_at,status,size_bytes,version_id,etag,checksum,gap_kind,gap_from,gap_to,gap_detail"
+            "row,account,region,ca_arn,report_id,s3_key,format,requested_at,status,size_bytes,version_id,etag,checksum,sha256,gap_kind,gap_from,gap_to,gap_detail"
         );
         assert_eq!(
             lines[1],
-            "report,123456789012,us-east-1,arn:a,id-2026-07-01T00:00:00Z,\"audit-report/a,b.json\",JSON,2026-07-01T00:00:00Z,SUCCESS,10,v1,\"\"\"e1\"\"\",CRC64NVME:AAAAAAAAAAA=,,,,"
+            format!(
+                "report,123456789012,us-east-1,arn:a,id-2026-07-01T00:00:00Z,\"audit-report/a,b.json\",JSON,2026-07-01T00:00:00Z,SUCCESS,10,v1,\"\"\"e1\"\"\",CRC64NVME:AAAAAAAAAAA=,{SHA256},,,,"
+            )
         );
         assert_eq!(
             lines[2],
-            "gap,123456789012,us-east-1,arn:b,,,,,,,,,,neverAudited,2026-07-01T00:00:00Z,2026-07-04T00:00:00Z,"
+            "gap,123456789012,us-east-1,arn:b,,,,,,,,,,,neverAudited,2026-07-01T00:00:00Z,2026-07-04T00:00:00Z,"
         );
         assert_eq!(lines.len(), 3);
         assert!(csv.ends_with(",\n") && !csv.contains('\r'), "{csv:?}");
@@ -307,15 +318,33 @@ mod tests {
     }
 
     #[test]
+    fn a_report_without_a_sha256_leaves_its_field_empty() {
+        let mut r = report();
+        r.pin.sha256 = None;
+        let csv = String::from_utf8(csv_report_rows(&ca("arn:a", vec![]), &[r]).unwrap()).unwrap();
+        assert!(csv.ends_with(",CRC64NVME:AAAAAAAAAAA=,,,,,\n"), "{csv:?}");
+    }
+
+    #[test]
     fn the_json_rows_keep_their_fields_and_order() {
         let a = ca("arn:a", vec![]);
         let mut r = report();
         r.size_bytes = None;
         r.pin.checksum = None;
-        let rows = json_report_rows(&a, &[r]).unwrap();
+        r.pin.sha256 = None;
+        let rows = json_report_rows(&a, std::slice::from_ref(&r)).unwrap();
         assert_eq!(
             String::from_utf8(rows[0].clone()).unwrap(),
-            r#"{"account":"123456789012","caArn":"arn:a","checksum":null,"etag":"\"e1\"","format":"JSON","region":"us-east-1","reportId":"id-2026-07-01T00:00:00Z","requestedAt":"2026-07-01T00:00:00Z","row":"report","s3Key":"audit-report/a,b.json","sizeBytes":null,"status":"SUCCESS","versionId":"v1"}"#
+            r#"{"account":"123456789012","caArn":"arn:a","checksum":null,"etag":"\"e1\"","format":"JSON","region":"us-east-1","reportId":"id-2026-07-01T00:00:00Z","requestedAt":"2026-07-01T00:00:00Z","row":"report","s3Key":"audit-report/a,b.json","sha256":null,"sizeBytes":null,"status":"SUCCESS","versionId":"v1"}"#
+        );
+        r.pin.sha256 = Some(SHA256.into());
+        let rows = json_report_rows(&a, &[r]).unwrap();
+        let row = String::from_utf8(rows[0].clone()).unwrap();
+        assert!(
+            row.contains(&format!(
+                r#""s3Key":"audit-report/a,b.json","sha256":"{SHA256}","sizeBytes""#
+            )),
+            "{row}"
         );
         let rows = json_gap_rows(&ca("arn:b", vec![never_audited()])).unwrap();
         assert_eq!(

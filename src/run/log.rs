@@ -52,6 +52,7 @@ fn log_contents(r: &ReportCheck) {
             certificates_revoked = c.revoked_since,
             first_issued = ?c.first_issued,
             first_revoked = ?c.first_revoked,
+            sha256 = r.pin.as_ref().and_then(|p| p.sha256.as_deref()),
             "audit report read"
         );
     } else if let (CheckLimit::Unreadable, Some(detail)) = (r.limit, &r.detail) {

@@ -1,11 +1,12 @@
-//! Reading a SUCCESS report (READ_REPORTS): what it lists since the CA's previous one, within
-//! the reading budget (READ_REPORTS_MAX_MIB, READ_REPORTS_MAX_SECONDS). The follow-up reads
-//! beside the creates, so a report slow to read never holds an account-region's creates up.
+//! Reading a SUCCESS report (READ_REPORTS): what it lists since the CA's previous one, and the
+//! SHA-256 of its object, within the reading budget (READ_REPORTS_MAX_MIB,
+//! READ_REPORTS_MAX_SECONDS). The follow-up reads beside the creates, so a report slow to
+//! read never holds an account-region's creates up.
 
 use super::RunContext;
 use crate::domain::arn::CaArn;
 use crate::domain::bucket::format_of_key;
-use crate::domain::report::{CheckLimit, ReportCheck, ReportStatus};
+use crate::domain::report::{CheckLimit, ObjectPin, ReportCheck, ReportStatus};
 use crate::domain::window::PendingReport;
 use crate::evidence::contents;
 
@@ -30,7 +31,8 @@ fn over_size(check: &ReportCheck, budget: &crate::config::ReadBudget) -> Option<
 
 impl RunContext<'_> {
     /// The reading of a SUCCESS report (READ_REPORTS): counted since the CA's previous
-    /// SUCCESS report (the ledger's history), and put on the check. A report that cannot be
+    /// SUCCESS report (the ledger's history), and put on the check, its SHA-256 on the pin
+    /// (recorded only for a report read to its end and parsed). A report that cannot be
     /// read or parsed stays SUCCESS (the service made it; the object is there): the failure
     /// is the check's detail, for the summary, the log and the history item.
     pub(super) async fn read_contents(
@@ -74,8 +76,13 @@ impl RunContext<'_> {
             ));
         };
         match read {
-            Ok(contents) => ReportCheck {
-                contents: Some(contents),
+            // The SHA-256 is of the version read, the one pinned.
+            Ok(read) => ReportCheck {
+                contents: Some(read.contents),
+                pin: Some(ObjectPin {
+                    sha256: Some(read.sha256),
+                    ..check.pin.unwrap_or_default()
+                }),
                 ..check
             },
             Err(reason) => ReportCheck {

@@ -196,7 +196,7 @@ impl RunSummary {
 mod tests {
     use super::*;
     use crate::domain::outcome::SkipReason;
-    use crate::domain::report::{CheckLimit, ReportCheck};
+    use crate::domain::report::{CheckLimit, ObjectPin, ReportCheck};
 
     #[test]
     fn a_failed_report_counts_as_a_failed_ca() {
@@ -236,6 +236,33 @@ mod tests {
         );
         let v = serde_json::to_value(ca(Some(check(ReportStatus::Failed)))).unwrap();
         assert_eq!(v["report"]["status"], "FAILED");
+    }
+
+    #[test]
+    fn a_report_check_shows_its_objects_sha256_when_known() {
+        // `printf 'hello' | sha256sum`.
+        let hello = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+        let mut check = ReportCheck {
+            report_id: "r-1".into(),
+            status: ReportStatus::Success,
+            size_bytes: Some(5),
+            detail: None,
+            limit: CheckLimit::None,
+            contents: None,
+            pin: Some(ObjectPin {
+                version_id: Some("v1".into()),
+                checksum: Some("CRC64NVME:AAAAAAAAAAA=".into()),
+                sha256: Some(hello.into()),
+                ..ObjectPin::default()
+            }),
+        };
+        let v = serde_json::to_value(&check).unwrap();
+        assert_eq!(v["sizeBytes"], 5);
+        assert_eq!(v["object"]["checksum"], "CRC64NVME:AAAAAAAAAAA=");
+        assert_eq!(v["object"]["sha256"], hello);
+        check.pin.as_mut().unwrap().sha256 = None;
+        let v = serde_json::to_value(&check).unwrap();
+        assert!(v["object"].get("sha256").is_none(), "{v}");
     }
 
     /// A manual run's summary of these outcomes and account errors.

@@ -221,7 +221,7 @@ async fn coverage_of_a_period_names_every_gap_and_writes_the_manifest() {
     let csv = object(&world, &format!("{stem}.csv")).await;
     let lines: Vec<&str> = csv.lines().collect();
     assert!(lines[0].starts_with(
-        "row,account,region,ca_arn,report_id,s3_key,format,requested_at,status,size_bytes,version_id,etag,checksum,gap_kind"
+        "row,account,region,ca_arn,report_id,s3_key,format,requested_at,status,size_bytes,version_id,etag,checksum,sha256,gap_kind"
     ));
     let reports = 8 + 7 + 4;
     assert_eq!(lines.len(), 1 + reports + 3, "{csv}");
@@ -235,7 +235,7 @@ async fn coverage_of_a_period_names_every_gap_and_writes_the_manifest() {
     );
     assert!(
         csv.contains(&format!(
-            "gap,{},{REGION},{never},,,,,,,,,,neverAudited,{},{},",
+            "gap,{},{REGION},{never},,,,,,,,,,,neverAudited,{},{},",
             world.account_id,
             instant(from),
             instant(end)

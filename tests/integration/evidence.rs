@@ -11,8 +11,10 @@ use pca_audit_scheduler::domain::bucket::report_prefix;
 use pca_audit_scheduler::domain::outcome::Outcome;
 use pca_audit_scheduler::domain::time::Timestamp;
 use pca_audit_scheduler::entry::Response;
+use pca_audit_scheduler::run::summary::RunSummary;
 use pca_audit_scheduler::services::{Clock, Services, SystemClock};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use support::{World, attr, fast_account, handle, outcome_of, run_as};
 
 /// A run claims the CA and dies (its lease runs out) having requested nothing; meanwhile an
@@ -197,6 +199,125 @@ async fn a_report_found_in_the_bucket_is_pinned_and_the_manifest_names_its_versi
         (field("version_id"), field("etag"), field("checksum")),
         (version.as_str(), etag.as_str(), checksum.as_str())
     );
+}
+
+/// What `sha256sum` prints of the version `version_id` of the object, as S3 returns it: an
+/// auditor's own check, made without the function's code.
+async fn sha256_of_version(world: &World, key: &str, version_id: &str) -> String {
+    let out = world
+        .s3
+        .get_object()
+        .bucket(&world.bucket)
+        .key(key)
+        .version_id(version_id)
+        .send()
+        .await
+        .expect("get the pinned version");
+    let bytes = out.body.collect().await.expect("its body").into_bytes();
+    assert!(!bytes.is_empty(), "a report with its certificates");
+    Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The key of the report a run requested of its only CA.
+fn requested_key(summary: &RunSummary) -> String {
+    match &summary.certificate_authorities[0].outcome {
+        Outcome::Requested { s3_key, .. } => s3_key.clone(),
+        other => panic!("requested: {other:?}"),
+    }
+}
+
+/// With READ_REPORTS, the SHA-256 of the bytes read is pinned with the version read: the
+/// summary, the history item, the window and both manifests hold what `sha256sum` gives of
+/// the version S3 returns (S3 keeps only a CRC64NVME of it: the SHA-256 is the function's).
+#[tokio::test]
+async fn a_report_read_is_pinned_with_the_sha256_of_the_version_s3_returns() {
+    let world = World::new().await;
+    versioned(&world).await;
+    fast_account(&world.account_id);
+    let arn = world.seeded_arns(&[("ACTIVE", 1)]).remove(0);
+    let settings = world.settings_with(&[("READ_REPORTS", "true")]);
+    let services =
+        Services::new(settings, &world.sdk, support::clock()).with_create_period(Duration::ZERO);
+
+    let summary = run_as(&services, &world, "read").await;
+    let key = requested_key(&summary);
+    let check = summary.certificate_authorities[0].report.as_ref().unwrap();
+    assert!(check.contents.is_some(), "read: {check:#?}");
+    let (version, _, checksum) = head(&world, &key).await;
+    assert!(checksum.starts_with("CRC64NVME:"), "{checksum}");
+    let sha256 = sha256_of_version(&world, &key, &version).await;
+    let pin = check.pin.as_ref().expect("pinned");
+    assert_eq!(pin.version_id.as_deref(), Some(version.as_str()));
+    assert_eq!(pin.sha256.as_deref(), Some(sha256.as_str()));
+
+    let history = world.history(&arn).await;
+    assert_eq!(attr(&history[0], "sha256"), Some(sha256.as_str()));
+    let window = world.window_item(&arn).await.unwrap();
+    assert_eq!(attr(&window, "last_sha256"), Some(sha256.as_str()));
+
+    let answer = coverage_now(&services, false).await;
+    let csv_key = answer["manifest"]["csvKey"].as_str().unwrap().to_owned();
+    let csv = world.object_text(&csv_key).await;
+    let mut rows = csv::Reader::from_reader(csv.as_bytes());
+    let header = rows.headers().unwrap().clone();
+    let row = rows.records().next().expect("the report's row").unwrap();
+    let field = |name: &str| &row[header.iter().position(|h| h == name).unwrap()];
+    assert_eq!(
+        (field("version_id"), field("sha256")),
+        (version.as_str(), sha256.as_str())
+    );
+    let json_key = answer["manifest"]["jsonKey"].as_str().unwrap().to_owned();
+    let json: Value = serde_json::from_str(&world.object_text(&json_key).await).unwrap();
+    assert_eq!(json["rows"][0]["sha256"], sha256.as_str(), "{json:#}");
+}
+
+/// A report whose object S3 keeps a full-object SHA-256 of is pinned with it, unread (here
+/// copied onto itself with one, as an administrator adds a checksum to an object: the same
+/// bytes, a new version). A report read or not, the manifest gives an auditor the SHA-256
+/// wherever S3 or the function knows it.
+#[tokio::test]
+async fn a_report_s3_keeps_a_sha256_of_is_pinned_with_it_unread() {
+    use aws_sdk_s3::types::{ChecksumAlgorithm, MetadataDirective};
+    let world = World::new().await;
+    versioned(&world).await;
+    world.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 600}));
+    let arn = world.seeded_arns(&[("ACTIVE", 1)]).remove(0);
+    let services = world.fast_services();
+    let key = requested_key(&world.run_leaving_reports_creating(&services).await);
+    world.finish_reports();
+    world.lift_the_writers_deny().await;
+    world
+        .s3
+        .copy_object()
+        .bucket(&world.bucket)
+        .key(&key)
+        .copy_source(format!("{}/{key}", world.bucket))
+        .metadata_directive(MetadataDirective::Replace)
+        .metadata("checksum", "sha256")
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        .send()
+        .await
+        .expect("the report copied onto itself with a SHA-256");
+
+    let summary = run_as(&services, &world, "next").await;
+    let check = summary.certificate_authorities[0].report.as_ref().unwrap();
+    assert_eq!(check.status.as_str(), "SUCCESS", "{check:#?}");
+    assert!(check.contents.is_none(), "not read");
+    let pin = check.pin.as_ref().expect("pinned");
+    let version = pin.version_id.clone().expect("a version");
+    let sha256 = sha256_of_version(&world, &key, &version).await;
+    assert!(
+        pin.checksum
+            .as_deref()
+            .is_some_and(|c| c.starts_with("SHA256:")),
+        "{pin:?}"
+    );
+    assert_eq!(pin.sha256.as_deref(), Some(sha256.as_str()));
+    let history = world.history(&arn).await;
+    assert_eq!(attr(&history[0], "sha256"), Some(sha256.as_str()));
 }
 
 /// `verifyObjects` holds each SUCCESS report of the period to the version the follow-up

@@ -84,6 +84,11 @@ async fn each_report_read_in_json_and_csv_gives_its_counts_on_the_summary_and_hi
 
         let history = world.history(arn).await;
         assert_eq!(attr(&history[0], "status"), Some("SUCCESS"));
+        // The SHA-256 of what was read, on the summary and the history item (its value is
+        // held to the object's in `evidence::`).
+        let sha256 = report["object"]["sha256"].as_str().unwrap_or_default();
+        assert_eq!(sha256.len(), 64, "{format}: {o:#}");
+        assert_eq!(attr(&history[0], "sha256"), Some(sha256));
         assert_eq!(n(&history[0], "certificates"), 3);
         assert_eq!(n(&history[0], "certificates_issued"), 3);
         assert_eq!(n(&history[0], "certificates_revoked"), 1);
@@ -189,6 +194,8 @@ async fn a_report_that_cannot_be_parsed_is_a_clear_error_and_stays_success() {
     assert_eq!(attr(&history[0], "status"), Some("SUCCESS"));
     assert!(attr(&history[0], "detail").unwrap().starts_with(UNREADABLE));
     assert!(!history[0].contains_key("certificates"));
+    // S3 keeps a CRC64NVME of the object and the function read no end of it: no SHA-256.
+    assert!(!history[0].contains_key("sha256"), "{:?}", history[0]);
     assert_eq!(
         second.certificate_authorities[0]
             .report
@@ -233,6 +240,10 @@ async fn a_report_over_the_reading_budget_stays_success_unread_and_says_why() {
     assert!(
         !history[0].contains_key("certificates"),
         "no counts of an unread report"
+    );
+    assert!(
+        !history[0].contains_key("sha256"),
+        "no SHA-256 of a report read in part"
     );
 }
 

@@ -63,7 +63,7 @@ pub struct HistoryReport {
     pub status: ReportStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<u64>,
-    /// The object's version, ETag and checksum as the follow-up found them.
+    /// The object's version, ETag, checksum and SHA-256 as the follow-up found them.
     pub pin: ObjectPin,
 }
 
@@ -86,6 +86,7 @@ fn history_report(item: &HashMap<String, AttributeValue>) -> Option<HistoryRepor
             version_id: owned(super::PIN_ATTRIBUTES[0]),
             etag: owned(super::PIN_ATTRIBUTES[1]),
             checksum: owned(super::PIN_ATTRIBUTES[2]),
+            sha256: owned(super::PIN_ATTRIBUTES[3]),
         },
     })
 }
@@ -163,15 +164,17 @@ mod tests {
             ("size_bytes".to_owned(), AttributeValue::N("10".into())),
             ("version_id".to_owned(), s("v-1")),
             ("etag".to_owned(), s("\"e\"")),
+            ("sha256".to_owned(), s("2cf2")),
         ]);
         let r = history_report(&item).expect("read");
         assert_eq!(
             (
                 r.pin.version_id.as_deref(),
                 r.pin.etag.as_deref(),
-                r.pin.checksum
+                r.pin.checksum,
+                r.pin.sha256.as_deref()
             ),
-            (Some("v-1"), Some("\"e\""), None)
+            (Some("v-1"), Some("\"e\""), None, Some("2cf2"))
         );
         assert_eq!(r.requested_at.to_string(), "2026-07-01T00:00:00Z");
         assert_eq!((r.status.as_str(), r.size_bytes), ("SUCCESS", Some(10)));

@@ -15,6 +15,8 @@
 //!   attribute. With READ_REPORTS, a SUCCESS report's item also gets what it says:
 //!   `certificates`, `certificates_issued` and `certificates_revoked` (since the CA's previous
 //!   SUCCESS report), `first_issued` and `first_revoked` (lists of the first ARNs).
+//! - A SUCCESS report's object is pinned on both (`PIN_ATTRIBUTES`, `last_`-prefixed on the
+//!   window): `version_id`, `etag`, `checksum`, and `sha256` where known.
 //!
 //! Instants are RFC 3339 UTC strings (see `time`), compared in condition expressions.
 
@@ -87,20 +89,20 @@ pub struct ReportRecord {
     pub size_bytes: Option<u64>,
     /// Found in the bucket, not recorded by the run that requested it.
     pub recovered: bool,
-    /// The object's version, ETag and checksum, for a report found in the bucket.
+    /// The object's version, ETag, checksum and SHA-256, for a report found in the bucket.
     pub pin: Option<ObjectPin>,
 }
 
 /// The names a report's pin is kept under on its history item (and, `last_`-prefixed, on its
 /// CA's window): what the coverage manifest lists and `verifyObjects` compares.
-pub const PIN_ATTRIBUTES: [&str; 3] = ["version_id", "etag", "checksum"];
+pub const PIN_ATTRIBUTES: [&str; 4] = ["version_id", "etag", "checksum", "sha256"];
 
 /// The pin's attributes that are known, named as `PIN_ATTRIBUTES`.
 fn pin_attributes(pin: Option<&ObjectPin>) -> Vec<(&'static str, AttributeValue)> {
     let Some(pin) = pin else {
         return Vec::new();
     };
-    [&pin.version_id, &pin.etag, &pin.checksum]
+    [&pin.version_id, &pin.etag, &pin.checksum, &pin.sha256]
         .into_iter()
         .zip(PIN_ATTRIBUTES)
         .filter_map(|(value, name)| Some((name, s(value.as_deref()?))))

@@ -13,15 +13,17 @@ use crate::domain::window::PendingReport;
 
 /// The pin's attributes as SET clauses, in the order of `ledger::PIN_ATTRIBUTES`: on the
 /// window they are the CA's last report's (`last_…`), on the history item the report's own.
-const PIN_SET_ON_WINDOW: [&str; 3] = [
+const PIN_SET_ON_WINDOW: [&str; 4] = [
     "last_version_id = :version_id",
     "last_etag = :etag",
     "last_checksum = :checksum",
+    "last_sha256 = :sha256",
 ];
-const PIN_SET_ON_HISTORY: [&str; 3] = [
+const PIN_SET_ON_HISTORY: [&str; 4] = [
     "version_id = :version_id",
     "etag = :etag",
     "checksum = :checksum",
+    "sha256 = :sha256",
 ];
 
 /// A follow-up's detail as the ledger keeps it: what it says fits a few lines; a value quoted
