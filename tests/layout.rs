@@ -227,7 +227,9 @@ fn every_s3_request_names_the_bucket_owner() {
     let mut wrong = Vec::new();
     let mut requests = 0;
     for (rel, text) in crate_files() {
-        if !text.contains("aws_sdk_s3::") || part_of(&rel) != "aws" {
+        // aws/s3/ calls S3 through its Store, which names no SDK type.
+        let calls_s3 = text.contains("aws_sdk_s3::") || rel.starts_with("aws/s3/");
+        if !calls_s3 || part_of(&rel) != "aws" {
             continue;
         }
         let count = |what: &str| code_lines(&text).filter(|(_, l)| l.contains(what)).count();

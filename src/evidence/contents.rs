@@ -266,11 +266,11 @@ pub fn read_hashed(
 /// buffer to the parser on a blocking thread, so memory stays flat whatever the report's size.
 pub async fn read(
     s3: &crate::aws::s3::Store,
-    (bucket, key, version_id): (&str, &str, Option<&str>),
+    (bucket, key, pin): (&str, &str, Option<&crate::domain::report::ObjectPin>),
     format: ReportFormat,
     since: Option<Timestamp>,
 ) -> Result<ReadReport, ContentsError> {
-    let object = crate::aws::s3::report_body(s3, bucket, key, version_id)
+    let object = crate::aws::s3::report_body(s3, bucket, key, pin)
         .await
         .map_err(|e| ContentsError::Get {
             bucket: bucket.to_owned(),

@@ -62,11 +62,15 @@ impl RunContext<'_> {
                 .await
                 .map_err(|e| format!("finding the previous report: {e}"))?;
             let (bucket, key) = (&pending.s3_bucket, &pending.s3_key);
-            // The version just pinned is the one read.
-            let version = check.pin.as_ref().and_then(|p| p.version_id.as_deref());
-            contents::read(&services.s3, (bucket, key, version), format, since)
-                .await
-                .map_err(|e| e.to_string())
+            // What was just pinned is what is read: its version, and its ETag as a condition.
+            contents::read(
+                &services.s3,
+                (bucket, key, check.pin.as_ref()),
+                format,
+                since,
+            )
+            .await
+            .map_err(|e| e.to_string())
         };
         let read = tokio::time::timeout(budget.max_time, read);
         let Ok(read) = read.await else {

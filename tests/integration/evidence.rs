@@ -2,6 +2,7 @@
 //! to the report bucket would try it.
 
 use crate::support;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -189,16 +190,27 @@ async fn a_report_found_in_the_bucket_is_pinned_and_the_manifest_names_its_versi
     assert_eq!(attr(&window, "last_checksum"), Some(checksum.as_str()));
 
     let answer = coverage_now(&services, false).await;
-    let csv_key = answer["manifest"]["csvKey"].as_str().unwrap().to_owned();
-    let csv = world.object_text(&csv_key).await;
-    let mut rows = csv::Reader::from_reader(csv.as_bytes());
-    let header = rows.headers().unwrap().clone();
-    let row = rows.records().next().expect("the report's row").unwrap();
-    let field = |name: &str| &row[header.iter().position(|h| h == name).unwrap()];
+    let row = first_manifest_row(&world, &answer).await;
+    let field = |name: &str| row[name].as_str();
     assert_eq!(
         (field("version_id"), field("etag"), field("checksum")),
         (version.as_str(), etag.as_str(), checksum.as_str())
     );
+}
+
+/// The manifest's first row (the first report's), by column name, as an auditor reads the CSV.
+async fn first_manifest_row(world: &World, answer: &Value) -> HashMap<String, String> {
+    let csv = world
+        .object_text(answer["manifest"]["csvKey"].as_str().unwrap())
+        .await;
+    let mut rows = csv::Reader::from_reader(csv.as_bytes());
+    let header = rows.headers().unwrap().clone();
+    let row = rows.records().next().expect("the report's row").unwrap();
+    header
+        .iter()
+        .map(str::to_owned)
+        .zip(row.iter().map(str::to_owned))
+        .collect()
 }
 
 /// What `sha256sum` prints of the version `version_id` of the object, as S3 returns it: an
@@ -259,12 +271,8 @@ async fn a_report_read_is_pinned_with_the_sha256_of_the_version_s3_returns() {
     assert_eq!(attr(&window, "last_sha256"), Some(sha256.as_str()));
 
     let answer = coverage_now(&services, false).await;
-    let csv_key = answer["manifest"]["csvKey"].as_str().unwrap().to_owned();
-    let csv = world.object_text(&csv_key).await;
-    let mut rows = csv::Reader::from_reader(csv.as_bytes());
-    let header = rows.headers().unwrap().clone();
-    let row = rows.records().next().expect("the report's row").unwrap();
-    let field = |name: &str| &row[header.iter().position(|h| h == name).unwrap()];
+    let row = first_manifest_row(&world, &answer).await;
+    let field = |name: &str| row[name].as_str();
     assert_eq!(
         (field("version_id"), field("sha256")),
         (version.as_str(), sha256.as_str())

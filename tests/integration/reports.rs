@@ -294,3 +294,65 @@ async fn reading_an_earlier_report_never_holds_up_the_creates() {
         "the due CA was requested ({requested}) before the slow read was recorded ({recorded})"
     );
 }
+
+/// A report written over between its pin and its reading (a bucket without versioning, and a
+/// writer the bucket's Deny no longer stops) is not read as the report: the GetObject carries
+/// the pinned ETag (If-Match), S3 refuses it with 412 ("otherwise, return a 412 Precondition
+/// Failed error", S3 API reference, GetObject), and the report stays SUCCESS, unread, with no
+/// counts and no SHA-256 of the other object.
+#[tokio::test]
+async fn a_report_written_over_after_its_pin_is_not_read_as_the_report() {
+    let world = World::new().await;
+    world.configure_emulator(json!({"create_rps": 1000, "report_delay_seconds": 0}));
+    world.lift_the_writers_deny().await;
+    let ca = ca_with_certificates(&world, 3, 0);
+    let arn = ca["arn"].as_str().unwrap();
+    let services = reading(&world, "JSON", Arc::new(SystemClock::default()));
+    // The reading's GetObject (the run's only S3 GET) waits at the stack; meanwhile the
+    // object is written over.
+    let slow = support::fault(
+        json!({"service": "s3", "account_id": world.account_id, "operation": "GET",
+        "kind": "slow", "delay_ms": 3000, "rate": 1}),
+    );
+    let overwrite = async {
+        let held = || {
+            control("GET", "/faults", None)["faults"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["id"] == slow.as_str() && f["injected"].as_u64() >= Some(1))
+        };
+        while !held() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let history = world.history(arn).await;
+        let key = attr(&history[0], "s3_key")
+            .expect("the report's key")
+            .to_owned();
+        world
+            .s3
+            .put_object()
+            .bucket(&world.bucket)
+            .key(&key)
+            .body(b"[]".to_vec().into())
+            .send()
+            .await
+            .expect("written over");
+    };
+    let request = scheduled();
+    let (summary, ()) = tokio::join!(run(&services, &request, "overwritten"), overwrite);
+    support::clear_fault(&slow);
+
+    let report = &outcome_of(&summary, arn)["report"];
+    assert_eq!(report["status"], "SUCCESS", "{report:#}");
+    let detail = report["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with(UNREADABLE) && detail.contains("PreconditionFailed"),
+        "{detail}"
+    );
+    assert!(report.get("contents").is_none(), "{report:#}");
+    assert!(report["object"].get("sha256").is_none(), "{report:#}");
+    let history = world.history(arn).await;
+    assert!(!history[0].contains_key("certificates"), "{:?}", history[0]);
+    assert!(!history[0].contains_key("sha256"), "{:?}", history[0]);
+}
