@@ -166,9 +166,20 @@ async fn write_all(world: &World, writes: &[WriteRequest]) {
 /// Every CA's items, 25 a call, 8 CAs at once; made CA by CA so the seeding itself holds
 /// little memory (the bench measures the coverage request's).
 async fn seed(world: &World, arns: &[String], first_day: u64) -> usize {
+    seed_with(world, arns, first_day, ca_items).await
+}
+
+/// Writes each CA's items as `items` makes them (its window item first, then its history), 8
+/// CAs at a time; how many items were written.
+async fn seed_with(
+    world: &World,
+    arns: &[String],
+    first_day: u64,
+    items: fn(&World, usize, &str, u64) -> Vec<WriteRequest>,
+) -> usize {
     let written: Vec<usize> =
         futures::stream::iter(arns.iter().enumerate().map(|(i, arn)| async move {
-            let writes = ca_items(world, i, arn, first_day);
+            let writes = items(world, i, arn, first_day);
             write_all(world, &writes).await;
             writes.len()
         }))
@@ -654,10 +665,9 @@ async fn main() {
 mod at_lambda_cpu {
     use super::{
         CAS, CaArn, DAY, DAYS, DEADLINE, MEMORY_MIB, ReportStatus, World, WriteRequest, history,
-        put, report_item, seed, success, write_all,
+        put, report_item, seed, seed_with, success,
     };
     use crate::lambda_cpu;
-    use futures::StreamExt;
     use serde_json::json;
     use std::time::Instant;
 
@@ -701,9 +711,7 @@ mod at_lambda_cpu {
     }
 
     fn log(name: &str) -> std::path::PathBuf {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("target/bench")
-            .join(format!("coverage-{name}.log"))
+        lambda_cpu::bench_log(&format!("coverage-{name}"))
     }
 
     /// The answer's counts, or what the invocation said instead.
@@ -732,19 +740,8 @@ mod at_lambda_cpu {
         let arns = world.seeded_arns(&[("ACTIVE", FAILED_CAS)]);
         let first_day = today - FAILED_DAYS * DAY;
         let started = Instant::now();
-        let written: usize = futures::stream::iter(arns.iter().enumerate().map(|(i, arn)| {
-            let world = &world;
-            async move {
-                let writes = failed_items(world, i, arn, first_day);
-                write_all(world, &writes).await;
-                writes.len() - 1
-            }
-        }))
-        .buffer_unordered(8)
-        .collect::<Vec<_>>()
-        .await
-        .iter()
-        .sum();
+        // The reports: every item but each CA's window item.
+        let written = seed_with(&world, &arns, first_day, failed_items).await - arns.len();
         let seeding = started.elapsed().as_secs_f64();
         let memory = lambda_cpu::memory_mb();
         let a = lambda_cpu::invoke_at(
@@ -859,19 +856,8 @@ mod at_lambda_cpu {
         let world = World::new().await;
         let arns = world.seeded_arns(&[("ACTIVE", cas)]);
         let started = Instant::now();
-        let items: usize = futures::stream::iter(arns.iter().enumerate().map(|(i, arn)| {
-            let world = &world;
-            async move {
-                let writes = hourly_items(world, i, arn, first_day);
-                write_all(world, &writes).await;
-                writes.len() - 1
-            }
-        }))
-        .buffer_unordered(8)
-        .collect::<Vec<_>>()
-        .await
-        .iter()
-        .sum();
+        // The history items: every item but each CA's window item.
+        let items = seed_with(&world, &arns, first_day, hourly_items).await - arns.len();
         let seeding = started.elapsed().as_secs_f64();
         println!("L9h: seeded {items} items in {seeding:.0} s");
         let mut rows = String::new();

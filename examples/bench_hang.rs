@@ -84,15 +84,8 @@ async fn main() {
             "operation": "CreateCertificateAuthorityAuditReport", "kind": "hang",
             "rate": rate, "seed": 5}))
     });
-    let event = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/events/scheduled.json"
-    ))
-    .expect("events/scheduled.json");
-    let log = std::path::Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/target/bench/hang-function.log"
-    ));
+    let event = lambda_cpu::scheduled_event();
+    let log = lambda_cpu::bench_log("hang-function");
     println!(
         "invoking: {cas} CAs, deadline {} s, {} MB's CPU",
         deadline.as_secs(),
@@ -104,7 +97,7 @@ async fn main() {
         &function_arn(&world.account_id),
         &event,
         deadline,
-        log,
+        &log,
     );
     let hung = rule.as_deref().map_or(0, injected);
     if let Some(rule) = &rule {

@@ -349,15 +349,8 @@ mod at_lambda_cpu {
     }
 
     fn invoke(world: &World, format: &str) -> lambda_cpu::Answered {
-        let event = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/events/scheduled.json"
-        ))
-        .expect("events/scheduled.json");
-        let log = std::path::Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/target/bench/reports-lambda-cpu.log"
-        ));
+        let event = lambda_cpu::scheduled_event();
+        let log = lambda_cpu::bench_log("reports-lambda-cpu");
         lambda_cpu::invoke(
             &world.function_env(&[
                 ("READ_REPORTS", "true"),
@@ -367,7 +360,7 @@ mod at_lambda_cpu {
             &function_arn(&world.account_id),
             &event,
             Duration::from_secs(900),
-            log,
+            &log,
         )
     }
 

@@ -16,6 +16,22 @@ use crate::settings::env;
 use crate::support::FUNCTION_NAME;
 use crate::support::runtime_api::{Event, RuntimeApi};
 
+/// The schedule's sample event (`events/scheduled.json`): a full run, as the benches hand it.
+pub fn scheduled_event() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/events/scheduled.json"
+    ))
+    .expect("events/scheduled.json")
+}
+
+/// `target/bench/<name>.log`: where a bench keeps the function's log lines.
+pub fn bench_log(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/bench")
+        .join(format!("{name}.log"))
+}
+
 /// The function's memory size whose CPU share the runs get: LAMBDA_MEMORY_MB, 128 unless set
 /// (the template's MemorySize).
 pub fn memory_mb() -> u32 {

@@ -65,15 +65,11 @@ pub(crate) async fn send(
     let (mut sent, mut not_sent) = (0, 0);
     for batch in batches(&sizes) {
         let batch = &alerts[batch];
-        let answers = if may_call(invocation) {
-            events::put(&services.events, bus, batch)
-                .await
-                .unwrap_or_else(|e| vec![Some((e.code, e.message)); batch.len()])
-        } else {
-            let why = "the invocation's time ran out before it could be sent";
-            vec![Some((Code::Timeout.as_str().to_owned(), why.to_owned())); batch.len()]
-        };
-        for (alert, answer) in batch.iter().zip(answers) {
+        let call = events::put(&services.events, bus, batch);
+        for (alert, answer) in batch
+            .iter()
+            .zip(within_time(invocation, batch.len(), call).await)
+        {
             match answer {
                 None => sent += 1,
                 Some((code, message)) => {
